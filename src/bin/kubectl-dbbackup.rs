@@ -1,0 +1,21 @@
+//! `kubectl dbbackup`: not implemented yet (issue # streamed, verified dumps and volume snapshots:5). It parses the shared flags so
+//! kubectl's pass-through works, and says so plainly.
+
+use clap::Parser;
+use kubectl_db::cli::{GlobalArgs, exit};
+
+#[derive(Parser)]
+#[command(name = "kubectl dbbackup", bin_name = "kubectl dbbackup", version, about = "Back up and restore a database (not implemented yet)")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Arguments of the command
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+fn main() {
+    let _cli = Cli::parse();
+    eprintln!("error: kubectl dbbackup is not implemented yet");
+    std::process::exit(exit::USAGE);
+}

@@ -1,0 +1,212 @@
+//! Flags every binary shares (kubectl's global flags), output format, exit codes, and the
+//! `main` wrapper that turns a library result into one readable message and an exit code.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::error::Error;
+
+/// Exit codes, documented in docs/exit-codes.md.
+pub mod exit {
+    /// Success.
+    pub const SUCCESS: i32 = 0;
+    /// The thing checked is unhealthy, or the test failed.
+    pub const UNHEALTHY: i32 = 1;
+    /// Bad usage or input, caught before any API call.
+    pub const USAGE: i32 = 2;
+    /// Cluster or API error: unreachable, forbidden, timed out.
+    pub const CLUSTER: i32 = 3;
+}
+
+/// kubectl's global flags. kubectl passes them through to plugins unparsed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (only this file; no merging)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Namespace (default: the context's namespace)
+    #[arg(short, long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Time limit for a single API request, e.g. 30s, 1m (0 = no limit)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
+    pub request_timeout: Duration,
+    /// Log API requests and timings to stderr (-vv for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress output
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    /// Whether live progress should be drawn: a terminal on stderr and not --quiet.
+    pub fn show_progress(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// How a command prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Human-readable table
+    #[default]
+    Table,
+    /// Stable JSON for scripts (schema in docs/)
+    Json,
+    /// The same document as YAML
+    Yaml,
+}
+
+/// Parses kubectl-style durations: `30s`, `5m`, `1h`, `1m30s`, `250ms`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration {text:?}: expected e.g. 30s, 5m, 1h"));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}")),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(seconds);
+    }
+    Ok(total)
+}
+
+/// Sets up `tracing` on stderr: off by default, `-v` info for this crate, `-vv` debug, `-vvv` trace.
+pub fn init_tracing(verbose: u8) {
+    let filter = match verbose {
+        0 => "off",
+        1 => "kubectl_db=debug,kube=info",
+        2 => "kubectl_db=trace,kube=debug",
+        _ => "trace",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints an error as `error: a: b: c` plus a `hint:` line, and returns its exit code.
+pub fn report_error(err: &Error) -> i32 {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // kube nests the same message several times; print each distinct cause once.
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    eprintln!("error: {message}");
+    for line in err.details() {
+        eprintln!("  {line}");
+    }
+    if let Some(hint) = err.hint() {
+        eprintln!("hint: {hint}");
+    }
+    err.exit_code()
+}
+
+/// Runs a binary's async body on a tokio runtime and exits with the right code.
+pub fn run_main<F, Fut>(body: F) -> !
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<i32, Error>>,
+{
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => match runtime.block_on(body()) {
+            Ok(code) => code,
+            Err(err) => report_error(&err),
+        },
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            exit::CLUSTER
+        }
+    };
+    std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubectl() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
+
+/// Shells `completion` can generate scripts for.
+pub use clap_complete::Shell;
+
+/// Writes a completion script for a binary to stdout.
+pub fn print_completion(command: &mut clap::Command, shell: Shell, bin_name: &str) {
+    clap_complete::generate(shell, command, bin_name, &mut std::io::stdout());
+}
+
+/// Asks the user to type `expected` to confirm a destructive step. Refuses (exit 2) when
+/// there is no terminal to ask on: scripts must pass `--yes`.
+pub fn confirm(question: &str, expected: &str) -> Result<(), Error> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Refused(format!(
+            "{question}: no terminal to confirm on; pass --yes to confirm in scripts"
+        )));
+    }
+    eprint!("{question}\nType {expected:?} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|source| Error::Io { action: "read", path: "stdin".into(), source })?;
+    if answer.trim() == expected {
+        Ok(())
+    } else {
+        Err(Error::Refused("not confirmed; nothing was changed".into()))
+    }
+}

@@ -1,0 +1,79 @@
+//! MySQL and MariaDB: configuration file and in-container commands.
+
+use super::{Engine, tag_version};
+
+/// Settings dbdeploy owns: the data directory, socket and port the manifests depend on.
+pub const RESERVED: &[&str] = &["datadir", "socket", "port", "bind-address"];
+
+pub(super) fn config_file(engine: Engine, image: &str, settings: &[(String, String)]) -> String {
+    // utf8mb4_0900_ai_ci exists only in MySQL 8.0+; MariaDB and MySQL 5.7 lack it.
+    let collation = match (engine, tag_version(image)) {
+        (Engine::Mysql, Some((major, _))) if major < 8 => "utf8mb4_unicode_ci",
+        (Engine::Mysql, _) => "utf8mb4_0900_ai_ci",
+        _ => "utf8mb4_unicode_ci",
+    };
+    // Not emitted on purpose: default-authentication-plugin (stops MySQL 8.4 from starting)
+    // and innodb_log_file_size (deprecated since 8.0.30).
+    let mut merged: Vec<(String, String)> = vec![
+        ("datadir".into(), engine.data_dir().into()),
+        ("character-set-server".into(), "utf8mb4".into()),
+        ("collation-server".into(), collation.into()),
+        ("skip-name-resolve".into(), String::new()),
+        ("max_connections".into(), "200".into()),
+        ("innodb_buffer_pool_size".into(), "256M".into()),
+        ("innodb_flush_log_at_trx_commit".into(), "1".into()),
+        ("sync_binlog".into(), "1".into()),
+    ];
+    for (key, value) in settings {
+        match merged.iter_mut().find(|(k, _)| same_option(k, key)) {
+            Some(entry) => entry.1 = value.clone(),
+            None => merged.push((key.clone(), value.clone())),
+        }
+    }
+    let mut text = String::from("# Rendered by kubectl-dbdeploy; change with --set key=value.\n[mysqld]\n");
+    for (key, value) in merged {
+        if value.is_empty() {
+            text.push_str(&format!("{key}\n"));
+        } else {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    text.push_str("\n[client]\ndefault-character-set = utf8mb4\n");
+    text
+}
+
+/// mysqld treats `-` and `_` in option names alike.
+fn same_option(a: &str, b: &str) -> bool {
+    a.replace('-', "_").eq_ignore_ascii_case(&b.replace('-', "_"))
+}
+
+/// A real query over TCP: the images' init-time server has networking off.
+pub(super) const READINESS: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -h127.0.0.1 -P3306 -N -B -e 'SELECT 1' >/dev/null"#;
+
+/// `mysqladmin ping` exits 0 whenever the server answers, even to a refused login.
+pub(super) const LIVENESS: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqladmin -uroot -h127.0.0.1 -P3306 --connect-timeout=4 ping >/dev/null"#;
+
+pub(super) const SQL_STDIN: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B --default-character-set=utf8mb4"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_5_7_gets_a_collation_it_has() {
+        assert!(config_file(Engine::Mysql, "mysql:5.7", &[]).contains("utf8mb4_unicode_ci"));
+        assert!(config_file(Engine::Mysql, "mysql:8.4", &[]).contains("utf8mb4_0900_ai_ci"));
+        assert!(config_file(Engine::Mariadb, "mariadb:11", &[]).contains("utf8mb4_unicode_ci"));
+    }
+
+    #[test]
+    fn set_replaces_defaults_with_dash_or_underscore() {
+        let text = config_file(
+            Engine::Mysql,
+            "mysql:8.0",
+            &[("max-connections".into(), "500".into())],
+        );
+        assert!(text.contains("max_connections = 500"), "{text}");
+        assert!(!text.contains("= 200"));
+    }
+}

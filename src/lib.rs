@@ -1,0 +1,19 @@
+//! kubectl-db: kubectl plugins that deploy MySQL, MariaDB and PostgreSQL as StatefulSets
+//! (`dbdeploy`), diagnose them (`dbcheck`), back them up (`dbbackup`) and prove their data
+//! survives a pod's death (`dbpersist`). The binaries in `src/bin/` parse flags and call one
+//! flow here; flows talk to the API server through `kube` (exec included) and return report
+//! values the binaries print as tables, JSON or YAML.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod cli;
+pub mod client;
+pub mod deploy;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod output;
+pub mod render;
+pub mod wait;
+
+pub use error::{Error, Result};

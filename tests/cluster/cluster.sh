@@ -1,0 +1,652 @@
+#!/usr/bin/env bash
+# kubectl-db local test cluster: a real single-node Kubernetes v1.34.4 on this machine,
+# built from the registries alone (Go module proxy, Debian apt), for tests and demos.
+#
+#   etcd (Debian etcd-server) + kube-apiserver (TLS on 127.0.0.1:16443) + controller-manager
+#   + scheduler + kubelet, built from k8s.io/kubernetes v1.34.4 (tests/cluster/k8s/go.mod);
+#   containerd + runc + bridge CNI from Debian; a dynamic hostPath provisioner for the
+#   default StorageClass `standard` (k8s/provisioner); images built from a debootstrapped
+#   bookworm (images/build-images.sh): pause, tools (busybox stand-in), postgres 15 and
+#   mariadb 10.11 (also tagged postgres:15-alpine, mysql:8.0, mariadb:10.11).
+#   No kube-proxy and no CoreDNS (Service IPs and cluster DNS do not work in pods).
+#
+# Facts of these machines it works around (see /work/shared/CLUSTER-FACTS.md):
+#   - no systemd, no Docker: every daemon is started here, tracked by a PID file holding the
+#     daemon's own PID, and stopped by that PID; containerd's root/state/sockets live under
+#     the state dir;
+#   - no CAP_SYS_RESOURCE: runc fails ("can't get final child's PID from pipe: EOF") unless
+#     the CRI config sets restrict_oom_score_adj = true;
+#   - cgroup v1: kubelet needs failCgroupV1: false and cgroupDriver: cgroupfs;
+#   - no `dummy` network driver: the node address sits on an empty bridge (kdbnode0);
+#   - no registry: images are built and imported locally, every pull is sent to
+#     http://127.0.0.1:1 so it fails at once, image GC is set to 100/99 so they stay;
+#   - pods live on bridge kdb0 (10.244.0.0/24, no gateway, no masquerade, ip_forward stays 0):
+#     nothing can leave the machine, and the host cannot reach pod IPs (use exec probes);
+#   - kube-controller-manager started before the API server is ready exits, so it waits
+#     for /readyz; /usr/bin/kubectl can hang: the kubectl built here is used, always under
+#     `timeout`;
+#   - kubelet changes vm.overcommit_memory, kernel.panic, kernel.panic_on_oops and
+#     containerd/kubelet write a few paths outside the state dir: `down` restores them.
+#
+# Usage: cluster.sh deps|build|up|down [--purge]|status|env
+#   KDB_CLUSTER_STATE (default /var/tmp/kubectl-db-cluster)  state, data, logs, kubeconfig
+#   KDB_CACHE         (default ~/.cache/kubectl-db)          binaries and image tarballs
+#   KDB_API_PORT      (default 16443)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE=${KDB_CLUSTER_STATE:-/var/tmp/kubectl-db-cluster}
+CACHE=${KDB_CACHE:-$HOME/.cache/kubectl-db}
+K8S_VERSION=v1.34.4
+BIN=$CACHE/k8s-$K8S_VERSION/bin
+API_PORT=${KDB_API_PORT:-16443}
+ETCD_PORT=${KDB_ETCD_PORT:-16379}
+KUBELET_PORT=${KDB_KUBELET_PORT:-16250}
+NODE_NAME=kdb-node
+NODE_BRIDGE=kdbnode0
+NODE_IP=10.245.0.1
+POD_BRIDGE=kdb0
+POD_SUBNET=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+SANDBOX_IMAGE=registry.k8s.io/pause:3.10.1
+SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+# Paths outside the state dir that containerd/kubelet create; removed by `down` if we did.
+EXTERNAL_PATHS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni
+                /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers /var/log/pods)
+APT_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 debootstrap umoci
+              skopeo libnss-wrapper etcd-server etcd-client openssl util-linux ca-certificates)
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
+KUBECONFIG_FILE=$STATE/kubeconfig
+PKI=$STATE/pki
+RUN=$STATE/run
+LOGS=$STATE/logs
+CTRD=$STATE/containerd
+CTRD_SOCK=$CTRD/containerd.sock
+
+log() { echo "[cluster] $*" >&2; }
+die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
+
+# phase NAME CMD... : run a phase and print its duration.
+phase() {
+  local name=$1 t0=$SECONDS; shift
+  log "== $name"
+  "$@"
+  log "== $name done in $((SECONDS - t0))s"
+}
+
+kc() { timeout "${KC_TIMEOUT:-30}" "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+ctr_() { timeout "${CTR_TIMEOUT:-120}" ctr --address "$CTRD_SOCK" "$@"; }
+
+# wait_for DESCRIPTION SECONDS CMD... : poll CMD once a second.
+wait_for() {
+  local what=$1 limit=$2 i; shift 2
+  for ((i = 0; i < limit; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  die "timed out after ${limit}s waiting for $what"
+}
+
+# --- processes -------------------------------------------------------------------------------
+pid_of() { local f=$RUN/$1.pid; [[ -s $f ]] && cat "$f"; }
+alive() {
+  local pid
+  pid=$(pid_of "$1") || return 1
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start NAME CMD... : start a daemon in the background, PID file = the daemon's own PID.
+start() {
+  local name=$1; shift
+  if alive "$name"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
+  mkdir -p "$RUN" "$LOGS"
+  nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+  log "started $name (pid $!, log $LOGS/$name.log)"
+}
+
+# stop NAME : SIGTERM, wait up to 20 s, then SIGKILL.
+stop() {
+  local name=$1 pid i
+  pid=$(pid_of "$name") || return 0
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "$name did not stop, SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$RUN/$name.pid"
+}
+
+# PIDs of containerd shims serving our containerd (their argv names our socket).
+our_shims() {
+  local p
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/exe" 2>/dev/null) == *containerd-shim* ]] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $CTRD_SOCK " && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# --- deps ------------------------------------------------------------------------------------
+cmd_deps() {
+  [[ $(id -u) == 0 ]] || die "run as root"
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -qq update </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -qq -y install --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+  fi
+  command -v go >/dev/null || die "Go (>= 1.24) is needed to build Kubernetes: put 'go' on PATH"
+}
+
+# --- build -----------------------------------------------------------------------------------
+ldflags() {
+  local f="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    f+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=34 -X $p.gitTreeState=clean"
+    f+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  echo "$f"
+}
+
+build_k8s() {
+  local c missing=()
+  for c in "${COMPONENTS[@]}"; do [[ -x $BIN/$c ]] || missing+=("k8s.io/kubernetes/cmd/$c"); done
+  ((${#missing[@]})) || { log "kubernetes $K8S_VERSION binaries cached in $BIN"; return 0; }
+  log "building ${missing[*]##*/} (cold: ~5 min on 2 cores)"
+  mkdir -p "$BIN.tmp"
+  (cd "$HERE/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags)" -o "$BIN.tmp/" "${missing[@]}")
+  mkdir -p "$BIN"
+  for c in "${missing[@]}"; do mv "$BIN.tmp/${c##*/}" "$BIN/"; done
+  rmdir "$BIN.tmp" 2>/dev/null || true
+}
+
+build_provisioner() {
+  # Rebuilt when its source changes (a few seconds with a warm Go cache).
+  local sum out
+  sum=$(sha256sum "$HERE/k8s/provisioner/main.go" "$HERE/k8s/go.sum" | sha256sum | cut -c1-12)
+  out=$BIN/kdb-provisioner-$sum
+  if [[ ! -x $out ]]; then
+    log "building provisioner"
+    (cd "$HERE/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" ./provisioner)
+    mv "$out.tmp" "$out"
+    find "$BIN" -maxdepth 1 -name 'kdb-provisioner-*' ! -name "${out##*/}" -delete
+  fi
+  ln -sfn "${out##*/}" "$BIN/kdb-provisioner"
+}
+
+build_images() {
+  bash "$HERE/images/build-images.sh" >"$CACHE/images.list"
+}
+
+cmd_build() {
+  phase "build kubernetes binaries" build_k8s
+  phase "build provisioner" build_provisioner
+  phase "build images" build_images
+}
+
+# --- pki -------------------------------------------------------------------------------------
+# cert NAME CN [O] [SAN] : key + certificate signed by the cluster CA.
+cert() {
+  local name=$1 cn=$2 o=${3:-} san=${4:-} subj ext
+  [[ -s $PKI/$name.crt ]] && return 0
+  subj="/CN=$cn"; [[ -n $o ]] && subj="/O=$o$subj"
+  ext=$PKI/$name.ext
+  { echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    if [[ -n $san ]]; then echo "extendedKeyUsage=serverAuth,clientAuth"; echo "subjectAltName=$san"
+    else echo "extendedKeyUsage=clientAuth"; fi; } >"$ext"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$PKI/$name.csr" "$ext"
+  chmod 600 "$PKI/$name.key"
+}
+
+# kubeconfig FILE CERTNAME USER
+kubeconfig() {
+  local file=$1 name=$2 user=$3
+  [[ -s $file ]] && return 0
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubectl-db
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 <"$PKI/$name.crt")
+    client-key-data: $(base64 -w0 <"$PKI/$name.key")
+contexts:
+- name: kubectl-db
+  context: {cluster: kubectl-db, user: $user, namespace: default}
+current-context: kubectl-db
+EOF
+  chmod 600 "$file"
+}
+
+setup_pki() {
+  mkdir -p "$PKI"; chmod 700 "$PKI"
+  if [[ ! -s $PKI/ca.crt ]]; then
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$PKI/ca.key" -subj "/CN=kubectl-db-cluster-ca" \
+      -days 3650 -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/ca.crt" 2>/dev/null
+  fi
+  if [[ ! -s $PKI/sa.key ]]; then
+    openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  fi
+  cert apiserver kube-apiserver "" \
+    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$NODE_IP,IP:10.96.0.1"
+  cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+  cert admin kubernetes-admin system:masters
+  cert controller-manager system:kube-controller-manager
+  cert scheduler system:kube-scheduler
+  cert kubelet "system:node:$NODE_NAME" system:nodes
+  kubeconfig "$KUBECONFIG_FILE" admin kubernetes-admin
+  kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager system:kube-controller-manager
+  kubeconfig "$STATE/scheduler.kubeconfig" scheduler system:kube-scheduler
+  kubeconfig "$STATE/kubelet.kubeconfig" kubelet "system:node:$NODE_NAME"
+}
+
+# --- host: bridges, sysctls, external paths --------------------------------------------------
+setup_host() {
+  # Remember what we change outside the state dir, once per up/down cycle.
+  if [[ ! -s $STATE/sysctl.saved ]]; then
+    local s; for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$STATE/sysctl.saved"
+  fi
+  if [[ ! -e $STATE/external.created ]]; then
+    local p; for p in "${EXTERNAL_PATHS[@]}"; do [[ -e $p ]] || echo "$p"; done >"$STATE/external.created"
+  fi
+  # The node address on an empty bridge (no dummy driver on this kernel).
+  if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
+    ip link add "$NODE_BRIDGE" type bridge
+  fi
+  ip addr replace "$NODE_IP/32" dev "$NODE_BRIDGE"
+  ip link set "$NODE_BRIDGE" up
+}
+
+# --- etcd --------------------------------------------------------------------------------------
+start_etcd() {
+  mkdir -p "$STATE/etcd"; chmod 700 "$STATE/etcd"
+  start etcd etcd --name kdb --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-cluster "kdb=http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --quota-backend-bytes 2147483648 --logger zap --log-level warn
+  wait_for "etcd health" 30 etcd_healthy
+}
+etcd_healthy() {
+  ETCDCTL_API=3 timeout 5 etcdctl --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
+}
+
+# --- control plane ---------------------------------------------------------------------------
+start_apiserver() {
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address="$NODE_IP" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction \
+    --allow-privileged=true --profiling=false --v=1
+  wait_for "kube-apiserver /readyz" 90 kc get --raw /readyz
+}
+
+start_controller_manager() {
+  start kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --use-service-account-credentials=true --service-cluster-ip-range="$SERVICE_CIDR" \
+    --controllers='*,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
+    --profiling=false --v=1
+}
+
+start_scheduler() {
+  start kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig="$STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false --profiling=false --v=1
+}
+
+# --- containerd --------------------------------------------------------------------------------
+write_containerd_config() {
+  mkdir -p "$CTRD/root" "$CTRD/state" "$CTRD/certs.d/_default" "$STATE/cni/net.d" "$STATE/cni/ipam"
+  cat >"$CTRD/config.toml" <<EOF
+version = 2
+root = "$CTRD/root"
+state = "$CTRD/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "$CTRD_SOCK"
+[ttrpc]
+  address = "$CTRD_SOCK.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CTRD/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$SANDBOX_IMAGE"
+  # No CAP_SYS_RESOURCE here: without this runc fails with "can't get final child's PID".
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$STATE/cni/net.d"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    # Every registry -> http://127.0.0.1:1: a pull fails at once instead of hanging.
+    config_path = "$CTRD/certs.d"
+EOF
+  local r
+  for r in _default docker.io registry-1.docker.io registry.k8s.io k8s.gcr.io gcr.io quay.io ghcr.io localhost; do
+    mkdir -p "$CTRD/certs.d/$r"
+    printf 'server = "http://127.0.0.1:1"\n\n[host."http://127.0.0.1:1"]\n  capabilities = ["pull", "resolve"]\n' \
+      >"$CTRD/certs.d/$r/hosts.toml"
+  done
+  # Pod network: a bridge that routes nowhere; host-local IPAM keeps its data under state.
+  cat >"$STATE/cni/net.d/10-kdb.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "kdb",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$POD_BRIDGE",
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$POD_SUBNET"}]],
+        "dataDir": "$STATE/cni/ipam"
+      }
+    }
+  ]
+}
+EOF
+}
+
+start_containerd() {
+  write_containerd_config
+  start containerd containerd --config "$CTRD/config.toml" --log-level warn
+  wait_for "containerd socket" 30 ctr_ version
+}
+
+# Import the image tarballs whose content containerd does not have yet.
+import_images() {
+  [[ -s $CACHE/images.list ]] || build_images
+  mkdir -p "$CTRD"; touch "$CTRD/images.imported"
+  local tar key
+  while read -r tar; do
+    [[ -s $tar ]] || die "image tarball $tar missing: run '$0 build'"
+    key=${tar##*/}
+    if grep -qxF "$key" "$CTRD/images.imported" && image_tags_present "$tar"; then continue; fi
+    log "importing ${tar##*/}"
+    ctr_ -n k8s.io images import --all-platforms "$tar" >/dev/null
+    echo "$key" >>"$CTRD/images.imported"
+  done <"$CACHE/images.list"
+}
+image_tags_present() {
+  local name=${1##*/} t have
+  name=${name%-*}
+  have=$(ctr_ -n k8s.io images ls -q)
+  for t in $(bash "$HERE/images/build-images.sh" --tags "$name"); do
+    grep -qxF "$t" <<<"$have" || return 1
+  done
+}
+
+# --- kubelet -----------------------------------------------------------------------------------
+write_kubelet_config() {
+  mkdir -p "$STATE/kubelet" "$LOGS/pods"
+  cat >"$STATE/kubelet-config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 0
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization:
+  mode: Webhook
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+makeIPTablesUtilChains: false
+containerRuntimeEndpoint: unix://$CTRD_SOCK
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+clusterDomain: cluster.local
+podLogsDir: $LOGS/pods
+serializeImagePulls: false
+registerNode: true
+EOF
+}
+
+start_kubelet() {
+  write_kubelet_config
+  start kubelet "$BIN/kubelet" --config="$STATE/kubelet-config.yaml" \
+    --kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
+    --cert-dir="$STATE/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
+}
+
+# --- storage -----------------------------------------------------------------------------------
+start_provisioner() {
+  mkdir -p "$STATE/volumes"
+  start provisioner "$BIN/kdb-provisioner" --kubeconfig "$KUBECONFIG_FILE" --root "$STATE/volumes"
+}
+
+apply_storageclass() {
+  kc apply -f - >/dev/null <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubectl-db.local/hostpath
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+EOF
+}
+
+# --- up / down / status --------------------------------------------------------------------
+node_ready() {
+  [[ $(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+default_sa() { kc -n default get serviceaccount default; }
+default_sc() {
+  [[ $(kc get storageclass standard -o 'jsonpath={.metadata.annotations.storageclass\.kubernetes\.io/is-default-class}') == true ]]
+}
+
+cmd_up() {
+  local t0=$SECONDS
+  [[ $(id -u) == 0 ]] || die "run as root"
+  phase deps cmd_deps
+  phase "build (cached)" cmd_build
+  mkdir -p "$STATE" "$RUN" "$LOGS"
+  phase "pki" setup_pki
+  phase "host network" setup_host
+  phase "etcd" start_etcd
+  phase "kube-apiserver" start_apiserver
+  phase "controller-manager + scheduler" eval 'start_controller_manager; start_scheduler'
+  phase "containerd" start_containerd
+  phase "images" import_images
+  phase "kubelet" eval 'start_kubelet; wait_for "node Ready" 120 node_ready'
+  phase "storage" eval 'start_provisioner; apply_storageclass; wait_for "default StorageClass" 30 default_sc'
+  phase "default ServiceAccount" wait_for "default ServiceAccount" 60 default_sa
+  check_processes
+  log "cluster up in $((SECONDS - t0))s — API https://127.0.0.1:$API_PORT"
+  echo "export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+check_processes() {
+  local n bad=0
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner; do
+    alive "$n" || { log "$n is not running: see $LOGS/$n.log"; bad=1; }
+  done
+  ((bad == 0)) || die "some components are not running"
+}
+
+# Remove all pods: stop controllers so nothing comes back, let kubelet tear sandboxes down
+# (CNI DEL, netns), then remove whatever is left straight from containerd.
+remove_pods() {
+  if alive kube-apiserver && alive kubelet; then
+    stop kube-controller-manager; stop kube-scheduler; stop provisioner
+    KC_TIMEOUT=30 kc delete pods --all --all-namespaces --force --grace-period=0 --wait=false >/dev/null 2>&1 || true
+    local i
+    for ((i = 0; i < 30; i++)); do
+      [[ -z $(ctr_ -n k8s.io tasks ls -q 2>/dev/null) ]] && break
+      sleep 1
+    done
+  fi
+  stop kubelet
+  if alive containerd; then
+    local id
+    for id in $(ctr_ -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr_ -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    done
+    sleep 1
+    for id in $(ctr_ -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr_ -n k8s.io tasks delete -f "$id" >/dev/null 2>&1 || true
+    done
+    for id in $(ctr_ -n k8s.io containers ls -q 2>/dev/null); do
+      ctr_ -n k8s.io containers delete "$id" >/dev/null 2>&1 || true
+    done
+  fi
+}
+
+unmount_state() {
+  local m i
+  for ((i = 0; i < 3; i++)); do
+    # Mount points under the state dir, deepest first (mountinfo field 5, octal-escaped).
+    mapfile -t mounts < <(awk -v s="$STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r -u)
+    ((${#mounts[@]})) || return 0
+    for m in "${mounts[@]}"; do
+      m=$(printf '%b' "$m")
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+  done
+  awk -v s="$STATE/" 'index($5, s) == 1 {print "[cluster] still mounted: " $5}' /proc/self/mountinfo >&2
+}
+
+restore_host() {
+  if [[ -s $STATE/sysctl.saved ]]; then
+    local kv; while read -r kv; do sysctl -q -w "$kv" >/dev/null || true; done <"$STATE/sysctl.saved"
+    rm -f "$STATE/sysctl.saved"
+  fi
+  local b
+  for b in "$POD_BRIDGE" "$NODE_BRIDGE"; do ip link del "$b" 2>/dev/null || true; done
+  if [[ -f $STATE/external.created ]]; then
+    local p
+    while read -r p; do
+      [[ -n $p && -e $p ]] || continue
+      case $p in
+        /run/containerd/s) rm -rf "$p" ;;
+        *) rmdir "$p" 2>/dev/null || rm -rf "${p:?}/"* 2>/dev/null || true; rmdir "$p" 2>/dev/null || true ;;
+      esac
+    done <"$STATE/external.created"
+    rm -f "$STATE/external.created"
+  fi
+  # cgroups kubelet created (cgroupfs driver): empty once its pods are gone.
+  local d
+  for d in /sys/fs/cgroup/*/kubepods; do
+    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
+cmd_down() {
+  local t0=$SECONDS purge=${1:-}
+  [[ $(id -u) == 0 ]] || die "run as root"
+  [[ -d $STATE ]] || { log "nothing to do: $STATE does not exist"; return 0; }
+  phase "remove pods" remove_pods
+  phase "stop control plane" eval 'stop provisioner; stop kube-scheduler; stop kube-controller-manager; stop kube-apiserver; stop etcd'
+  phase "stop containerd" stop_containerd
+  phase "unmount" unmount_state
+  phase "restore host" restore_host
+  # Cluster data goes; the containerd image store stays (fast warm `up`) unless --purge.
+  rm -rf "$STATE/etcd" "$STATE/kubelet" "$STATE/volumes" "$STATE/cni" "$LOGS" "$RUN" \
+         "$CTRD/state" "$STATE/pki" "$STATE"/*.kubeconfig "$KUBECONFIG_FILE" "$STATE/kubelet-config.yaml"
+  if [[ $purge == --purge ]]; then rm -rf "$STATE"; fi
+  log "cluster down in $((SECONDS - t0))s"
+}
+
+stop_containerd() {
+  stop containerd
+  local p
+  for p in $(our_shims); do kill -KILL "$p" 2>/dev/null || true; done
+}
+
+cmd_status() {
+  local n rc=0
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner; do
+    if alive "$n"; then printf '%-24s running (pid %s)\n' "$n" "$(pid_of "$n")"
+    else printf '%-24s stopped\n' "$n"; rc=1; fi
+  done
+  if alive kube-apiserver; then
+    kc get nodes -o wide 2>&1 || rc=1
+    kc get storageclass 2>&1 || true
+  fi
+  echo "export KUBECONFIG=$KUBECONFIG_FILE"
+  return $rc
+}
+
+main() {
+  local cmd=${1:-}
+  shift || true
+  case $cmd in
+    deps) cmd_deps ;;
+    build) cmd_deps; cmd_build ;;
+    up) cmd_up ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status ;;
+    env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+    *) echo "usage: $0 deps|build|up|down [--purge]|status|env" >&2; exit 2 ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,121 @@
+//! Shared by the integration tests: access to the local test cluster (tests/cluster/),
+//! throwaway namespaces, and the binaries run with a clean environment.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use kubectl_db::cli::GlobalArgs;
+use kubectl_db::client::{self, Kube};
+
+/// Image of the locally built PostgreSQL 15 (tests/cluster/images).
+pub fn postgres_image() -> String {
+    std::env::var("KDB_TEST_POSTGRES_IMAGE").unwrap_or_else(|_| "localhost/kdb/postgres:15".into())
+}
+
+/// Image of the locally built MariaDB 10.11.
+pub fn mariadb_image() -> String {
+    std::env::var("KDB_TEST_MARIADB_IMAGE").unwrap_or_else(|_| "localhost/kdb/mariadb:10.11".into())
+}
+
+/// The test cluster's kubeconfig, from `KDB_TEST_KUBECONFIG`. Without it the test is
+/// skipped with a printed reason — unless `KDB_REQUIRE_CLUSTER=1` (CI), where that fails.
+pub fn kubeconfig() -> Option<PathBuf> {
+    match std::env::var_os("KDB_TEST_KUBECONFIG") {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::env::var("KDB_REQUIRE_CLUSTER").as_deref() == Ok("1") => {
+            panic!("KDB_REQUIRE_CLUSTER=1 but KDB_TEST_KUBECONFIG is not set: start tests/cluster/cluster.sh up")
+        }
+        None => {
+            eprintln!("skipped: no test cluster (set KDB_TEST_KUBECONFIG; see tests/cluster/cluster.sh)");
+            None
+        }
+    }
+}
+
+/// Returns from the test early, with the printed reason, when there is no cluster.
+#[macro_export]
+macro_rules! require_cluster {
+    () => {
+        match common::kubeconfig() {
+            Some(path) => path,
+            None => return,
+        }
+    };
+}
+
+/// A namespace that exists for one test and is deleted when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+    pub kube: Kube,
+}
+
+impl TestNamespace {
+    /// Creates `kdb-<prefix>-<random>` with optional labels.
+    pub async fn create(kubeconfig: &PathBuf, prefix: &str, labels: &[(&str, &str)]) -> Self {
+        let suffix: u32 = rand::random::<u32>() % 100_000;
+        let name = format!("kdb-{prefix}-{suffix}");
+        let global = GlobalArgs {
+            kubeconfig: Some(kubeconfig.display().to_string()),
+            namespace: Some(name.clone()),
+            ..Default::default()
+        };
+        let kube = client::connect(&global).await.expect("connect to the test cluster");
+        let api: Api<Namespace> = Api::all(kube.client.clone());
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.clone());
+        ns.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        api.create(&PostParams::default(), &ns).await.expect("create test namespace");
+        // Pods are refused until the namespace's default ServiceAccount exists.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(kube.client.clone(), &name);
+        kube::runtime::wait::await_condition(sa, "default", kube::runtime::conditions::is_created())
+            .await
+            .expect("default ServiceAccount");
+        TestNamespace { name, kubeconfig: kubeconfig.clone(), kube }
+    }
+
+    /// A binary of this package with a clean environment pointed at the test cluster.
+    pub fn bin(&self, name: &str) -> assert_cmd::Command {
+        let mut cmd = clean_bin(name);
+        cmd.env("KUBECONFIG", &self.kubeconfig).args(["-n", &self.name]);
+        cmd
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var("KDB_KEEP_NAMESPACES").is_ok() {
+            return;
+        }
+        let client = self.kube.client.clone();
+        let name = self.name.clone();
+        // Drop cannot await; delete on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let api: Api<Namespace> = Api::all(client);
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A binary of this package with the environment cleared (no user kubeconfig, no colour,
+/// fixed terminal width), so results do not depend on the machine.
+pub fn clean_bin(name: &str) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin(name).expect("binary built by cargo");
+    let home = std::env::temp_dir().join("kdb-test-home");
+    let _ = std::fs::create_dir_all(&home);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "120");
+    cmd
+}
