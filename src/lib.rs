@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod output;
 pub mod render;
+pub mod target;
 pub mod wait;
 
 pub use error::{Error, Result};
