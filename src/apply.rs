@@ -85,5 +85,12 @@ where
         Some(_) => Outcome::Configured,
     };
     tracing::debug!(%kind, %name, %outcome, "applied");
-    Ok((after, Applied { kind, name, outcome }))
+    Ok((
+        after,
+        Applied {
+            kind,
+            name,
+            outcome,
+        },
+    ))
 }

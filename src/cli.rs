@@ -80,15 +80,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration {text:?}: expected e.g. 30s, 5m, 1h"));
+            return Err(format!(
+                "invalid duration {text:?}: expected e.g. 30s, 5m, 1h"
+            ));
         }
         let number: f64 = rest[..digits]
             .parse()
             .map_err(|_| format!("invalid duration {text:?}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ms" => number / 1000.0,
             "s" => number,
@@ -203,7 +209,11 @@ pub fn confirm(question: &str, expected: &str) -> Result<(), Error> {
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
-        .map_err(|source| Error::Io { action: "read", path: "stdin".into(), source })?;
+        .map_err(|source| Error::Io {
+            action: "read",
+            path: "stdin".into(),
+            source,
+        })?;
     if answer.trim() == expected {
         Ok(())
     } else {

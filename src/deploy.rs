@@ -157,7 +157,11 @@ pub fn render_offline(spec: &DeploySpec, with_secret: bool) -> Vec<serde_json::V
 }
 
 /// Applies the database's objects, waits for it and queries it.
-pub async fn deploy(kube: &Kube, options: &DeployOptions, progress: &Progress) -> Result<(DeployReport, Vec<serde_json::Value>)> {
+pub async fn deploy(
+    kube: &Kube,
+    options: &DeployOptions,
+    progress: &Progress,
+) -> Result<(DeployReport, Vec<serde_json::Value>)> {
     let spec = &options.spec;
     let names = Names::of(&spec.name);
     let mut warnings = Vec::new();
@@ -167,7 +171,10 @@ pub async fn deploy(kube: &Kube, options: &DeployOptions, progress: &Progress) -
     let existing = secrets
         .get_opt(&names.secret)
         .await
-        .map_err(Error::api(format!("read Secret {}/{}", spec.namespace, names.secret)))?;
+        .map_err(Error::api(format!(
+            "read Secret {}/{}",
+            spec.namespace, names.secret
+        )))?;
     let (passwords, kept) = merge_passwords(spec.engine, existing.as_ref(), &mut generate_password);
     let generated = spec
         .engine
@@ -204,7 +211,12 @@ pub async fn deploy(kube: &Kube, options: &DeployOptions, progress: &Progress) -
         objects,
         secret: SecretInfo {
             name: names.secret.clone(),
-            keys: spec.engine.password_keys().iter().map(|k| k.to_string()).collect(),
+            keys: spec
+                .engine
+                .password_keys()
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             kept,
             generated,
         },
@@ -237,7 +249,11 @@ pub async fn deploy(kube: &Kube, options: &DeployOptions, progress: &Progress) -
     Ok((report, server_objects))
 }
 
-async fn apply_all(kube: &Kube, m: &Manifests, options: ApplyOptions) -> Result<(Vec<Applied>, Vec<serde_json::Value>)> {
+async fn apply_all(
+    kube: &Kube,
+    m: &Manifests,
+    options: ApplyOptions,
+) -> Result<(Vec<Applied>, Vec<serde_json::Value>)> {
     let mut applied = Vec::new();
     let mut returned = Vec::new();
     macro_rules! step {
@@ -276,7 +292,11 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
     match &spec.storage_class {
         Some(class) if !list.items.iter().any(|c| c.name_any() == *class) => Some(format!(
             "StorageClass {class:?} does not exist; the PVC will stay Pending (available: {})",
-            list.items.iter().map(|c| c.name_any()).collect::<Vec<_>>().join(", ")
+            list.items
+                .iter()
+                .map(|c| c.name_any())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         Some(_) => None,
         None => {
@@ -295,9 +315,25 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
 /// Runs the version query and lists databases inside the pod.
 pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(String, Vec<String>)> {
     let pods: Api<Pod> = kube.api();
-    let sql = format!("{}\n{}\n", engine.version_sql(), engine.list_databases_sql());
-    let command = vec!["sh".to_string(), "-c".to_string(), engine.sql_script().to_string()];
-    let output = exec::run(&pods, pod, Some(engine.container_name()), &command, Some(sql.as_bytes()), QUERY_TIMEOUT).await?;
+    let sql = format!(
+        "{}\n{}\n",
+        engine.version_sql(),
+        engine.list_databases_sql()
+    );
+    let command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        engine.sql_script().to_string(),
+    ];
+    let output = exec::run(
+        &pods,
+        pod,
+        Some(engine.container_name()),
+        &command,
+        Some(sql.as_bytes()),
+        QUERY_TIMEOUT,
+    )
+    .await?;
     let text = output.into_stdout(pod, "the version query")?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let version = lines.next().unwrap_or_default().to_string();
@@ -324,7 +360,13 @@ pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteR
         .await
         .map_err(Error::api(format!("read StatefulSet {ns}/{name}")))?;
     match &sts {
-        Some(sts) if sts.labels().get("app.kubernetes.io/managed-by").map(String::as_str) != Some(MANAGED_BY) => {
+        Some(sts)
+            if sts
+                .labels()
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
+                != Some(MANAGED_BY) =>
+        {
             return Err(Error::Refused(format!(
                 "StatefulSet {ns}/{name} was not created by kubectl-dbdeploy; refusing to delete it"
             )));
@@ -374,7 +416,11 @@ pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteR
         }
         remove!(Secret, &names.secret);
     } else {
-        report.kept.extend(pvc_names.iter().map(|p| format!("PersistentVolumeClaim/{p}")));
+        report.kept.extend(
+            pvc_names
+                .iter()
+                .map(|p| format!("PersistentVolumeClaim/{p}")),
+        );
         let secrets: Api<Secret> = kube.api();
         if secrets
             .get_metadata_opt(&names.secret)
@@ -386,7 +432,9 @@ pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteR
         }
     }
     if report.deleted.is_empty() && report.kept.is_empty() {
-        return Err(Error::NotFound(format!("no database named {name} in namespace {ns}")));
+        return Err(Error::NotFound(format!(
+            "no database named {name} in namespace {ns}"
+        )));
     }
     Ok(report)
 }
@@ -405,7 +453,11 @@ pub struct ListedDatabase {
 
 /// Every StatefulSet dbdeploy manages, in the namespace or all namespaces.
 pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ListedDatabase>> {
-    let api: Api<StatefulSet> = if all_namespaces { kube.api_all() } else { kube.api() };
+    let api: Api<StatefulSet> = if all_namespaces {
+        kube.api_all()
+    } else {
+        kube.api()
+    };
     let list = api
         .list(&ListParams::default().labels(MANAGED_SELECTOR))
         .await
@@ -417,7 +469,11 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ListedDatabas
         .map(|sts| {
             let ns = sts.namespace().unwrap_or_default();
             let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            let ready = sts
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
             let image = sts
                 .spec
                 .as_ref()
@@ -429,10 +485,17 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ListedDatabas
                 service: format!("{}.{ns}.svc", sts.name_any()),
                 namespace: ns,
                 name: sts.name_any(),
-                engine: sts.labels().get("app.kubernetes.io/name").and_then(|n| Engine::from_name(n)),
+                engine: sts
+                    .labels()
+                    .get("app.kubernetes.io/name")
+                    .and_then(|n| Engine::from_name(n)),
                 ready: format!("{ready}/{want}"),
                 image,
-                age_seconds: sts.metadata.creation_timestamp.as_ref().map(|t| (now - t.0).get_seconds()),
+                age_seconds: sts
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| (now - t.0).get_seconds()),
             }
         })
         .collect())
@@ -461,8 +524,9 @@ mod tests {
             )])),
             ..Default::default()
         };
-        let (passwords, kept) =
-            merge_passwords(Engine::Mysql, Some(&existing), &mut || "generated".to_string());
+        let (passwords, kept) = merge_passwords(Engine::Mysql, Some(&existing), &mut || {
+            "generated".to_string()
+        });
         assert_eq!(passwords["MYSQL_ROOT_PASSWORD"], "first-password");
         assert_eq!(passwords["MYSQL_PASSWORD"], "generated");
         assert_eq!(kept, vec!["MYSQL_ROOT_PASSWORD".to_string()]);

@@ -41,7 +41,11 @@ impl ExecStatus {
             .details
             .as_ref()
             .and_then(|d| d.causes.as_ref())
-            .and_then(|causes| causes.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+            .and_then(|causes| {
+                causes
+                    .iter()
+                    .find(|c| c.reason.as_deref() == Some("ExitCode"))
+            })
             .and_then(|c| c.message.as_deref())
             .and_then(|m| m.parse().ok());
         ExecStatus::Failure {
@@ -60,8 +64,13 @@ impl std::fmt::Display for ExecStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExecStatus::Success => write!(f, "exit status 0"),
-            ExecStatus::Failure { code: Some(code), .. } => write!(f, "exit status {code}"),
-            ExecStatus::Failure { code: None, message } => write!(f, "failed: {message}"),
+            ExecStatus::Failure {
+                code: Some(code), ..
+            } => write!(f, "exit status {code}"),
+            ExecStatus::Failure {
+                code: None,
+                message,
+            } => write!(f, "failed: {message}"),
             ExecStatus::Unknown => write!(f, "stream ended without an exit status"),
         }
     }
@@ -196,7 +205,10 @@ pub async fn run(
     let output = tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| Error::Timeout {
-            what: format!("{} in pod {pod}", command.first().map(String::as_str).unwrap_or("command")),
+            what: format!(
+                "{} in pod {pod}",
+                command.first().map(String::as_str).unwrap_or("command")
+            ),
             after: timeout,
         })??;
     tracing::debug!(pod, elapsed_ms = started.elapsed().as_millis() as u64, status = %output.status, "exec done");

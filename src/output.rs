@@ -96,8 +96,10 @@ impl Progress {
         let bar = enabled.then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg} {bytes} ({bytes_per_sec})")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed:>4} {msg} {bytes} ({bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.set_message(what.to_string());
             bar.enable_steady_tick(Duration::from_millis(200));

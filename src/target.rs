@@ -24,11 +24,19 @@ pub struct Target {
 }
 
 /// The engine and container of a pod spec: the label first, then image, then ports.
-pub fn engine_of(labels: &std::collections::BTreeMap<String, String>, containers: &[Container]) -> Option<(Engine, String)> {
+pub fn engine_of(
+    labels: &std::collections::BTreeMap<String, String>,
+    containers: &[Container],
+) -> Option<(Engine, String)> {
     let labelled = labels.get(ENGINE_LABEL).and_then(|n| Engine::from_name(n));
     for container in containers {
         let image = container.image.clone().unwrap_or_default();
-        let ports: Vec<i32> = container.ports.iter().flatten().map(|p| p.container_port).collect();
+        let ports: Vec<i32> = container
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect();
         if let Some(engine) = Engine::detect(&image, &ports) {
             // The label wins over the image guess (mysql:8.0 may really be MariaDB's image).
             return Some((labelled.unwrap_or(engine), container.name.clone()));
@@ -41,7 +49,9 @@ pub fn engine_of(labels: &std::collections::BTreeMap<String, String>, containers
 /// Pod names of a StatefulSet, `<name>-0` .. `<name>-(replicas-1)`.
 pub fn statefulset_pods(sts: &StatefulSet) -> Vec<String> {
     let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    (0..replicas).map(|i| format!("{}-{i}", sts.name_any())).collect()
+    (0..replicas)
+        .map(|i| format!("{}-{i}", sts.name_any()))
+        .collect()
 }
 
 /// The StatefulSet that owns a pod, by owner reference.
@@ -71,7 +81,11 @@ pub async fn resolve(kube: &Kube, name: &str) -> Result<Target> {
                 .map_err(Error::api(format!("read StatefulSet {ns}/{owner}")))?,
             None => None,
         };
-        let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
         let (engine, container) = engine_of(pod.labels(), &containers).ok_or_else(|| {
             Error::NotFound(format!(
                 "pod {ns}/{name} does not look like PostgreSQL, MySQL or MariaDB (no engine label, image or port matched)"
@@ -95,11 +109,21 @@ pub async fn resolve(kube: &Kube, name: &str) -> Result<Target> {
             "no pod or StatefulSet named {name} in namespace {ns}"
         )));
     };
-    let template = sts.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let template = sts
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let containers = template.spec.map(|s| s.containers).unwrap_or_default();
     let (engine, container) = engine_of(&labels, &containers).ok_or_else(|| {
-        Error::NotFound(format!("StatefulSet {ns}/{name} does not look like PostgreSQL, MySQL or MariaDB"))
+        Error::NotFound(format!(
+            "StatefulSet {ns}/{name} does not look like PostgreSQL, MySQL or MariaDB"
+        ))
     })?;
     let pod_name = format!("{name}-0");
     let pod = pods
@@ -126,7 +150,10 @@ mod tests {
         Container {
             name: name.into(),
             image: Some(image.into()),
-            ports: Some(vec![ContainerPort { container_port: port, ..Default::default() }]),
+            ports: Some(vec![ContainerPort {
+                container_port: port,
+                ..Default::default()
+            }]),
             ..Default::default()
         }
     }
@@ -143,7 +170,10 @@ mod tests {
         let labels = BTreeMap::from([(ENGINE_LABEL.to_string(), "mariadb".to_string())]);
         let found = engine_of(
             &labels,
-            &[container("exporter", "prom/exporter:1", 9104), container("db", "mysql:8.0", 3306)],
+            &[
+                container("exporter", "prom/exporter:1", 9104),
+                container("db", "mysql:8.0", 3306),
+            ],
         );
         assert_eq!(found, Some((Engine::Mariadb, "db".into())));
     }

@@ -27,7 +27,13 @@ pub struct WarningEvent {
 
 impl std::fmt::Display for WarningEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.object, self.reason, self.message.trim())
+        write!(
+            f,
+            "{} {}: {}",
+            self.object,
+            self.reason,
+            self.message.trim()
+        )
     }
 }
 
@@ -53,8 +59,16 @@ impl WaitReport {
         if self.pods.is_empty() {
             lines.push("no pods were created (see the StatefulSet's events)".to_string());
         }
-        lines.extend(self.pods.iter().map(|(pod, state)| format!("pod {pod}: {state}")));
-        lines.extend(self.pvcs.iter().map(|(pvc, phase)| format!("PVC {pvc}: {phase}")));
+        lines.extend(
+            self.pods
+                .iter()
+                .map(|(pod, state)| format!("pod {pod}: {state}")),
+        );
+        lines.extend(
+            self.pvcs
+                .iter()
+                .map(|(pvc, phase)| format!("PVC {pvc}: {phase}")),
+        );
         lines.extend(self.warnings.iter().map(|w| format!("event: {w}")));
         lines
     }
@@ -78,7 +92,9 @@ pub fn pod_state(pod: &Pod) -> String {
     {
         return format!(
             "Pending: unschedulable: {}",
-            cond.message.clone().unwrap_or_else(|| cond.reason.clone().unwrap_or_default())
+            cond.message
+                .clone()
+                .unwrap_or_else(|| cond.reason.clone().unwrap_or_default())
         );
     }
     for cs in status
@@ -181,9 +197,15 @@ enum Change {
 /// Waits until the StatefulSet `name` is rolled out and all its pods are Ready, or until
 /// `timeout`. Never errors on API trouble: watches retry until the deadline, and the
 /// report says what was last seen.
-pub async fn statefulset_ready(kube: &Kube, name: &str, timeout: Duration, progress: &Progress) -> WaitReport {
+pub async fn statefulset_ready(
+    kube: &Kube,
+    name: &str,
+    timeout: Duration,
+    progress: &Progress,
+) -> WaitReport {
     let started = Instant::now();
-    let since = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(5);
+    let since =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(5);
     let selector = format!("app={name}");
     let config = watcher::Config::default().timeout(60);
     let sts_api: Api<StatefulSet> = kube.api();
@@ -191,15 +213,20 @@ pub async fn statefulset_ready(kube: &Kube, name: &str, timeout: Duration, progr
     let pvcs: Api<PersistentVolumeClaim> = kube.api();
     let events: Api<Event> = kube.api();
 
-    let sts_stream = watcher(sts_api, config.clone().fields(&format!("metadata.name={name}")))
-        .default_backoff()
-        .applied_objects()
-        .map_ok(Change::Sts);
+    let sts_stream = watcher(
+        sts_api,
+        config.clone().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff()
+    .applied_objects()
+    .map_ok(Change::Sts);
     let pod_stream = watcher(pods, config.clone().labels(&selector))
         .default_backoff()
         .filter_map(|e| async move {
             match e {
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => Some(Ok(Change::Pod(p, false))),
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    Some(Ok(Change::Pod(p, false)))
+                }
                 Ok(watcher::Event::Delete(p)) => Some(Ok(Change::Pod(p, true))),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
@@ -209,7 +236,9 @@ pub async fn statefulset_ready(kube: &Kube, name: &str, timeout: Duration, progr
         .default_backoff()
         .filter_map(|e| async move {
             match e {
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => Some(Ok(Change::Pvc(p, false))),
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    Some(Ok(Change::Pvc(p, false)))
+                }
                 Ok(watcher::Event::Delete(p)) => Some(Ok(Change::Pvc(p, true))),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
@@ -230,7 +259,9 @@ pub async fn statefulset_ready(kube: &Kube, name: &str, timeout: Duration, progr
     let pvc_prefix = format!("{}-{name}-", crate::render::DATA_VOLUME);
     let ours = |kind: &str, object: &str| match kind {
         "StatefulSet" => object == name,
-        "Pod" => object.strip_prefix(&pod_prefix).is_some_and(|o| o.parse::<u32>().is_ok()),
+        "Pod" => object
+            .strip_prefix(&pod_prefix)
+            .is_some_and(|o| o.parse::<u32>().is_ok()),
         "PersistentVolumeClaim" => object.starts_with(&pvc_prefix),
         _ => false,
     };
@@ -265,7 +296,11 @@ pub async fn statefulset_ready(kube: &Kube, name: &str, timeout: Duration, progr
                 }
             }
             Ok(Change::Pvc(pvc, deleted)) => {
-                let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                let phase = pvc
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
                 if deleted {
                     report.pvcs.remove(&pvc.name_any());
                 } else {
@@ -292,7 +327,11 @@ pub async fn statefulset_ready(kube: &Kube, name: &str, timeout: Duration, progr
 }
 
 fn waiting_message(name: &str, sts: Option<&StatefulSet>, report: &WaitReport) -> String {
-    if let Some((pvc, phase)) = report.pvcs.iter().find(|(_, phase)| phase.as_str() != "Bound") {
+    if let Some((pvc, phase)) = report
+        .pvcs
+        .iter()
+        .find(|(_, phase)| phase.as_str() != "Bound")
+    {
         return format!("waiting for PVC {pvc} to bind ({phase})");
     }
     if let Some((pod, state)) = report.pods.iter().find(|(_, s)| !s.ends_with(", ready")) {
@@ -336,7 +375,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(pod_state(&pod), "Pending: postgres ErrImagePull (pull failed)");
+        assert_eq!(
+            pod_state(&pod),
+            "Pending: postgres ErrImagePull (pull failed)"
+        );
         assert!(!pod_ready(&pod));
     }
 

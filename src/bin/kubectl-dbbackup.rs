@@ -5,7 +5,12 @@ use clap::Parser;
 use kubectl_db::cli::{GlobalArgs, exit};
 
 #[derive(Parser)]
-#[command(name = "kubectl dbbackup", bin_name = "kubectl dbbackup", version, about = "Back up and restore a database (not implemented yet)")]
+#[command(
+    name = "kubectl dbbackup",
+    bin_name = "kubectl dbbackup",
+    version,
+    about = "Back up and restore a database (not implemented yet)"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

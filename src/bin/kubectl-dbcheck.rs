@@ -5,7 +5,12 @@ use clap::Parser;
 use kubectl_db::cli::{GlobalArgs, exit};
 
 #[derive(Parser)]
-#[command(name = "kubectl dbcheck", bin_name = "kubectl dbcheck", version, about = "Diagnose a database (not implemented yet)")]
+#[command(
+    name = "kubectl dbcheck",
+    bin_name = "kubectl dbcheck",
+    version,
+    about = "Diagnose a database (not implemented yet)"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

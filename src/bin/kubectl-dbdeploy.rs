@@ -231,8 +231,13 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
     Ok(exit::SUCCESS)
 }
 
-fn context_namespace(kubeconfig: &kube::config::Kubeconfig, context: Option<&str>) -> Option<String> {
-    let name = context.map(str::to_string).or_else(|| kubeconfig.current_context.clone())?;
+fn context_namespace(
+    kubeconfig: &kube::config::Kubeconfig,
+    context: Option<&str>,
+) -> Option<String> {
+    let name = context
+        .map(str::to_string)
+        .or_else(|| kubeconfig.current_context.clone())?;
     kubeconfig
         .contexts
         .iter()
@@ -250,7 +255,10 @@ async fn read_passwords(
     let secret = api
         .get(&report.secret.name)
         .await
-        .map_err(Error::api(format!("read Secret {}/{}", report.namespace, report.secret.name)))?;
+        .map_err(Error::api(format!(
+            "read Secret {}/{}",
+            report.namespace, report.secret.name
+        )))?;
     Ok(secret
         .data
         .unwrap_or_default()
@@ -279,7 +287,11 @@ fn print_summary(report: &DeployReport) {
     );
     let mut table = output::table(&["kind", "name", "result"]);
     for object in &report.objects {
-        table.add_row(vec![object.kind.clone(), object.name.clone(), object.outcome.to_string()]);
+        table.add_row(vec![
+            object.kind.clone(),
+            object.name.clone(),
+            object.outcome.to_string(),
+        ]);
     }
     output::print_table(&table);
     println!();
@@ -296,9 +308,17 @@ fn print_summary(report: &DeployReport) {
     } else if secret.kept.is_empty() {
         "passwords generated".to_string()
     } else {
-        format!("kept {}, generated {}", secret.kept.join(", "), secret.generated.join(", "))
+        format!(
+            "kept {}, generated {}",
+            secret.kept.join(", "),
+            secret.generated.join(", ")
+        )
     };
-    println!("secret:   {} (keys {}; {state})", secret.name, secret.keys.join(", "));
+    println!(
+        "secret:   {} (keys {}; {state})",
+        secret.name,
+        secret.keys.join(", ")
+    );
     if let Some(passwords) = &report.passwords {
         for (key, value) in passwords {
             println!("  {key}={value}");
@@ -317,7 +337,10 @@ async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error>
     kubectl_db::render::validate_name(&args.name)?;
     if args.purge_data && !args.yes {
         cli::confirm(
-            &format!("--purge-data deletes the PVCs (all data) and the Secret of {}", args.name),
+            &format!(
+                "--purge-data deletes the PVCs (all data) and the Secret of {}",
+                args.name
+            ),
             &args.name,
         )?;
     }
@@ -332,7 +355,10 @@ async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error>
                 println!("kept    {object}");
             }
             if !report.kept.is_empty() {
-                println!("(data kept: re-deploying {} reuses it; --purge-data removes it)", report.name);
+                println!(
+                    "(data kept: re-deploying {} reuses it; --purge-data removes it)",
+                    report.name
+                );
             }
         }
         format => output::print_document(&report, format)?,
@@ -349,12 +375,22 @@ async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
                 eprintln!("no databases managed by kubectl-dbdeploy found");
                 return Ok(exit::SUCCESS);
             }
-            let mut table = output::table(&["namespace", "name", "engine", "ready", "image", "service", "age"]);
+            let mut table = output::table(&[
+                "namespace",
+                "name",
+                "engine",
+                "ready",
+                "image",
+                "service",
+                "age",
+            ]);
             for db in &databases {
                 table.add_row(vec![
                     db.namespace.clone(),
                     db.name.clone(),
-                    db.engine.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+                    db.engine
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "?".into()),
                     db.ready.clone(),
                     db.image.clone(),
                     db.service.clone(),

@@ -5,7 +5,12 @@ use clap::Parser;
 use kubectl_db::cli::{GlobalArgs, exit};
 
 #[derive(Parser)]
-#[command(name = "kubectl dbpersist", bin_name = "kubectl dbpersist", version, about = "Prove a database's data survives the death of its pod (not implemented yet)")]
+#[command(
+    name = "kubectl dbpersist",
+    bin_name = "kubectl dbpersist",
+    version,
+    about = "Prove a database's data survives the death of its pod (not implemented yet)"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

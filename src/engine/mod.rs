@@ -298,7 +298,10 @@ mod tests {
     #[test]
     fn image_parts() {
         assert_eq!(image_tag("postgres:15-alpine"), "15-alpine");
-        assert_eq!(image_repository("localhost:5000/kdb/postgres:15"), "localhost:5000/kdb/postgres");
+        assert_eq!(
+            image_repository("localhost:5000/kdb/postgres:15"),
+            "localhost:5000/kdb/postgres"
+        );
         assert_eq!(image_tag("localhost:5000/kdb/postgres"), "latest");
         assert_eq!(tag_version("mysql:8.4.2"), Some((8, 4)));
         assert_eq!(tag_version("mysql:latest"), None);
@@ -313,11 +316,23 @@ mod tests {
 
     #[test]
     fn detection_from_image_then_port() {
-        assert_eq!(Engine::detect("docker.io/library/mysql:8.0", &[]), Some(Engine::Mysql));
-        assert_eq!(Engine::detect("bitnami/postgresql:16", &[]), Some(Engine::Postgres));
+        assert_eq!(
+            Engine::detect("docker.io/library/mysql:8.0", &[]),
+            Some(Engine::Mysql)
+        );
+        assert_eq!(
+            Engine::detect("bitnami/postgresql:16", &[]),
+            Some(Engine::Postgres)
+        );
         assert_eq!(Engine::detect("mariadb:11", &[3306]), Some(Engine::Mariadb));
-        assert_eq!(Engine::detect("example.com/db:1", &[5432]), Some(Engine::Postgres));
-        assert_eq!(Engine::detect("example.com/db:1", &[3306]), Some(Engine::Mysql));
+        assert_eq!(
+            Engine::detect("example.com/db:1", &[5432]),
+            Some(Engine::Postgres)
+        );
+        assert_eq!(
+            Engine::detect("example.com/db:1", &[3306]),
+            Some(Engine::Mysql)
+        );
         assert_eq!(Engine::detect("nginx:1", &[80]), None);
     }
 }

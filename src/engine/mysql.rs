@@ -30,7 +30,8 @@ pub(super) fn config_file(engine: Engine, image: &str, settings: &[(String, Stri
             None => merged.push((key.clone(), value.clone())),
         }
     }
-    let mut text = String::from("# Rendered by kubectl-dbdeploy; change with --set key=value.\n[mysqld]\n");
+    let mut text =
+        String::from("# Rendered by kubectl-dbdeploy; change with --set key=value.\n[mysqld]\n");
     for (key, value) in merged {
         if value.is_empty() {
             text.push_str(&format!("{key}\n"));
@@ -44,7 +45,8 @@ pub(super) fn config_file(engine: Engine, image: &str, settings: &[(String, Stri
 
 /// mysqld treats `-` and `_` in option names alike.
 fn same_option(a: &str, b: &str) -> bool {
-    a.replace('-', "_").eq_ignore_ascii_case(&b.replace('-', "_"))
+    a.replace('-', "_")
+        .eq_ignore_ascii_case(&b.replace('-', "_"))
 }
 
 /// A real query over TCP: the images' init-time server has networking off.
@@ -53,7 +55,8 @@ pub(super) const READINESS: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysq
 /// `mysqladmin ping` exits 0 whenever the server answers, even to a refused login.
 pub(super) const LIVENESS: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqladmin -uroot -h127.0.0.1 -P3306 --connect-timeout=4 ping >/dev/null"#;
 
-pub(super) const SQL_STDIN: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B --default-character-set=utf8mb4"#;
+pub(super) const SQL_STDIN: &str =
+    r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -N -B --default-character-set=utf8mb4"#;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,13 @@
 use super::Engine;
 
 /// Settings dbdeploy owns: paths and the port, which the manifests depend on.
-pub const RESERVED: &[&str] = &["config_file", "data_directory", "hba_file", "ident_file", "port"];
+pub const RESERVED: &[&str] = &[
+    "config_file",
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "port",
+];
 
 /// The guide's postgresql.conf, less `min_wal_size`/`max_wal_size` (1 GB / 4 GB of WAL
 /// would fill a small volume; the server's defaults scale better).
@@ -28,8 +34,10 @@ pub(super) fn server_args() -> Vec<String> {
 }
 
 pub(super) fn config_file(settings: &[(String, String)]) -> String {
-    let mut merged: Vec<(String, String)> =
-        DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut merged: Vec<(String, String)> = DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for (key, value) in settings {
         match merged.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
             Some(entry) => entry.1 = value.clone(),
@@ -47,7 +55,8 @@ pub(super) fn config_file(settings: &[(String, String)]) -> String {
 /// Connection over TCP with the password from the container's own environment.
 pub(super) const READINESS: &str = r#"PGPASSWORD="$POSTGRES_PASSWORD" exec psql -X -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" -tAc 'SELECT 1' >/dev/null"#;
 
-pub(super) const LIVENESS: &str = r#"exec pg_isready -q -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}""#;
+pub(super) const LIVENESS: &str =
+    r#"exec pg_isready -q -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}""#;
 
 /// A fast shutdown: disconnect clients, checkpoint, stop.
 pub(super) const PRE_STOP: &str = r#"pg_ctl stop -D "$PGDATA" -m fast -w -t 100 || true"#;

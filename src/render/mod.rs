@@ -14,11 +14,12 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath, Lifecycle, LifecycleHandler,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -27,7 +28,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 pub use spec::{DeploySpec, Resources, parse_setting, validate_name, validate_quantity};
-
 
 /// Value of `app.kubernetes.io/managed-by` on everything dbdeploy creates.
 pub const MANAGED_BY: &str = "kubectl-dbdeploy";
@@ -86,7 +86,10 @@ pub struct Manifests {
 /// The recommended `app.kubernetes.io/*` labels plus the guide's `app: <name>`.
 pub fn labels(spec: &DeploySpec) -> BTreeMap<String, String> {
     let mut labels = selector_labels(&spec.name);
-    labels.insert("app.kubernetes.io/name".into(), spec.engine.app_name().into());
+    labels.insert(
+        "app.kubernetes.io/name".into(),
+        spec.engine.app_name().into(),
+    );
     labels.insert("app.kubernetes.io/component".into(), "database".into());
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
     labels
@@ -287,7 +290,12 @@ fn container(spec: &DeploySpec, names: &Names) -> Container {
         .keys()
         .map(|key| env_from_config(names, key))
         .collect();
-    env.extend(engine.password_keys().iter().map(|key| env_from_secret(names, key)));
+    env.extend(
+        engine
+            .password_keys()
+            .iter()
+            .map(|key| env_from_secret(names, key)),
+    );
 
     let (config_dir, _) = engine.config_path();
     let mut mounts = vec![
@@ -303,11 +311,16 @@ fn container(spec: &DeploySpec, names: &Names) -> Container {
             ..Default::default()
         },
     ];
-    mounts.extend(engine.scratch_dirs().iter().map(|(name, path)| VolumeMount {
-        name: (*name).into(),
-        mount_path: (*path).into(),
-        ..Default::default()
-    }));
+    mounts.extend(
+        engine
+            .scratch_dirs()
+            .iter()
+            .map(|(name, path)| VolumeMount {
+                name: (*name).into(),
+                mount_path: (*path).into(),
+                ..Default::default()
+            }),
+    );
 
     let args = engine.server_args();
     Container {

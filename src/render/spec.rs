@@ -72,13 +72,18 @@ impl DeploySpec {
         validate_name(&self.name)?;
         validate_dns_label("namespace", &self.namespace, 63)?;
         if self.image.trim().is_empty() || self.image.chars().any(char::is_whitespace) {
-            return usage(format!("invalid --image {:?}: an image reference has no spaces", self.image));
+            return usage(format!(
+                "invalid --image {:?}: an image reference has no spaces",
+                self.image
+            ));
         }
         validate_identifier("--database", &self.database, 63)?;
         // MySQL user names are limited to 32 characters.
         validate_identifier("--user", &self.user, 32)?;
         if self.engine != Engine::Postgres && self.user == "root" {
-            return usage("--user root is the admin user the image creates; pick another name".into());
+            return usage(
+                "--user root is the admin user the image creates; pick another name".into(),
+            );
         }
         validate_quantity("--storage-size", &self.storage_size)?;
         if let Some(class) = &self.storage_class {
@@ -123,14 +128,18 @@ pub fn parse_setting(text: &str) -> Result<(String, String), String> {
 
 fn validate_setting(engine: Engine, key: &str, value: &str) -> Result<()> {
     let mut chars = key.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
         return usage(format!(
             "invalid --set key {key:?}: use letters, digits, '_', '-' or '.', starting with a letter"
         ));
     }
     if engine == Engine::Postgres && key.contains('-') {
-        return usage(format!("invalid --set key {key:?}: PostgreSQL settings use '_', not '-'"));
+        return usage(format!(
+            "invalid --set key {key:?}: PostgreSQL settings use '_', not '-'"
+        ));
     }
     let normal = key.replace('-', "_").to_ascii_lowercase();
     if engine
@@ -138,10 +147,14 @@ fn validate_setting(engine: Engine, key: &str, value: &str) -> Result<()> {
         .iter()
         .any(|r| r.replace('-', "_") == normal)
     {
-        return usage(format!("--set {key} is managed by dbdeploy and cannot be changed"));
+        return usage(format!(
+            "--set {key} is managed by dbdeploy and cannot be changed"
+        ));
     }
     if value.contains(['\n', '\r', '\0']) {
-        return usage(format!("invalid --set {key}: the value must be a single line"));
+        return usage(format!(
+            "invalid --set {key}: the value must be a single line"
+        ));
     }
     Ok(())
 }
@@ -155,7 +168,9 @@ pub fn validate_name(name: &str) -> Result<()> {
 fn validate_dns_label(what: &str, value: &str, max: usize) -> Result<()> {
     let valid = !value.is_empty()
         && value.len() <= max
-        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && value.starts_with(|c: char| c.is_ascii_lowercase())
         && !value.ends_with('-');
     if valid {
@@ -173,14 +188,18 @@ fn validate_dns_subdomain(what: &str, value: &str) -> Result<()> {
         && value.len() <= 253
         && value.split('.').all(|part| {
             !part.is_empty()
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !part.starts_with('-')
                 && !part.ends_with('-')
         });
     if valid {
         Ok(())
     } else {
-        usage(format!("invalid {what} {value:?}: not a valid Kubernetes object name"))
+        usage(format!(
+            "invalid {what} {value:?}: not a valid Kubernetes object name"
+        ))
     }
 }
 
@@ -221,10 +240,27 @@ fn is_quantity(value: &str) -> bool {
         && number.parse::<f64>().is_ok_and(|n| n > 0.0);
     let suffix_ok = matches!(
         suffix,
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E"
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
     ) || (suffix.len() > 1
         && suffix.starts_with(['e', 'E'])
-        && suffix[1..].trim_start_matches(['+', '-']).chars().all(|c| c.is_ascii_digit())
+        && suffix[1..]
+            .trim_start_matches(['+', '-'])
+            .chars()
+            .all(|c| c.is_ascii_digit())
         && suffix[1..].trim_start_matches(['+', '-']).len() > 0);
     number_ok && suffix_ok
 }

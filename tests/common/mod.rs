@@ -26,10 +26,14 @@ pub fn kubeconfig() -> Option<PathBuf> {
     match std::env::var_os("KDB_TEST_KUBECONFIG") {
         Some(path) => Some(PathBuf::from(path)),
         None if std::env::var("KDB_REQUIRE_CLUSTER").as_deref() == Ok("1") => {
-            panic!("KDB_REQUIRE_CLUSTER=1 but KDB_TEST_KUBECONFIG is not set: start tests/cluster/cluster.sh up")
+            panic!(
+                "KDB_REQUIRE_CLUSTER=1 but KDB_TEST_KUBECONFIG is not set: start tests/cluster/cluster.sh up"
+            )
         }
         None => {
-            eprintln!("skipped: no test cluster (set KDB_TEST_KUBECONFIG; see tests/cluster/cluster.sh)");
+            eprintln!(
+                "skipped: no test cluster (set KDB_TEST_KUBECONFIG; see tests/cluster/cluster.sh)"
+            );
             None
         }
     }
@@ -63,24 +67,43 @@ impl TestNamespace {
             namespace: Some(name.clone()),
             ..Default::default()
         };
-        let kube = client::connect(&global).await.expect("connect to the test cluster");
+        let kube = client::connect(&global)
+            .await
+            .expect("connect to the test cluster");
         let api: Api<Namespace> = Api::all(kube.client.clone());
         let mut ns = Namespace::default();
         ns.metadata.name = Some(name.clone());
-        ns.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        api.create(&PostParams::default(), &ns).await.expect("create test namespace");
-        // Pods are refused until the namespace's default ServiceAccount exists.
-        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(kube.client.clone(), &name);
-        kube::runtime::wait::await_condition(sa, "default", kube::runtime::conditions::is_created())
+        ns.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        api.create(&PostParams::default(), &ns)
             .await
-            .expect("default ServiceAccount");
-        TestNamespace { name, kubeconfig: kubeconfig.clone(), kube }
+            .expect("create test namespace");
+        // Pods are refused until the namespace's default ServiceAccount exists.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(kube.client.clone(), &name);
+        kube::runtime::wait::await_condition(
+            sa,
+            "default",
+            kube::runtime::conditions::is_created(),
+        )
+        .await
+        .expect("default ServiceAccount");
+        TestNamespace {
+            name,
+            kubeconfig: kubeconfig.clone(),
+            kube,
+        }
     }
 
     /// A binary of this package with a clean environment pointed at the test cluster.
     pub fn bin(&self, name: &str) -> assert_cmd::Command {
         let mut cmd = clean_bin(name);
-        cmd.env("KUBECONFIG", &self.kubeconfig).args(["-n", &self.name]);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .args(["-n", &self.name]);
         cmd
     }
 }
@@ -94,7 +117,10 @@ impl Drop for TestNamespace {
         let name = self.name.clone();
         // Drop cannot await; delete on a thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

@@ -1,0 +1,168 @@
+//! Binary-level tests: exit codes and messages of real runs, with a clean environment.
+//! Bad input must exit 2 before any API call — the kubeconfig here points at a port
+//! nothing listens on, so any API call would turn into exit 3 instead.
+
+mod common;
+
+use std::path::PathBuf;
+
+fn unreachable_kubeconfig() -> PathBuf {
+    let dir = std::env::temp_dir().join("kdb-cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\n    namespace: team-a\nusers:\n- name: nobody\n  user:\n    token: not-a-real-token\n",
+    )
+    .unwrap();
+    path
+}
+
+/// Runs dbdeploy against the unreachable cluster; returns (exit code, stdout, stderr).
+fn dbdeploy(args: &[&str]) -> (i32, String, String) {
+    let output = common::clean_bin("kubectl-dbdeploy")
+        .env("KUBECONFIG", unreachable_kubeconfig())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn usage_error(args: &[&str]) -> String {
+    let (code, stdout, stderr) = dbdeploy(args);
+    assert_eq!(code, 2, "args {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.is_empty(),
+        "nothing on stdout for an error: {stdout}"
+    );
+    stderr
+}
+
+#[test]
+fn unknown_engine_is_a_usage_error() {
+    let stderr = usage_error(&["oracle"]);
+    assert!(
+        stderr.contains("unrecognized subcommand 'oracle'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_name_is_a_usage_error() {
+    insta::assert_snapshot!(usage_error(&["postgres", "--name", "My_DB"]), @r###"
+    error: invalid name "My_DB": use at most 52 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit
+    "###);
+}
+
+#[test]
+fn bad_quantity_is_a_usage_error() {
+    insta::assert_snapshot!(usage_error(&["mysql", "--storage-size", "10GB"]), @r###"
+    error: invalid --storage-size "10GB": expected a Kubernetes quantity such as 500m, 1, 512Mi or 10Gi
+    "###);
+}
+
+#[test]
+fn several_replicas_are_refused() {
+    insta::assert_snapshot!(usage_error(&["mariadb", "--replicas", "3"]), @r###"
+    error: --replicas 3 is refused: without replication each pod would hold its own, different copy of the data behind one Service. Run 1 replica.
+    "###);
+}
+
+#[test]
+fn malformed_set_is_a_usage_error() {
+    let stderr = usage_error(&["postgres", "--set", "max_connections"]);
+    assert!(stderr.contains("expected key=value"), "{stderr}");
+    insta::assert_snapshot!(usage_error(&["postgres", "--set", "bad key=1"]), @r###"
+    error: invalid --set key "bad key": use letters, digits, '_', '-' or '.', starting with a letter
+    "###);
+    let stderr = usage_error(&["mysql", "--set", "datadir=/tmp"]);
+    assert!(stderr.contains("managed by dbdeploy"), "{stderr}");
+}
+
+#[test]
+fn purge_without_yes_and_without_a_terminal_is_refused() {
+    let stderr = usage_error(&["delete", "postgres", "--purge-data"]);
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+}
+
+#[test]
+fn unreachable_cluster_is_exit_3_with_a_hint() {
+    let (code, _, stderr) = dbdeploy(&["list", "--request-timeout", "5s"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.starts_with("error: failed to list StatefulSets"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn client_dry_run_prints_manifests_without_any_api_call() {
+    let (code, stdout, stderr) = dbdeploy(&["postgres", "--dry-run=client", "-o", "yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("kind: StatefulSet"));
+    // The context's namespace, read from the kubeconfig file, not from the API.
+    assert!(stdout.contains("namespace: team-a"), "{stdout}");
+    assert!(
+        !stdout.contains("kind: Secret"),
+        "generated passwords are not printed"
+    );
+    assert!(
+        stderr.contains("Secret postgres-secret is left out"),
+        "{stderr}"
+    );
+
+    let (code, stdout, _) = dbdeploy(&["mysql", "--dry-run=client", "-o", "json", "-n", "db"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["metadata"]["namespace"] == "db")
+    );
+}
+
+#[test]
+fn help_and_version_read_as_kubectl_plugins() {
+    for bin in [
+        "kubectl-dbdeploy",
+        "kubectl-dbcheck",
+        "kubectl-dbbackup",
+        "kubectl-dbpersist",
+    ] {
+        let output = common::clean_bin(bin).arg("--help").output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{bin}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        let name = bin.replace("kubectl-", "kubectl ");
+        assert!(help.contains(&format!("Usage: {name}")), "{bin}: {help}");
+        for flag in [
+            "--kubeconfig",
+            "--context",
+            "--namespace",
+            "--request-timeout",
+        ] {
+            assert!(help.contains(flag), "{bin} lacks {flag}");
+        }
+        let output = common::clean_bin(bin).arg("--version").output().unwrap();
+        assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
+fn completion_scripts_are_generated() {
+    let output = common::clean_bin("kubectl-dbdeploy")
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let script = String::from_utf8_lossy(&output.stdout);
+    assert!(script.contains("complete -F"), "{script}");
+    assert!(script.contains("--storage-size"));
+}
