@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod deploy;

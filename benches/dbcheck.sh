@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): wall time of `kubectl dbcheck <pod>` on a healthy database against
+# the guide's own diagnostic commands run one after another ("문제 해결 가이드" and "진단
+# 명령어 모음" of seed/000_b6b8cbdecc1d4d07.txt, with `mysql` replaced by the database's
+# name and passwords read from the pod's environment), in the same run. Prints a table and
+# the ratio.
+#
+#   KUBECONFIG=/var/tmp/kubectl-db-cluster/kubeconfig benches/dbcheck.sh [ROUNDS]
+#
+# Deploys a MariaDB (the guide's commands are MySQL's) in a throwaway namespace, deleted at
+# the end. Needs kubectl on PATH (or KUBECTL=...) for the guide's side.
+set -euo pipefail
+
+ROUNDS=${1:-3}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+KUBECTL=${KUBECTL:-$(command -v kubectl || echo "$HOME/.cache/kubectl-db/k8s-v1.34.4/bin/kubectl")}
+IMAGE=${KDB_TEST_MARIADB_IMAGE:-localhost/kdb/mariadb:10.11}
+NS=kdb-bench-check-$RANDOM
+NAME=mysql
+POD=$NAME-0
+
+cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --bin kubectl-dbcheck --bin kubectl-dbdeploy
+BIN=$HERE/target/release
+k() { timeout 60 "$KUBECTL" -n "$NS" "$@"; }
+
+cleanup() { timeout 60 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+echo "deploying $IMAGE as $NS/$NAME ..." >&2
+timeout 60 "$KUBECTL" create namespace "$NS" >/dev/null
+"$BIN/kubectl-dbdeploy" -n "$NS" mariadb --name "$NAME" --image "$IMAGE" \
+  --cpu 50m --memory 128Mi --memory-limit 1Gi --storage-size 1Gi \
+  --dry-run=client --show-password -o yaml | k apply -f - >/dev/null
+k rollout status statefulset/"$NAME" --timeout=300s >/dev/null
+k wait --for=condition=ready pod/"$POD" --timeout=300s >/dev/null
+
+# The guide's commands, in its order. `-it` dropped (no terminal here); `logs -f` becomes a
+# plain `logs` (following never ends); the throwaway netshoot pod is left out (it pulls an
+# image from the internet). Failures (no previous container, no metrics API) still count:
+# a person runs them and reads the error.
+guide() {
+  k get pvc -l app=$NAME
+  k describe pvc data-$POD
+  k get storageclass
+  k get events --sort-by=.lastTimestamp | grep $NAME || true
+  k describe pod $POD | grep -A 10 SecurityContext || true
+  k exec $POD -- ls -la /var/lib/mysql
+  k exec $POD -- id
+  k logs $POD --previous || true
+  k logs $POD --tail=100
+  k exec $POD -- sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysqladmin -uroot status'
+  k get pod $POD -o yaml | grep -A 20 readinessProbe
+  k exec $POD -- sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysqladmin ping -uroot'
+  k get statefulsets,services,pods,pvc -l app=$NAME
+  k describe statefulset $NAME
+  k describe pod $POD
+  k describe pvc data-$POD
+  k logs -l app=$NAME --tail=100
+  k logs -l app=$NAME --previous || true
+  k top pod $POD || true
+  k exec $POD -- sh -c 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql -uroot -e "SELECT VERSION(); SHOW DATABASES;"'
+}
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc; }
+
+dbcheck_times=()
+guide_times=()
+for ((i = 1; i <= ROUNDS; i++)); do
+  t0=$(now)
+  "$BIN/kubectl-dbcheck" -n "$NS" "$POD" -o json >/tmp/kdb-bench-dbcheck.json || true
+  t1=$(now)
+  guide >/dev/null 2>&1
+  t2=$(now)
+  dbcheck_times+=("$(elapsed "$t0" "$t1")")
+  guide_times+=("$(elapsed "$t1" "$t2")")
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+d=$(median "${dbcheck_times[@]}")
+g=$(median "${guide_times[@]}")
+checks=$(python3 -c 'import json;r=json.load(open("/tmp/kdb-bench-dbcheck.json"));print(len(r["checks"]), r["summary"]["verdict"])' 2>/dev/null || echo "? ?")
+
+printf '\n%-46s %10s %s\n' "what ($ROUNDS rounds, median)" "seconds" "notes"
+printf '%-46s %10.3f %s\n' "kubectl dbcheck $POD" "$d" "${checks% *} checks, verdict ${checks#* }, all concurrent"
+printf '%-46s %10.3f %s\n' "guide's diagnostic commands, one by one" "$g" "20 kubectl invocations"
+printf '%-46s %10.1fx\n' "ratio (guide / dbcheck)" "$(echo "$g / $d" | bc -l)"

@@ -1,0 +1,412 @@
+//! Gathering the facts: every API read runs concurrently, and so do the commands run in the
+//! container, each with its own timeout, so one slow answer cannot hang the report.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, Secret, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{ListParams, LogParams};
+use kube::{Api, ResourceExt};
+
+use super::inside::{self, InsideFacts, Outcome, Run};
+use super::rules::{self, Facts, RefKind};
+use super::{CheckOptions, within};
+use crate::client::Kube;
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::target::Target;
+
+/// Reads everything the rules need about `target`.
+pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Result<Facts> {
+    let ns = target.namespace.clone();
+    let budget = options.api_timeout;
+    let spec: Option<PodSpec> = match &target.pod {
+        Some(pod) => pod.spec.clone(),
+        None => target
+            .statefulset
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.template.spec.clone()),
+    };
+    let claim_names = claim_names(target, spec.as_ref());
+    let references = spec.as_ref().map(rules::references).unwrap_or_default();
+    let wanted: BTreeSet<(RefKind, String)> = references
+        .iter()
+        .map(|r| (r.kind, r.name.clone()))
+        .collect();
+
+    let claims = async {
+        let api: Api<PersistentVolumeClaim> = kube.api();
+        let reads = claim_names.iter().map(|name| {
+            let api = api.clone();
+            let ns = ns.clone();
+            async move {
+                let claim = within(budget, format!("PVC {ns}/{name}"), async {
+                    api.get_opt(name)
+                        .await
+                        .map_err(Error::api(format!("read PVC {ns}/{name}")))
+                })
+                .await?;
+                Ok::<_, Error>((name.clone(), claim))
+            }
+        });
+        let claims = futures::future::try_join_all(reads).await?;
+        let volumes = bound_volumes(kube, &claims, budget).await;
+        Ok::<_, Error>((claims, volumes))
+    };
+    let classes = async {
+        let api: Api<StorageClass> = kube.api_all();
+        within(budget, "StorageClasses".into(), async {
+            api.list(&ListParams::default())
+                .await
+                .map_err(Error::api("list StorageClasses"))
+        })
+        .await
+        .map(|l| l.items)
+        .map_err(|e| error_text(&e))
+    };
+    let services = async {
+        let api: Api<Service> = kube.api();
+        within(budget, "Services".into(), async {
+            api.list(&ListParams::default())
+                .await
+                .map_err(Error::api(format!("list Services in {ns}")))
+        })
+        .await
+        .map(|l| l.items)
+    };
+    let slices = async {
+        let api: Api<EndpointSlice> = kube.api();
+        within(budget, "EndpointSlices".into(), async {
+            api.list(&ListParams::default())
+                .await
+                .map_err(Error::api(format!("list EndpointSlices in {ns}")))
+        })
+        .await
+        .map(|l| l.items)
+    };
+    let objects = join_all(wanted.into_iter().map(|(kind, name)| async move {
+        let keys = object_keys(kube, kind, &name, budget).await;
+        ((kind, name), keys)
+    }));
+    let events = async {
+        let api: Api<Event> = kube.api();
+        within(budget, "events".into(), async {
+            api.list(&ListParams::default())
+                .await
+                .map_err(Error::api(format!("list events in {ns}")))
+        })
+        .await
+        .map(|l| l.items)
+        .map_err(|e| error_text(&e))
+    };
+    let logs = previous_logs(kube, target, budget);
+    let inside = inside_facts(kube, target, spec.as_ref(), options);
+
+    let (claims, classes, services, slices, objects, events, previous_logs, inside) = tokio::join!(
+        claims, classes, services, slices, objects, events, logs, inside
+    );
+    let (claims, volumes) = claims?;
+    let services = services?;
+
+    let mut about: BTreeSet<String> = claim_names.iter().cloned().collect();
+    about.insert(target.pod_name.clone());
+    if let Some(sts) = &target.statefulset {
+        about.insert(sts.name_any());
+    }
+    about.extend(services.iter().map(|s| s.name_any()));
+    let events = events.map(|list| {
+        list.into_iter()
+            .filter(|e| {
+                e.involved_object
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| about.contains(n))
+            })
+            .collect()
+    });
+
+    Ok(Facts {
+        namespace: ns,
+        pod_name: target.pod_name.clone(),
+        engine: target.engine,
+        container: target.container.clone(),
+        pod: target.pod.clone(),
+        statefulset: target.statefulset.clone(),
+        claims,
+        storage_classes: classes,
+        volumes,
+        services,
+        endpoint_slices: slices?,
+        objects: objects.into_iter().collect(),
+        events,
+        previous_logs,
+        inside,
+        now: k8s_openapi::jiff::Timestamp::now(),
+    })
+}
+
+fn error_text(err: &Error) -> String {
+    match err {
+        Error::Api {
+            source: kube::Error::Api(status),
+            ..
+        } => format!("{} ({})", status.reason, status.code),
+        other => other.to_string(),
+    }
+}
+
+/// The pod's claims; before the pod exists, the ones its StatefulSet will create for it.
+fn claim_names(target: &Target, spec: Option<&PodSpec>) -> Vec<String> {
+    if target.pod.is_some() {
+        return spec
+            .and_then(|s| s.volumes.as_ref())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .map(|c| c.claim_name.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    let Some(sts) = &target.statefulset else {
+        return Vec::new();
+    };
+    let ordinal = target.pod_name.rsplit('-').next().unwrap_or("0");
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .map(|t| {
+            t.iter()
+                .map(|c| format!("{}-{}-{ordinal}", c.name_any(), sts.name_any()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// PersistentVolumes of bound claims. They are cluster-scoped and a namespace user may not
+/// read them; then the reclaim-policy check is skipped rather than the report failing.
+async fn bound_volumes(
+    kube: &Kube,
+    claims: &[(String, Option<PersistentVolumeClaim>)],
+    budget: Duration,
+) -> Vec<PersistentVolume> {
+    let api: Api<PersistentVolume> = kube.api_all();
+    let names: Vec<String> = claims
+        .iter()
+        .filter_map(|(_, c)| c.as_ref()?.spec.as_ref()?.volume_name.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let reads = names.iter().map(|name| {
+        let api = api.clone();
+        async move {
+            tokio::time::timeout(budget, api.get_opt(name))
+                .await
+                .ok()?
+                .ok()?
+        }
+    });
+    join_all(reads).await.into_iter().flatten().collect()
+}
+
+/// The key names of a Secret or ConfigMap (`None`: it does not exist). Values are dropped
+/// here and never reach the report.
+async fn object_keys(
+    kube: &Kube,
+    kind: RefKind,
+    name: &str,
+    budget: Duration,
+) -> rules::ObjectKeys {
+    let ns = &kube.namespace;
+    let read = async {
+        match kind {
+            RefKind::Secret => {
+                let api: Api<Secret> = kube.api();
+                let secret = api
+                    .get_opt(name)
+                    .await
+                    .map_err(Error::api(format!("read Secret {ns}/{name}")))?;
+                Ok(secret.map(|s| {
+                    let mut keys: BTreeSet<String> =
+                        s.data.unwrap_or_default().into_keys().collect();
+                    keys.extend(s.string_data.unwrap_or_default().into_keys());
+                    keys
+                }))
+            }
+            RefKind::ConfigMap => {
+                let api: Api<ConfigMap> = kube.api();
+                let map = api
+                    .get_opt(name)
+                    .await
+                    .map_err(Error::api(format!("read ConfigMap {ns}/{name}")))?;
+                Ok(map.map(|m| {
+                    let mut keys: BTreeSet<String> =
+                        m.data.unwrap_or_default().into_keys().collect();
+                    keys.extend(m.binary_data.unwrap_or_default().into_keys());
+                    keys
+                }))
+            }
+        }
+    };
+    within(budget, format!("{kind} {ns}/{name}"), read)
+        .await
+        .map_err(|e| error_text(&e))
+}
+
+/// The last 20 lines of the previous container's log, when the container has restarted.
+async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option<String> {
+    let status = target
+        .pod
+        .as_ref()?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == target.container)?;
+    let restarted = status.restart_count > 0
+        || status
+            .last_state
+            .as_ref()
+            .is_some_and(|s| s.terminated.is_some());
+    if !restarted {
+        return None;
+    }
+    let api: Api<Pod> = kube.api();
+    let params = LogParams {
+        container: Some(target.container.clone()),
+        previous: true,
+        tail_lines: Some(20),
+        ..Default::default()
+    };
+    tokio::time::timeout(budget, api.logs(&target.pod_name, &params))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Where the data volume is mounted in the database container.
+fn data_mount(target: &Target, spec: Option<&PodSpec>) -> String {
+    let fallback = target.engine.data_mount().to_string();
+    let Some(spec) = spec else { return fallback };
+    let mut volume_names: BTreeSet<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.persistent_volume_claim.is_some())
+        .map(|v| v.name.clone())
+        .collect();
+    if let Some(templates) = target
+        .statefulset
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.as_ref())
+    {
+        volume_names.extend(templates.iter().map(|t| t.name_any()));
+    }
+    spec.containers
+        .iter()
+        .find(|c| c.name == target.container)
+        .and_then(|c| c.volume_mounts.as_ref())
+        .and_then(|mounts| mounts.iter().find(|m| volume_names.contains(&m.name)))
+        .map(|m| m.mount_path.clone())
+        .unwrap_or(fallback)
+}
+
+/// Runs the in-container commands concurrently when the container is running.
+async fn inside_facts(
+    kube: &Kube,
+    target: &Target,
+    spec: Option<&PodSpec>,
+    options: &CheckOptions,
+) -> InsideFacts {
+    let running = target
+        .pod
+        .as_ref()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .and_then(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .and_then(|s| s.iter().find(|c| c.name == target.container))
+        .and_then(|s| s.state.as_ref())
+        .is_some_and(|s| s.running.is_some());
+    if !running {
+        let state = target
+            .pod
+            .as_ref()
+            .map(crate::wait::pod_state)
+            .unwrap_or_else(|| "no pod".into());
+        return InsideFacts::not_run(&format!(
+            "container {} is not running ({state})",
+            target.container
+        ));
+    }
+    let pods: Api<Pod> = kube.api();
+    let pod = target.pod_name.as_str();
+    let container = target.container.as_str();
+    let timeout = options.exec_timeout;
+    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+    let mount = data_mount(target, spec);
+    let probe_command =
+        spec.and_then(|s| s.containers.iter().find(|c| c.name == target.container))
+            .and_then(|c| c.readiness_probe.as_ref())
+            .map(|p| {
+                p.exec.as_ref().and_then(|e| e.command.clone()).ok_or(
+                    "the readiness probe is not an exec probe; kubelet runs it from the node",
+                )
+            })
+            .unwrap_or(Err("no readiness probe configured"));
+    let readiness = async {
+        match &probe_command {
+            Ok(command) => timed(&pods, pod, container, command, None, timeout).await,
+            Err(why) => Outcome::NotRun(why.to_string()),
+        }
+    };
+    let engine = target.engine;
+    let sql = inside::overview_sql(engine).as_bytes();
+    let permissions = sh(inside::permissions_script(engine, &mount));
+    let query = sh(engine.sql_script().to_string());
+    let status = sh(inside::status_script(engine).to_string());
+    let volume = sh(inside::volume_script(&mount));
+    let (readiness, permissions, sql, status, volume) = tokio::join!(
+        readiness,
+        timed(&pods, pod, container, &permissions, None, timeout),
+        timed(&pods, pod, container, &query, Some(sql), timeout),
+        timed(&pods, pod, container, &status, None, timeout),
+        timed(&pods, pod, container, &volume, None, timeout),
+    );
+    InsideFacts {
+        readiness,
+        permissions,
+        sql,
+        status,
+        volume,
+    }
+}
+
+async fn timed(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    command: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Outcome {
+    let started = Instant::now();
+    match exec::run(pods, pod, Some(container), command, stdin, timeout).await {
+        Ok(output) => Outcome::Done(Run {
+            success: output.status.success(),
+            status: output.status.to_string(),
+            stdout: output.stdout_text(),
+            stderr: output.stderr_text(),
+            millis: started.elapsed().as_millis() as u64,
+        }),
+        Err(err) => Outcome::Error(err.to_string()),
+    }
+}

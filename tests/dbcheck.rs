@@ -1,0 +1,428 @@
+//! `kubectl dbcheck` on the local cluster: a healthy database is all ok, and each broken
+//! state of issue #4 is diagnosed with the right verdict and hint. The broken databases share
+//! one namespace and are created together (rendered by dbdeploy, some then altered, applied
+//! without waiting); the test then polls dbcheck until the cluster shows each state.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const SMALL: &[&str] = &[
+    "--cpu",
+    "50m",
+    "--memory",
+    "128Mi",
+    "--memory-limit",
+    "1Gi",
+    "--storage-size",
+    "1Gi",
+];
+
+/// Renders a PostgreSQL database with dbdeploy (`--dry-run=client`, no API call), lets the
+/// test alter the objects, and creates them without waiting.
+async fn deploy(
+    ns: &TestNamespace,
+    name: &str,
+    extra: &[&str],
+    alter: impl FnOnce(&mut Vec<Value>),
+) {
+    let image = common::postgres_image();
+    let output = ns
+        .bin("kubectl-dbdeploy")
+        .args(["postgres", "--name", name])
+        .args(if extra.contains(&"--image") {
+            vec![]
+        } else {
+            vec!["--image", &image]
+        })
+        .args(
+            SMALL
+                .chunks(2)
+                .filter(|pair| !extra.contains(&pair[0]))
+                .flatten(),
+        )
+        .args(extra)
+        .args(["--dry-run=client", "--show-password", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut items = list["items"].as_array().unwrap().clone();
+    alter(&mut items);
+    for item in items {
+        create(ns, item).await;
+    }
+}
+
+async fn create(ns: &TestNamespace, item: Value) {
+    let pp = PostParams::default();
+    macro_rules! make {
+        ($kind:ty) => {{
+            let api: Api<$kind> = ns.kube.api();
+            api.create(&pp, &serde_json::from_value(item.clone()).unwrap())
+                .await
+                .unwrap();
+        }};
+    }
+    match item["kind"].as_str().unwrap() {
+        "ConfigMap" => make!(ConfigMap),
+        "Secret" => make!(Secret),
+        "Service" => make!(Service),
+        "StatefulSet" => make!(StatefulSet),
+        "NetworkPolicy" => make!(NetworkPolicy),
+        other => panic!("unexpected kind {other}"),
+    }
+}
+
+fn find<'a>(items: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value {
+    items
+        .iter_mut()
+        .find(|i| i["kind"] == kind && i["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// Runs `kubectl dbcheck TARGET -o json`: exit code and report.
+fn dbcheck(ns: &TestNamespace, target: &str) -> (i32, Value) {
+    let output = ns
+        .bin("kubectl-dbcheck")
+        .args([target, "-o", "json"])
+        .output()
+        .unwrap();
+    let code = output.status.code().unwrap_or(-1);
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&output.stderr).to_string()}));
+    (code, report)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+/// Polls dbcheck until check `name` has `verdict` and its evidence+fix contain every
+/// word of `expect`; returns the last report and an error message on timeout.
+fn wait_for(
+    ns: &TestNamespace,
+    target: &str,
+    name: &str,
+    verdict: &str,
+    expect: &[&str],
+    budget: Duration,
+) -> Result<(i32, Value), String> {
+    let started = Instant::now();
+    loop {
+        let (code, report) = dbcheck(ns, target);
+        let c = check(&report, name);
+        let text = format!(
+            "{} {}",
+            c["evidence"].as_str().unwrap_or(""),
+            c["fix"].as_str().unwrap_or("")
+        );
+        if c["verdict"] == verdict && expect.iter().all(|w| text.contains(w)) {
+            return Ok((code, report));
+        }
+        if started.elapsed() > budget {
+            return Err(format!(
+                "{target}: {name} never became {verdict} with {expect:?} within {budget:?}; last: {}",
+                serde_json::to_string_pretty(&report).unwrap()
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_and_broken_databases_are_diagnosed() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "check", &[]).await;
+
+    // The healthy database, then seven broken ones, all at once.
+    deploy(&ns, "good", &[], |_| {}).await;
+    deploy(&ns, "noclass", &["--storage-class", "nope"], |_| {}).await;
+    deploy(&ns, "bigcpu", &["--cpu", "64", "--cpu-limit", "64"], |_| {}).await;
+    deploy(&ns, "nopull", &["--image", "localhost/kdb/none:1"], |_| {}).await;
+    deploy(
+        &ns,
+        "badconf",
+        &["--set", "shared_buffers=notanumber"],
+        |_| {},
+    )
+    .await;
+    deploy(&ns, "notready", &[], |items| {
+        let sts = find(items, "StatefulSet", "notready");
+        sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"] =
+            json!(["sh", "-c", "exit 1"]);
+    })
+    .await;
+    deploy(&ns, "nokey", &[], |items| {
+        let secret = find(items, "Secret", "nokey-secret");
+        secret["data"] = json!({"PASSWORD": "c2VjcmV0"});
+    })
+    .await;
+
+    let long = Duration::from_secs(240);
+    let mut failures = Vec::new();
+
+    // 1. PVC Pending: its StorageClass does not exist.
+    expect(
+        &mut failures,
+        wait_for(
+            &ns,
+            "noclass",
+            "pvc.bound",
+            "fail",
+            &["\"nope\" does not exist", "--storage-class standard"],
+            long,
+        ),
+        1,
+    );
+    // 2. Unschedulable: no node has 64 CPUs.
+    expect(
+        &mut failures,
+        wait_for(
+            &ns,
+            "bigcpu-0",
+            "pod.scheduling",
+            "fail",
+            &["Insufficient cpu", "lower the request"],
+            long,
+        ),
+        1,
+    );
+    // 3. Image cannot be pulled.
+    expect(
+        &mut failures,
+        wait_for(
+            &ns,
+            "nopull-0",
+            "pod.image",
+            "fail",
+            &["localhost/kdb/none:1", "check that"],
+            long,
+        ),
+        1,
+    );
+    // 4. CrashLoopBackOff from a bad setting, with the previous container's log lines.
+    expect(
+        &mut failures,
+        wait_for(
+            &ns,
+            "badconf-0",
+            "pod.containers",
+            "fail",
+            &[
+                "CrashLoopBackOff",
+                "previous container's last log lines",
+                "shared_buffers",
+                "--set",
+            ],
+            long,
+        ),
+        1,
+    );
+    // 5. Readiness probe failing while the server runs.
+    match wait_for(
+        &ns,
+        "notready-0",
+        "probe.readiness",
+        "fail",
+        &["exit status 1", "probe's command itself is wrong"],
+        long,
+    ) {
+        Ok((code, report)) => {
+            if code != 1
+                || check(&report, "pod.ready")["verdict"] != "fail"
+                || check(&report, "db.server")["verdict"] != "ok"
+            {
+                failures.push(format!("notready: {report}"));
+            }
+        }
+        Err(message) => failures.push(message),
+    }
+    // 7. A Secret key the pod references does not exist.
+    expect(
+        &mut failures,
+        wait_for(
+            &ns,
+            "nokey-0",
+            "config.references",
+            "fail",
+            &["has no key POSTGRES_PASSWORD", "keys present: PASSWORD"],
+            long,
+        ),
+        1,
+    );
+
+    // The healthy one: nothing fails, everything that ran is ok.
+    match wait_for(&ns, "good-0", "pod.ready", "ok", &[], long)
+        .and_then(|_| wait_for(&ns, "good-0", "db.server", "ok", &["PostgreSQL"], long))
+    {
+        Ok((code, report)) => {
+            let not_ok: Vec<&Value> = report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                // The local StorageClass deletes volumes with their claims: a deliberate warning.
+                .filter(|c| c["verdict"] != "ok" && c["name"] != "pv.reclaim-policy")
+                .collect();
+            if code != 0 || !not_ok.is_empty() {
+                failures.push(format!("healthy database: exit {code}, not ok: {not_ok:?}"));
+            }
+            for secret in ["good-secret"] {
+                let api: Api<Secret> = ns.kube.api();
+                let data = api.get(secret).await.unwrap().data.unwrap();
+                let text = report.to_string();
+                for value in data.values() {
+                    assert!(
+                        !text.contains(&*String::from_utf8_lossy(&value.0)),
+                        "password in the report"
+                    );
+                }
+            }
+        }
+        Err(message) => failures.push(message),
+    }
+
+    // 6. The ClusterIP Service's selector matches nothing.
+    let services: Api<Service> = ns.kube.api();
+    let patch = |selector: Value| Patch::Merge(json!({"spec": {"selector": selector}}));
+    services
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &patch(json!({"app": "nothing", "app.kubernetes.io/instance": null})),
+        )
+        .await
+        .unwrap();
+    expect(
+        &mut failures,
+        wait_for(
+            &ns,
+            "good-0",
+            "service.endpoints",
+            "fail",
+            &["matches no pod", "app=good"],
+            Duration::from_secs(30),
+        ),
+        1,
+    );
+    services
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &patch(json!({"app": "good", "app.kubernetes.io/instance": "good"})),
+        )
+        .await
+        .unwrap();
+
+    // 8. The data directory is not writable by the server's uid.
+    let pods: Api<Pod> = ns.kube.api();
+    let chmod = |mode: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let script = format!("chmod {mode} \"$PGDATA\"");
+            let out = kubectl_db::exec::shell(
+                &pods,
+                "good-0",
+                Some("postgres"),
+                &script,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+            assert!(out.status.success(), "chmod: {}", out.stderr_text());
+        }
+    };
+    chmod("0500").await;
+    let result = wait_for(
+        &ns,
+        "good-0",
+        "datadir.permissions",
+        "fail",
+        &["NOT writable", "fsGroup"],
+        Duration::from_secs(30),
+    );
+    chmod("0700").await;
+    expect(&mut failures, result, 1);
+
+    // Without a target: one line per database, the worst verdict, exit 1.
+    let output = ns
+        .bin("kubectl-dbcheck")
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    let all: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let lines = all["databases"].as_array().unwrap();
+    if output.status.code() != Some(1)
+        || lines.len() != 7
+        || lines
+            .iter()
+            .any(|l| l["name"] == "good" && l["verdict"] == "fail")
+    {
+        failures.push(format!("namespace summary: {all}"));
+    }
+
+    assert!(
+        failures.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn expect(failures: &mut Vec<String>, result: Result<(i32, Value), String>, exit: i32) {
+    match result {
+        Ok((code, report)) if code != exit => {
+            failures.push(format!("exit {code}, expected {exit}: {report}"))
+        }
+        Ok(_) => {}
+        Err(message) => failures.push(message),
+    }
+}
+
+#[test]
+fn unreachable_cluster_exits_3_and_bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\ncurrent-context: c\n",
+    )
+    .unwrap();
+    let output = common::clean_bin("kubectl-dbcheck")
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--request-timeout",
+            "5s",
+            "mysql-0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = common::clean_bin("kubectl-dbcheck")
+        .args(["-A", "mysql-0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
