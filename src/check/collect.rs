@@ -1,7 +1,7 @@
 //! Gathering the facts: every API read runs concurrently, and so do the commands run in the
 //! container, each with its own timeout, so one slow answer cannot hang the report.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{ListParams, LogParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::{Api, ResourceExt};
 
 use super::inside::{self, InsideFacts, Outcome, Run};
@@ -106,10 +106,11 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
         .map_err(|e| error_text(&e))
     };
     let logs = previous_logs(kube, target, budget);
+    let usage = pod_usage(kube, target, budget);
     let inside = inside_facts(kube, target, spec.as_ref(), options);
 
-    let (claims, classes, services, slices, objects, events, previous_logs, inside) = tokio::join!(
-        claims, classes, services, slices, objects, events, logs, inside
+    let (claims, classes, services, slices, objects, events, previous_logs, usage, inside) = tokio::join!(
+        claims, classes, services, slices, objects, events, logs, usage, inside
     );
     let (claims, volumes) = claims?;
     let services = services?;
@@ -146,6 +147,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
         objects: objects.into_iter().collect(),
         events,
         previous_logs,
+        usage,
         inside,
         now: k8s_openapi::jiff::Timestamp::now(),
     })
@@ -291,6 +293,40 @@ async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option
         .await
         .ok()?
         .ok()
+}
+
+/// CPU and memory use per container from the metrics API (metrics-server), when installed.
+async fn pod_usage(
+    kube: &Kube,
+    target: &Target,
+    budget: Duration,
+) -> Result<BTreeMap<String, (String, String)>, String> {
+    let gvk = GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "pods");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(kube.client.clone(), &target.namespace, &resource);
+    let metrics = match tokio::time::timeout(budget, api.get_opt(&target.pod_name)).await {
+        Err(_) => return Err("the metrics API did not answer in time".into()),
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 || status.code == 503 => {
+            return Err("no metrics API (metrics-server is not installed)".into());
+        }
+        Ok(Err(err)) => return Err(format!("could not read pod metrics: {err}")),
+        Ok(Ok(None)) => return Err("no metrics for the pod yet".into()),
+        Ok(Ok(Some(metrics))) => metrics,
+    };
+    let containers = metrics.data["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(containers
+        .iter()
+        .filter_map(|c| {
+            let name = c["name"].as_str()?.to_string();
+            let cpu = c["usage"]["cpu"].as_str().unwrap_or("0").to_string();
+            let memory = c["usage"]["memory"].as_str().unwrap_or("0").to_string();
+            Some((name, (cpu, memory)))
+        })
+        .collect())
 }
 
 /// Where the data volume is mounted in the database container.

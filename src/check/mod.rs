@@ -4,7 +4,10 @@
 
 mod collect;
 pub mod inside;
+pub mod podspec;
 pub mod rules;
+pub mod services;
+pub mod storage;
 
 use std::time::{Duration, Instant};
 
