@@ -34,6 +34,7 @@ pub fn load_kubeconfig(args: &GlobalArgs) -> Result<Kubeconfig> {
 /// Builds the client config from the global flags.
 pub async fn config_from_args(args: &GlobalArgs) -> Result<Config> {
     let kubeconfig = load_kubeconfig(args)?;
+    check_names(&kubeconfig, args)?;
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: args.cluster.clone(),
@@ -51,6 +52,56 @@ pub async fn config_from_args(args: &GlobalArgs) -> Result<Config> {
         config.read_timeout = Some(args.request_timeout);
     }
     Ok(config)
+}
+
+/// kube falls back to anonymous requests when `--user` names no user; kubectl refuses.
+fn check_names(kubeconfig: &Kubeconfig, args: &GlobalArgs) -> Result<()> {
+    let missing = |what: &str, name: &str, known: Vec<&str>| {
+        Err(Error::Usage(format!(
+            "{what} {name:?} is not in the kubeconfig (it has: {})",
+            known.join(", ")
+        )))
+    };
+    if let Some(context) = &args.context
+        && !kubeconfig.contexts.iter().any(|c| &c.name == context)
+    {
+        return missing(
+            "context",
+            context,
+            kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect(),
+        );
+    }
+    if let Some(cluster) = &args.cluster
+        && !kubeconfig.clusters.iter().any(|c| &c.name == cluster)
+    {
+        return missing(
+            "cluster",
+            cluster,
+            kubeconfig
+                .clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect(),
+        );
+    }
+    if let Some(user) = &args.user
+        && !kubeconfig.auth_infos.iter().any(|u| &u.name == user)
+    {
+        return missing(
+            "user",
+            user,
+            kubeconfig
+                .auth_infos
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect(),
+        );
+    }
+    Ok(())
 }
 
 /// Connects using the global flags and resolves the namespace.

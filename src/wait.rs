@@ -25,6 +25,13 @@ pub struct WarningEvent {
     pub count: i32,
 }
 
+impl WarningEvent {
+    /// Same object, reason and message (the count may differ).
+    pub fn same_as(&self, other: &WarningEvent) -> bool {
+        self.object == other.object && self.reason == other.reason && self.message == other.message
+    }
+}
+
 impl std::fmt::Display for WarningEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -309,11 +316,15 @@ pub async fn statefulset_ready(
             }
             Ok(Change::Event(event)) => {
                 let recent = event_time(&event).is_some_and(|t| t >= since);
-                if let Some(warning) = recent.then(|| warning_about(&event, &ours)).flatten()
-                    && !report.warnings.contains(&warning)
-                {
-                    progress.println(format!("warning: {warning}"));
-                    report.warnings.push(warning);
+                if let Some(warning) = recent.then(|| warning_about(&event, &ours)).flatten() {
+                    // The same event comes back with a higher count; show it once.
+                    match report.warnings.iter_mut().find(|w| w.same_as(&warning)) {
+                        Some(seen) => seen.count = warning.count,
+                        None => {
+                            progress.println(format!("warning: {warning}"));
+                            report.warnings.push(warning);
+                        }
+                    }
                 }
             }
             Err(err) => {

@@ -55,9 +55,9 @@ struct DeployArgs {
     /// Database created at first start
     #[arg(long, default_value = "appdb")]
     database: String,
-    /// Application user created at first start
+    /// Application user created at first start (`--user` is kubectl's kubeconfig user)
     #[arg(long, default_value = "appuser")]
-    user: String,
+    db_user: String,
     /// Size of each data volume
     #[arg(long, default_value = "10Gi")]
     storage_size: String,
@@ -163,7 +163,7 @@ fn spec_from(engine: Engine, namespace: &str, args: &DeployArgs) -> DeploySpec {
         spec.image = image.clone();
     }
     spec.database = args.database.clone();
-    spec.user = args.user.clone();
+    spec.user = args.db_user.clone();
     spec.storage_size = args.storage_size.clone();
     spec.storage_class = args.storage_class.clone();
     spec.resources = Resources {
@@ -281,9 +281,14 @@ fn print_objects(objects: &[serde_json::Value], format: OutputFormat) -> Result<
 }
 
 fn print_summary(report: &DeployReport) {
+    let action = if report.dry_run {
+        "validated (server dry run)"
+    } else {
+        "applied"
+    };
     println!(
-        "{} {} in namespace {} ({})",
-        report.engine, report.name, report.namespace, report.image
+        "{} {}/{} ({}) {action}",
+        report.engine, report.namespace, report.name, report.image
     );
     let mut table = output::table(&["kind", "name", "result"]);
     for object in &report.objects {

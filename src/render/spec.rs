@@ -79,7 +79,7 @@ impl DeploySpec {
         }
         validate_identifier("--database", &self.database, 63)?;
         // MySQL user names are limited to 32 characters.
-        validate_identifier("--user", &self.user, 32)?;
+        validate_identifier("--db-user", &self.user, 32)?;
         if self.engine != Engine::Postgres && self.user == "root" {
             return usage(
                 "--user root is the admin user the image creates; pick another name".into(),

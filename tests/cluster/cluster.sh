@@ -7,8 +7,10 @@
 #   containerd + runc + bridge CNI from Debian; a dynamic hostPath provisioner for the
 #   default StorageClass `standard` (k8s/provisioner); images built from a debootstrapped
 #   bookworm (images/build-images.sh): pause, tools (busybox stand-in), postgres 15 and
-#   mariadb 10.11 (also tagged postgres:15-alpine, mysql:8.0, mariadb:10.11).
-#   No kube-proxy and no CoreDNS (Service IPs and cluster DNS do not work in pods).
+#   mariadb 10.11 (also tagged postgres:15-alpine, mysql:8.0, mariadb:10.11); a minimal
+#   CoreDNS (coredns/) on the pod bridge address answers cluster names, so
+#   <pod>.<headless-svc>.<ns>.svc.cluster.local resolves to pod IPs. No kube-proxy: Service
+#   ClusterIPs are not reachable; use headless Services / pod DNS names.
 #
 # Facts of these machines it works around (see /work/shared/CLUSTER-FACTS.md):
 #   - no systemd, no Docker: every daemon is started here, tracked by a PID file holding the
@@ -21,7 +23,8 @@
 #   - no registry: images are built and imported locally, every pull is sent to
 #     http://127.0.0.1:1 so it fails at once, image GC is set to 100/99 so they stay;
 #   - pods live on bridge kdb0 (10.244.0.0/24, no gateway, no masquerade, ip_forward stays 0):
-#     nothing can leave the machine, and the host cannot reach pod IPs (use exec probes);
+#     nothing can leave the machine; the host holds 10.244.0.1 on that bridge (DNS), so it
+#     reaches pod IPs on-link, and pods reach nothing but each other and 10.244.0.1;
 #   - kube-controller-manager started before the API server is ready exits, so it waits
 #     for /readyz; /usr/bin/kubectl can hang: the kubectl built here is used, always under
 #     `timeout`;
@@ -47,6 +50,7 @@ NODE_BRIDGE=kdbnode0
 NODE_IP=10.245.0.1
 POD_BRIDGE=kdb0
 POD_SUBNET=10.244.0.0/24
+DNS_IP=10.244.0.1
 SERVICE_CIDR=10.96.0.0/16
 SANDBOX_IMAGE=registry.k8s.io/pause:3.10.1
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
@@ -56,6 +60,7 @@ EXTERNAL_PATHS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/
 APT_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 debootstrap umoci
               skopeo libnss-wrapper etcd-server etcd-client openssl util-linux ca-certificates)
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner coredns)
 
 KUBECONFIG_FILE=$STATE/kubeconfig
 PKI=$STATE/pki
@@ -90,10 +95,13 @@ wait_for() {
 
 # --- processes -------------------------------------------------------------------------------
 pid_of() { local f=$RUN/$1.pid; [[ -s $f ]] && cat "$f"; }
+# alive NAME : the PID file's process exists and is still that daemon (PID files survive a
+# reboot in /var/tmp; a recycled PID must not be taken for, or killed as, ours).
 alive() {
   local pid
   pid=$(pid_of "$1") || return 1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1"
 }
 
 # start NAME CMD... : start a daemon in the background, PID file = the daemon's own PID.
@@ -110,7 +118,7 @@ start() {
 stop() {
   local name=$1 pid i
   pid=$(pid_of "$name") || return 0
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+  if alive "$name"; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then log "$name did not stop, SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; fi
@@ -141,7 +149,10 @@ cmd_deps() {
     DEBIAN_FRONTEND=noninteractive apt-get -qq update </dev/null
     DEBIAN_FRONTEND=noninteractive apt-get -qq -y install --no-install-recommends "${missing[@]}" </dev/null >/dev/null
   fi
-  command -v go >/dev/null || die "Go (>= 1.24) is needed to build Kubernetes: put 'go' on PATH"
+}
+
+need_go() {
+  command -v go >/dev/null || die "Go (>= 1.24) is needed to build the cluster binaries: put 'go' on PATH"
 }
 
 # --- build -----------------------------------------------------------------------------------
@@ -158,7 +169,8 @@ build_k8s() {
   local c missing=()
   for c in "${COMPONENTS[@]}"; do [[ -x $BIN/$c ]] || missing+=("k8s.io/kubernetes/cmd/$c"); done
   ((${#missing[@]})) || { log "kubernetes $K8S_VERSION binaries cached in $BIN"; return 0; }
-  log "building ${missing[*]##*/} (cold: ~5 min on 2 cores)"
+  need_go
+  log "building ${missing[*]##*/} (cold: ~5-12 min on 2 cores)"
   mkdir -p "$BIN.tmp"
   (cd "$HERE/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags)" -o "$BIN.tmp/" "${missing[@]}")
   mkdir -p "$BIN"
@@ -172,12 +184,28 @@ build_provisioner() {
   sum=$(sha256sum "$HERE/k8s/provisioner/main.go" "$HERE/k8s/go.sum" | sha256sum | cut -c1-12)
   out=$BIN/kdb-provisioner-$sum
   if [[ ! -x $out ]]; then
+    need_go
     log "building provisioner"
     (cd "$HERE/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" ./provisioner)
     mv "$out.tmp" "$out"
     find "$BIN" -maxdepth 1 -name 'kdb-provisioner-*' ! -name "${out##*/}" -delete
   fi
   ln -sfn "${out##*/}" "$BIN/kdb-provisioner"
+}
+
+build_coredns() {
+  # Minimal CoreDNS from coredns/go.mod, rebuilt when that module changes.
+  local sum out
+  sum=$(cat "$HERE/coredns/main.go" "$HERE/coredns/go.mod" "$HERE/coredns/go.sum" | sha256sum | cut -c1-12)
+  out=$BIN/kdb-coredns-$sum
+  if [[ ! -x $out ]]; then
+    need_go
+    log "building coredns (cold: ~2-4 min)"
+    (cd "$HERE/coredns" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" .)
+    mv "$out.tmp" "$out"
+    find "$BIN" -maxdepth 1 -name 'kdb-coredns-*' ! -name "${out##*/}" -delete
+  fi
+  ln -sfn "${out##*/}" "$BIN/kdb-coredns"
 }
 
 build_images() {
@@ -187,6 +215,7 @@ build_images() {
 cmd_build() {
   phase "build kubernetes binaries" build_k8s
   phase "build provisioner" build_provisioner
+  phase "build coredns" build_coredns
   phase "build images" build_images
 }
 
@@ -272,6 +301,12 @@ setup_host() {
   fi
   ip addr replace "$NODE_IP/32" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+  # The pod bridge, created before the CNI plugin would, with the DNS address on it.
+  if ! ip link show "$POD_BRIDGE" >/dev/null 2>&1; then
+    ip link add "$POD_BRIDGE" type bridge
+  fi
+  ip addr replace "$DNS_IP/24" dev "$POD_BRIDGE"
+  ip link set "$POD_BRIDGE" up
 }
 
 # --- etcd --------------------------------------------------------------------------------------
@@ -393,7 +428,7 @@ EOF
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{"subnet": "$POD_SUBNET"}]],
+        "ranges": [[{"subnet": "$POD_SUBNET", "rangeStart": "${POD_SUBNET%.0/24}.10"}]],
         "dataDir": "$STATE/cni/ipam"
       }
     }
@@ -412,7 +447,7 @@ start_containerd() {
 import_images() {
   [[ -s $CACHE/images.list ]] || build_images
   mkdir -p "$CTRD"; touch "$CTRD/images.imported"
-  local tar key
+  local tar key imported=0
   while read -r tar; do
     [[ -s $tar ]] || die "image tarball $tar missing: run '$0 build'"
     key=${tar##*/}
@@ -420,7 +455,22 @@ import_images() {
     log "importing ${tar##*/}"
     ctr_ -n k8s.io images import --all-platforms "$tar" >/dev/null
     echo "$key" >>"$CTRD/images.imported"
+    imported=1
   done <"$CACHE/images.list"
+  if ((imported)); then prune_old_images; fi
+}
+
+# After a rebuilt image is imported, its previous version stays behind under the CRI's
+# `sha256:<id>` reference (image GC is off here): remove ID references whose manifest no
+# tag points to any more, so containerd's GC frees the disk.
+prune_old_images() {
+  local refs ref
+  refs=$(ctr_ -n k8s.io images ls | awk 'NR > 1 {print $1, $3}')
+  for ref in $(awk '$1 !~ /^sha256:/ {tagged[$2] = 1} $1 ~ /^sha256:/ {id[$1] = $2}
+                    END {for (r in id) if (!(id[r] in tagged)) print r}' <<<"$refs"); do
+    log "removing previous image version $ref"
+    ctr_ -n k8s.io images rm --sync "$ref" >/dev/null || true
+  done
 }
 image_tags_present() {
   local name=${1##*/} t have
@@ -434,7 +484,7 @@ image_tags_present() {
 # --- kubelet -----------------------------------------------------------------------------------
 write_kubelet_config() {
   mkdir -p "$STATE/kubelet" "$LOGS/pods"
-  cat >"$STATE/kubelet-config.yaml" <<EOF
+  cat >"$STATE/kubelet-config.yaml.new" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -461,6 +511,7 @@ evictionHard:
   nodefs.inodesFree: 1%
   imagefs.available: 1%
 clusterDomain: cluster.local
+clusterDNS: [$DNS_IP]
 podLogsDir: $LOGS/pods
 serializeImagePulls: false
 registerNode: true
@@ -469,6 +520,13 @@ EOF
 
 start_kubelet() {
   write_kubelet_config
+  # A running kubelet with an older configuration is restarted (its pods keep running).
+  if ! cmp -s "$STATE/kubelet-config.yaml.new" "$STATE/kubelet-config.yaml"; then
+    if alive kubelet; then log "kubelet configuration changed: restarting kubelet"; stop kubelet; fi
+    mv "$STATE/kubelet-config.yaml.new" "$STATE/kubelet-config.yaml"
+  else
+    rm -f "$STATE/kubelet-config.yaml.new"
+  fi
   start kubelet "$BIN/kubelet" --config="$STATE/kubelet-config.yaml" \
     --kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
     --cert-dir="$STATE/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
@@ -492,6 +550,24 @@ provisioner: kubectl-db.local/hostpath
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Delete
 EOF
+}
+
+# --- dns ---------------------------------------------------------------------------------------
+start_coredns() {
+  mkdir -p "$STATE/coredns"
+  cat >"$STATE/coredns/Corefile" <<EOF
+.:53 {
+    bind $DNS_IP
+    errors
+    cache 30
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $KUBECONFIG_FILE kubectl-db
+        pods insecure
+        ttl 30
+    }
+}
+EOF
+  start coredns "$BIN/kdb-coredns" -conf "$STATE/coredns/Corefile"
 }
 
 # --- up / down / status --------------------------------------------------------------------
@@ -518,6 +594,7 @@ cmd_up() {
   phase "images" import_images
   phase "kubelet" eval 'start_kubelet; wait_for "node Ready" 120 node_ready'
   phase "storage" eval 'start_provisioner; apply_storageclass; wait_for "default StorageClass" 30 default_sc'
+  phase "dns" start_coredns
   phase "default ServiceAccount" wait_for "default ServiceAccount" 60 default_sa
   check_processes
   log "cluster up in $((SECONDS - t0))s — API https://127.0.0.1:$API_PORT"
@@ -526,7 +603,7 @@ cmd_up() {
 
 check_processes() {
   local n bad=0
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner; do
+  for n in "${DAEMONS[@]}"; do
     alive "$n" || { log "$n is not running: see $LOGS/$n.log"; bad=1; }
   done
   ((bad == 0)) || die "some components are not running"
@@ -536,7 +613,7 @@ check_processes() {
 # (CNI DEL, netns), then remove whatever is left straight from containerd.
 remove_pods() {
   if alive kube-apiserver && alive kubelet; then
-    stop kube-controller-manager; stop kube-scheduler; stop provisioner
+    stop kube-controller-manager; stop kube-scheduler; stop provisioner; stop coredns
     KC_TIMEOUT=30 kc delete pods --all --all-namespaces --force --grace-period=0 --wait=false >/dev/null 2>&1 || true
     local i
     for ((i = 0; i < 30; i++)); do
@@ -604,13 +681,13 @@ cmd_down() {
   [[ $(id -u) == 0 ]] || die "run as root"
   [[ -d $STATE ]] || { log "nothing to do: $STATE does not exist"; return 0; }
   phase "remove pods" remove_pods
-  phase "stop control plane" eval 'stop provisioner; stop kube-scheduler; stop kube-controller-manager; stop kube-apiserver; stop etcd'
+  phase "stop control plane" eval 'stop coredns; stop provisioner; stop kube-scheduler; stop kube-controller-manager; stop kube-apiserver; stop etcd'
   phase "stop containerd" stop_containerd
   phase "unmount" unmount_state
   phase "restore host" restore_host
   # Cluster data goes; the containerd image store stays (fast warm `up`) unless --purge.
   rm -rf "$STATE/etcd" "$STATE/kubelet" "$STATE/volumes" "$STATE/cni" "$LOGS" "$RUN" \
-         "$CTRD/state" "$STATE/pki" "$STATE"/*.kubeconfig "$KUBECONFIG_FILE" "$STATE/kubelet-config.yaml"
+         "$CTRD/state" "$STATE/pki" "$STATE"/*.kubeconfig "$KUBECONFIG_FILE" "$STATE/kubelet-config.yaml" "$STATE/coredns"
   if [[ $purge == --purge ]]; then rm -rf "$STATE"; fi
   log "cluster down in $((SECONDS - t0))s"
 }
@@ -623,7 +700,7 @@ stop_containerd() {
 
 cmd_status() {
   local n rc=0
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner; do
+  for n in "${DAEMONS[@]}"; do
     if alive "$n"; then printf '%-24s running (pid %s)\n' "$n" "$(pid_of "$n")"
     else printf '%-24s stopped\n' "$n"; rc=1; fi
   done

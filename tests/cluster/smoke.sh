@@ -6,7 +6,9 @@
 #   - PostgreSQL and MariaDB pods from the local images get Running and Ready (exec readiness
 #     probes), as root, as their own uid with readOnlyRootFilesystem, and (postgres) as an
 #     arbitrary uid; `exec` returns the server version; password logins over TCP work;
-#   - a StatefulSet pod that is deleted comes back with its data.
+#   - a StatefulSet pod that is deleted comes back with its data;
+#   - cluster DNS: <pod>.<headless-svc>.<ns>.svc.cluster.local resolves to the pod's IP, and
+#     another pod logs in to PostgreSQL through that name (pod-to-pod over the bridge).
 # Everything lives in a throwaway namespace that is deleted on exit. Exits non-zero with a
 # message on the first failure. Env: KUBECONFIG (default: the cluster's), KDB_SMOKE_KEEP=1
 # keeps the namespace for debugging.
@@ -137,6 +139,8 @@ data:
     listen_addresses = '*'
     max_connections = 50
     shared_buffers = 32MB
+  init.sql: |
+    CREATE TABLE from_init(v int); INSERT INTO from_init VALUES (42);
   kubectl-db.cnf: |
     [mysqld]
     datadir = /var/lib/mysql/data
@@ -155,7 +159,9 @@ EOF
     '[{name: run, emptyDir: {}}, {name: tmp, emptyDir: {}}, {name: config, configMap: {name: smoke-config, items: [{key: postgresql.conf, path: postgresql.conf}]}}]'
   echo ---
   # PostgreSQL started as root (drops to uid 70).
-  statefulset pg-root localhost/kdb/postgres:15 '{}' /var/lib/postgresql/data "$PG_ENV" "$PG_PROBE" "" '[]'
+  MOUNTS[pg-root]='- {name: init, mountPath: /docker-entrypoint-initdb.d, readOnly: true}'
+  statefulset pg-root localhost/kdb/postgres:15 '{}' /var/lib/postgresql/data "$PG_ENV" "$PG_PROBE" "" \
+    '[{name: init, configMap: {name: smoke-config, items: [{key: init.sql, path: init.sql}]}}]'
   echo ---
   # PostgreSQL as an arbitrary uid without a passwd entry (nss_wrapper).
   MOUNTS[pg-anyuid]='- {name: run, mountPath: /var/run/postgresql}
@@ -172,13 +178,22 @@ EOF
   # MariaDB as uid 999 with a read-only root.
   MOUNTS[my-uid999]='- {name: run, mountPath: /var/run/mysqld}
 - {name: tmp, mountPath: /tmp}
-- {name: config, mountPath: /etc/mysql/conf.d, readOnly: true}'
+- {name: config, mountPath: /etc/mysql/conf.d, readOnly: true}
+- {name: init, mountPath: /docker-entrypoint-initdb.d, readOnly: true}'
   statefulset my-uid999 docker.io/library/mariadb:10.11 '{runAsUser: 999, runAsGroup: 999, fsGroup: 999}' \
     /var/lib/mysql '[]' "$MY_PROBE" "$RO_CTX" \
-    '[{name: run, emptyDir: {}}, {name: tmp, emptyDir: {}}, {name: config, configMap: {name: smoke-config, items: [{key: kubectl-db.cnf, path: kubectl-db.cnf}]}}]'
+    '[{name: run, emptyDir: {}}, {name: tmp, emptyDir: {}}, {name: config, configMap: {name: smoke-config, items: [{key: kubectl-db.cnf, path: kubectl-db.cnf}]}}, {name: init, configMap: {name: smoke-config, items: [{key: init.sql, path: init.sql}]}}]'
   echo ---
   # A plain claim of the default class, written by a non-root pod.
   cat <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: pg-uid70}
+spec:
+  clusterIP: None
+  selector: {app: pg-uid70}
+  ports: [{name: pg, port: 5432}]
+---
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: plain}
@@ -255,6 +270,20 @@ main() {
   # uid checks: the database runs as the expected uid
   [[ $(k exec pg-root-0 -- sh -c 'stat -c %u "$PGDATA"') == 70 ]] || fail "pg-root: PGDATA not owned by uid 70"
   [[ $(k exec my-root-0 -- stat -c %u /var/lib/mysql/data/mysql) == 999 ]] || fail "my-root: datadir not owned by uid 999"
+
+  # Cluster DNS and pod-to-pod traffic: pg-root-0 reaches pg-uid70-0 by its stable name.
+  local ip got
+  ip=$(k get pod pg-uid70-0 -o 'jsonpath={.status.podIP}')
+  got=$(k exec pg-root-0 -- getent hosts "pg-uid70-0.pg-uid70.$NS.svc.cluster.local" | awk '{print $1}') || true
+  [[ -n $ip && $got == "$ip" ]] || fail "DNS: pg-uid70-0.pg-uid70.$NS.svc.cluster.local -> '$got', pod IP $ip"
+  k exec pg-root-0 -- sh -c 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h pg-uid70-0.pg-uid70 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "select 1"' >/dev/null \
+    || fail "pg-root-0 cannot log in to pg-uid70-0.pg-uid70 over the pod network"
+  log "DNS name pg-uid70-0.pg-uid70.$NS.svc.cluster.local -> $ip, reachable from another pod"
+
+  # /docker-entrypoint-initdb.d ran at initialisation.
+  [[ $(pg_sql pg-root "SELECT v FROM from_init;") == 42 ]] || fail "pg-root: /docker-entrypoint-initdb.d/init.sql did not run"
+  [[ $(my_sql my-uid999 "SELECT v FROM from_init;") == 42 ]] || fail "my-uid999: /docker-entrypoint-initdb.d/init.sql did not run"
+  log "/docker-entrypoint-initdb.d scripts ran"
 
   # Data survives deleting the StatefulSet pod.
   pg_sql pg-uid70 "CREATE TABLE smoke(v text); INSERT INTO smoke VALUES ('kept-pg');" >/dev/null || fail "pg-uid70: write failed"

@@ -4,7 +4,7 @@
 #   copy + chroot apt-get install            ->  image rootfs
 #   tar -> umoci (OCI layout) -> skopeo      ->  docker-archive tarball with all its tags
 # Tarballs are cached under $KDB_CACHE/images/<name>-<hash>.tar, the hash covering this
-# directory and the pause sources, so an edit to any build script or entrypoint rebuilds.
+# script, images/<name>/ (the entrypoint) and k8s/pause, so an edit rebuilds what it touches.
 # `cluster.sh up` imports them with `ctr -n k8s.io images import`.
 #
 # Usage: build-images.sh [IMAGE...]   (default: pause tools postgres mariadb)
@@ -97,6 +97,9 @@ customise_postgres() {
   mkdir -p "$root/etc/postgresql-common/createcluster.d"
   echo 'create_main_cluster = false' >"$root/etc/postgresql-common/createcluster.d/kdb.conf"
   apt_install "$root" postgresql-15 libnss-wrapper
+  # As in the official image: initdb's postgresql.conf listens on all interfaces.
+  sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$root/usr/share/postgresql/15/postgresql.conf.sample"
+  grep -q "^listen_addresses = '\*'" "$root/usr/share/postgresql/15/postgresql.conf.sample"
   install -m 0755 "$HERE/postgres/docker-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
   ln -sf usr/local/bin/docker-entrypoint.sh "$root/docker-entrypoint.sh"
   mkdir -p "$root/docker-entrypoint-initdb.d" "$root/var/lib/postgresql/data" "$root/run/postgresql"
@@ -169,6 +172,7 @@ pack() {
 build_pause() {
   local out=$1 root
   root=$(mktemp -d "$IMG_CACHE/.pause.XXXXXX")
+  command -v go >/dev/null || { log "Go is needed to build the pause image"; return 1; }
   (cd "$CLUSTER_DIR/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$root/pause" ./pause)
   pack pause "$root" "$out" --clear config.cmd --config.entrypoint /pause --config.user 65535:65535
   rm -rf "$root"

@@ -186,7 +186,10 @@ func (p *provisioner) volume(o interface{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := p.client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) {
+		return // deleted on an earlier event
+	}
+	if err != nil {
 		log.Printf("volume %s: delete: %v", pv.Name, err)
 		return
 	}
