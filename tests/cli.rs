@@ -53,34 +53,51 @@ fn unknown_engine_is_a_usage_error() {
 
 #[test]
 fn invalid_name_is_a_usage_error() {
-    insta::assert_snapshot!(usage_error(&["postgres", "--name", "My_DB"]), @r###"
-    error: invalid name "My_DB": use at most 52 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit
-    "###);
+    assert_eq!(
+        usage_error(&["postgres", "--name", "My_DB"]),
+        "error: invalid name \"My_DB\": use at most 52 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit\n"
+    );
 }
 
 #[test]
 fn bad_quantity_is_a_usage_error() {
-    insta::assert_snapshot!(usage_error(&["mysql", "--storage-size", "10GB"]), @r###"
-    error: invalid --storage-size "10GB": expected a Kubernetes quantity such as 500m, 1, 512Mi or 10Gi
-    "###);
+    assert_eq!(
+        usage_error(&["mysql", "--storage-size", "10GB"]),
+        "error: invalid --storage-size \"10GB\": expected a Kubernetes quantity such as 500m, 1, 512Mi or 10Gi\n"
+    );
 }
 
 #[test]
 fn several_replicas_are_refused() {
-    insta::assert_snapshot!(usage_error(&["mariadb", "--replicas", "3"]), @r###"
-    error: --replicas 3 is refused: without replication each pod would hold its own, different copy of the data behind one Service. Run 1 replica.
-    "###);
+    assert_eq!(
+        usage_error(&["mariadb", "--replicas", "3"]),
+        "error: --replicas 3 is refused: without replication each pod would hold its own, different copy of the data behind one Service. Run 1 replica.\n"
+    );
 }
 
 #[test]
 fn malformed_set_is_a_usage_error() {
     let stderr = usage_error(&["postgres", "--set", "max_connections"]);
     assert!(stderr.contains("expected key=value"), "{stderr}");
-    insta::assert_snapshot!(usage_error(&["postgres", "--set", "bad key=1"]), @r###"
-    error: invalid --set key "bad key": use letters, digits, '_', '-' or '.', starting with a letter
-    "###);
+    assert_eq!(
+        usage_error(&["postgres", "--set", "bad key=1"]),
+        "error: invalid --set key \"bad key\": use letters, digits, '_', '-' or '.', starting with a letter\n"
+    );
     let stderr = usage_error(&["mysql", "--set", "datadir=/tmp"]);
     assert!(stderr.contains("managed by dbdeploy"), "{stderr}");
+}
+
+#[test]
+fn kubeconfig_names_are_checked_and_db_user_is_not_kubectl_user() {
+    // --user is kubectl's kubeconfig user; kube would silently go anonymous on a typo.
+    assert_eq!(
+        usage_error(&["list", "--user", "appuser"]),
+        "error: user \"appuser\" is not in the kubeconfig (it has: nobody)\n"
+    );
+    assert!(usage_error(&["list", "--context", "prod"]).contains("context \"prod\" is not in the kubeconfig"));
+    let (code, stdout, _) = dbdeploy(&["postgres", "--db-user", "shop", "--dry-run=client", "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("\"POSTGRES_USER\": \"shop\""), "{stdout}");
 }
 
 #[test]
