@@ -175,6 +175,11 @@ async fn healthy_and_broken_databases_are_diagnosed() {
     })
     .await;
 
+    // Hand-made, the guide's way: `app: guide` labels only, liveness with a fixed delay.
+    for item in guide_style("guide") {
+        create(&ns, item).await;
+    }
+
     let long = Duration::from_secs(240);
     let mut failures = Vec::new();
 
@@ -300,6 +305,24 @@ async fn healthy_and_broken_databases_are_diagnosed() {
         Err(message) => failures.push(message),
     }
 
+    // The hand-made database: engine from the image, the guide's probe defect flagged.
+    match wait_for(&ns, "guide", "db.server", "ok", &["PostgreSQL"], long) {
+        Ok((code, report)) => {
+            let probes = check(&report, "probes.configured");
+            if code != 0
+                || report["engine"] != "postgres"
+                || probes["verdict"] != "warn"
+                || !probes["evidence"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("liveness without a startupProbe")
+            {
+                failures.push(format!("guide-style database: exit {code}: {report}"));
+            }
+        }
+        Err(message) => failures.push(message),
+    }
+
     // 6. The ClusterIP Service's selector matches nothing.
     let services: Api<Service> = ns.kube.api();
     let patch = |selector: Value| Patch::Merge(json!({"spec": {"selector": selector}}));
@@ -371,7 +394,7 @@ async fn healthy_and_broken_databases_are_diagnosed() {
     let all: Value = serde_json::from_slice(&output.stdout).unwrap();
     let lines = all["databases"].as_array().unwrap();
     if output.status.code() != Some(1)
-        || lines.len() != 7
+        || lines.len() != 8
         || lines
             .iter()
             .any(|l| l["name"] == "good" && l["verdict"] == "fail")
@@ -385,6 +408,34 @@ async fn healthy_and_broken_databases_are_diagnosed() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// A StatefulSet, Secret and Services written by hand in the guide's style.
+fn guide_style(name: &str) -> Vec<Value> {
+    let labels = json!({"app": name});
+    let probe = |delay: i32| json!({"exec": {"command": ["sh", "-c", "pg_isready -h 127.0.0.1 -U postgres"]}, "initialDelaySeconds": delay, "periodSeconds": 5});
+    vec![
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-secret")},
+               "stringData": {"POSTGRES_PASSWORD": "guide-style-password-for-tests"}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("{name}-headless"), "labels": labels},
+               "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 5432, "name": "postgres"}]}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels},
+               "spec": {"selector": labels, "ports": [{"port": 5432, "targetPort": 5432, "name": "postgres"}]}}),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name, "labels": labels},
+               "spec": {"serviceName": format!("{name}-headless"), "replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                   "securityContext": {"runAsUser": 999, "fsGroup": 999},
+                   "containers": [{"name": "postgres", "image": common::postgres_image(),
+                     "ports": [{"containerPort": 5432, "name": "postgres"}],
+                     "env": [{"name": "POSTGRES_USER", "value": "postgres"},
+                             {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                             {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": format!("{name}-secret"), "key": "POSTGRES_PASSWORD"}}}],
+                     "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+                     "readinessProbe": probe(5), "livenessProbe": probe(60),
+                     "volumeMounts": [{"name": "postgres-storage", "mountPath": "/var/lib/postgresql/data"}]}]}},
+                 "volumeClaimTemplates": [{"metadata": {"name": "postgres-storage"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+    ]
 }
 
 fn expect(failures: &mut Vec<String>, result: Result<(i32, Value), String>, exit: i32) {

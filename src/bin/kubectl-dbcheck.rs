@@ -1,5 +1,6 @@
 //! `kubectl dbcheck`: health report and automatic diagnosis of a database.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -117,6 +118,14 @@ fn print_report(report: &CheckReport) {
             .unwrap_or_default()
     );
     let mut table = output::boxed_table(&["check", "verdict", "evidence", "fix"]);
+    // Off a terminal comfy-table cannot know the width and would never wrap.
+    if !std::io::stdout().is_terminal() {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(160);
+        table.set_width(width);
+    }
     for check in &report.checks {
         table.add_row(vec![
             check.name.clone(),
