@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod output;
+pub mod persist;
 pub mod render;
 pub mod target;
 pub mod wait;

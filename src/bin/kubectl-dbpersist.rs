@@ -1,26 +1,151 @@
-//! `kubectl dbpersist`: not implemented yet (issue #6). It parses the shared flags so
-//! kubectl's pass-through works, and says so plainly.
+//! `kubectl dbpersist`: prove a database's data survives the death of its pod.
 
-use clap::Parser;
-use kubectl_db::cli::{GlobalArgs, exit};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use kubectl_db::cli::{self, GlobalArgs, OutputFormat, Shell, exit, parse_duration};
+use kubectl_db::output::{self, Progress};
+use kubectl_db::persist::{self, PersistOptions, PersistReport};
+use kubectl_db::{Error, client};
 
 #[derive(Parser)]
 #[command(
     name = "kubectl dbpersist",
     bin_name = "kubectl dbpersist",
     version,
-    about = "Prove a database's data survives the death of its pod (not implemented yet)"
+    about = "Prove a database's data survives the death of its pod: write a marker row, delete the pod, read the row back from its replacement",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 PASS, 1 FAIL, 2 bad usage or refused, 3 timeout or cluster error, 130 interrupted.\n\nExamples:\n  kubectl dbpersist mysql-0\n  kubectl dbpersist postgres --timeout 10m --yes -o json\n  kubectl dbpersist orders --pod orders-1 --keep"
 )]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
-    /// Arguments of the command
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// Pod (mysql-0) or StatefulSet (mysql) of the database to test
+    #[arg(required = true)]
+    target: Option<String>,
+    /// The pod to delete when TARGET is a StatefulSet: a name (mysql-1) or an ordinal (1)
+    #[arg(long, value_name = "POD")]
+    pod: Option<String>,
+    /// How long to wait for the replacement pod to be Ready and its server to answer
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Leave the marker row (and testdb.persistent_test) in place
+    #[arg(long)]
+    keep: bool,
+    /// Delete the pod without asking (asked only when stdin is a terminal)
+    #[arg(short, long)]
+    yes: bool,
+    /// Output: table | json | yaml
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
 fn main() {
-    let _cli = Cli::parse();
-    eprintln!("error: kubectl dbpersist is not implemented yet");
-    std::process::exit(exit::USAGE);
+    let cli = Cli::parse();
+    cli::init_tracing(cli.global.verbose);
+    cli::run_main(|| run(cli))
+}
+
+async fn run(cli: Cli) -> Result<i32, Error> {
+    if let Some(Command::Completion { shell }) = cli.command {
+        cli::print_completion(&mut Cli::command(), shell, "kubectl-dbpersist");
+        return Ok(exit::SUCCESS);
+    }
+    let options = PersistOptions {
+        target: cli.target.clone().unwrap_or_default(),
+        pod: cli.pod.clone(),
+        timeout: cli.timeout,
+        keep: cli.keep,
+    };
+    options.validate()?;
+
+    let kube = client::connect(&cli.global).await?;
+    let plan = persist::plan(&kube, &options).await?;
+    // Always say which pod goes, even with --yes or --quiet: it is the database's only pod.
+    eprintln!("will delete {}", plan.describe());
+    if !cli.yes && std::io::stdin().is_terminal() {
+        cli::confirm(
+            &format!(
+                "Delete pod {}/{} to test persistence?",
+                plan.namespace, plan.pod_name
+            ),
+            &plan.pod_name,
+        )?;
+    }
+    let progress = Progress::spinner(cli.global.show_progress());
+    let report = persist::run(&kube, &plan, &options, &progress).await?;
+    progress.finish();
+    match cli.output {
+        OutputFormat::Table => print_report(&report),
+        format => output::print_document(&report, format)?,
+    }
+    if report.exit_code != exit::SUCCESS {
+        eprintln!("error: {}", report.message);
+    }
+    Ok(report.exit_code)
+}
+
+fn print_report(report: &PersistReport) {
+    println!(
+        "{}  {} {}/{} (StatefulSet {})",
+        report.verdict, report.engine, report.namespace, report.pod, report.statefulset
+    );
+    println!("{}", report.message);
+    println!();
+    let mut table = output::boxed_table(&["step", "result", "time", "detail"]);
+    // Off a terminal (CI logs, pipes) wrap the details at $COLUMNS, else 120.
+    if table.width().is_none() {
+        let columns = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(120);
+        table.set_width(columns);
+    }
+    for step in &report.steps {
+        table.add_row(vec![
+            step.name.clone(),
+            step.result.to_string(),
+            format!("{:.2}s", step.seconds),
+            step.detail.clone(),
+        ]);
+    }
+    output::print_table(&table);
+    println!();
+    let id = report
+        .marker
+        .id
+        .map(|id| format!(" id {id}"))
+        .unwrap_or_default();
+    println!(
+        "marker:  {}.{}{id} data '{}'",
+        report.marker.database, report.marker.table, report.marker.data
+    );
+    if let Some(before) = &report.before {
+        println!("before:  {}", before.summary());
+    }
+    if let Some(after) = &report.after {
+        println!("after:   {}", after.summary());
+    }
+    if report.verdict != persist::Verdict::Pass
+        && let Some(seen) = &report.last_seen
+    {
+        println!("last seen: {seen}");
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    println!("total:   {:.1}s", report.total_seconds);
 }
