@@ -1,7 +1,8 @@
 //! `kubectl dbpersist` end to end on the local cluster: PASS for PostgreSQL and MariaDB as
 //! dbdeploy deploys them, FAIL for a hand-made StatefulSet whose data is on an emptyDir,
 //! PASS for a guide-style hand-made StatefulSet (label `app` only), refusal of a
-//! StatefulSet of several replicas, and bad input refused before any API call.
+//! StatefulSet of several replicas, Ctrl-C and timeout after the delete (report still
+//! printed, exit 130 / 3), and bad input refused before any API call.
 
 mod common;
 
@@ -532,4 +533,94 @@ fn bad_input_is_refused_before_any_api_call() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("kubectl-dbpersist"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "persist-int", &[]).await;
+    let mut sts = hand_made(
+        "slowstop",
+        Engine::Mariadb,
+        &common::mariadb_image(),
+        1,
+        false,
+        true,
+    );
+    // The old pod takes 20 s to terminate, so the Ctrl-C lands while dbpersist waits.
+    let pod_spec = sts.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    pod_spec.containers[0].lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".into(), "20".into()]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    create_hand_made(&ns, sts, true).await;
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbpersist"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .args(["-n", &ns.name, "slowstop-0", "--yes", "-o", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut announced = String::new();
+    stderr.read_line(&mut announced).unwrap();
+    assert!(announced.starts_with("will delete pod"), "{announced}");
+    std::thread::sleep(Duration::from_secs(4));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no report after Ctrl-C ({e}); stderr: {rest}"));
+    assert_eq!(output.status.code(), Some(130), "{rest}\n{report:#}");
+    assert_eq!(report["verdict"], "INTERRUPTED", "{report:#}");
+    assert_eq!(report["failed_step"], "wait for new pod", "{report:#}");
+    assert_eq!(step(&report, "delete pod")["result"], "passed");
+    assert_eq!(step(&report, "wait for new pod")["result"], "interrupted");
+    let last_seen = report["last_seen"].as_str().unwrap();
+    assert!(last_seen.contains("old pod"), "{last_seen}");
+    assert!(
+        rest.contains("error: interrupted during wait for new pod"),
+        "{rest}"
+    );
+
+    // The StatefulSet brings the pod back by itself; a timeout shorter than the old pod's
+    // termination is a FAIL with exit 3 that says what it saw.
+    let seen = kubectl_db::wait::statefulset_ready(
+        &ns.kube,
+        "slowstop",
+        Duration::from_secs(120),
+        &Progress::spinner(false),
+    )
+    .await;
+    assert!(seen.ready, "{:?}", seen.diagnosis());
+    let (code, report, stderr) = persist(
+        &ns,
+        &["slowstop-0", "--yes", "--timeout", "5s", "-o", "json"],
+    );
+    assert_eq!(code, Some(3), "{stderr}\n{report:#}");
+    assert_eq!(report["verdict"], "FAIL", "{report:#}");
+    assert_eq!(report["failed_step"], "wait for new pod");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("no Ready pod with a new UID within 5s; last seen: old pod"),
+        "{message}"
+    );
+    assert_eq!(step(&report, "remove test data")["result"], "skipped");
 }
