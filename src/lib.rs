@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -1,0 +1,21 @@
+//! `kubectl dbbackup`: streamed, verified logical dumps (`dump`), their checks (`verify`),
+//! restores over exec stdin (`restore`) and CSI volume snapshots (`snapshot`). A dump is
+//! trusted only when the remote exit status is 0 and the dump tool's completion trailer is
+//! there; until then it lives under `FILE.partial`.
+
+pub mod dump;
+pub mod format;
+pub mod restore;
+pub mod snapshot;
+pub mod verify;
+
+pub use dump::{Destination, DumpOptions, DumpReport, dump};
+pub use format::{Compression, DumpKind};
+pub use restore::{RestoreOptions, RestoreReport, check_file, restore};
+pub use snapshot::{SnapshotOptions, SnapshotReport, snapshot};
+pub use verify::{VerifyReport, verify};
+
+/// Quotes a value for `sh` (single quotes, `'` as `'\''`).
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}

@@ -1,0 +1,214 @@
+//! `verify`: a backup file is trustworthy when its SHA-256 matches `FILE.sha256` and its
+//! decompressed text ends with the dump tool's completion trailer. One pass over the file.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::format::{self, Compression, DumpKind, Head, Tail};
+use crate::error::{Error, Result};
+
+/// What `verify` found (the `-o json` schema).
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The backup file.
+    pub file: String,
+    /// Compression read from the file's magic bytes.
+    pub compression: Compression,
+    /// Size of the file.
+    pub bytes: u64,
+    /// Size of the SQL inside it.
+    pub bytes_raw: u64,
+    /// SHA-256 of the file as it is now.
+    pub sha256: String,
+    /// SHA-256 recorded in FILE.sha256, when there is one.
+    pub expected_sha256: Option<String>,
+    /// The file matches FILE.sha256.
+    pub checksum_ok: bool,
+    /// Which tool wrote the dump, from its header.
+    pub kind: Option<DumpKind>,
+    /// The dump ends with its tool's completion trailer.
+    pub complete: bool,
+    /// Everything wrong with the file, one line each.
+    pub problems: Vec<String>,
+    /// No problems.
+    pub ok: bool,
+}
+
+/// Reads the file once: hashes it as stored, decompresses it, and checks header and trailer.
+pub fn verify(file: &Path) -> Result<VerifyReport> {
+    let shown = file.display().to_string();
+    let io_err = |action: &'static str, path: &Path| {
+        let path = path.display().to_string();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut input = File::open(file).map_err(io_err("open", file))?;
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut input, &mut magic).map_err(io_err("read", file))?;
+    let compression = Compression::from_magic(&magic[..n]);
+    let input = io::Cursor::new(magic[..n].to_vec()).chain(input);
+    let mut hashed = HashingReader::new(BufReader::with_capacity(1 << 20, input));
+
+    let mut head = Head::default();
+    let mut tail = Tail::default();
+    let mut raw = 0u64;
+    let mut problems = Vec::new();
+    let decoded = {
+        let mut decoder = decoder(compression, &mut hashed).map_err(io_err("read", file))?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match decoder.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    head.push(&buf[..n]);
+                    tail.push(&buf[..n]);
+                    raw += n as u64;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => break Err(err),
+            }
+        }
+    };
+    if let Err(err) = decoded {
+        problems.push(format!(
+            "the {compression} stream is damaged or cut off ({err})"
+        ));
+    }
+    // Hash whatever the decoder did not need, so the digest covers the whole file.
+    io::copy(&mut hashed, &mut io::sink()).map_err(io_err("read", file))?;
+    let (sha256, bytes) = hashed.finish();
+
+    let checksum_file = format::checksum_path(file);
+    let expected = match std::fs::read_to_string(&checksum_file) {
+        Ok(text) => {
+            let parsed = format::parse_checksum(&text);
+            if parsed.is_none() {
+                problems.push(format!(
+                    "{} is not in sha256sum format",
+                    checksum_file.display()
+                ));
+            }
+            parsed
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            problems.push(format!("no checksum file {}", checksum_file.display()));
+            None
+        }
+        Err(source) => return Err(io_err("read", &checksum_file)(source)),
+    };
+    let checksum_ok = expected.as_deref() == Some(sha256.as_str());
+    if let Some(expected) = &expected
+        && !checksum_ok
+    {
+        problems.push(format!(
+            "checksum mismatch: file has {sha256}, {} says {expected}",
+            checksum_file.display()
+        ));
+    }
+    let kind = DumpKind::from_header(head.bytes());
+    let complete = kind.is_some_and(|k| k.is_complete(tail.bytes()));
+    match kind {
+        _ if raw == 0 => problems.push("the dump is empty".into()),
+        None => problems.push("no pg_dump, pg_dumpall or mysqldump header at the start".into()),
+        Some(kind) if !complete => problems.push(format!(
+            "the dump is cut off: its last lines lack the trailer {:?}",
+            kind.trailer()
+        )),
+        Some(_) => {}
+    }
+    Ok(VerifyReport {
+        file: shown,
+        compression,
+        bytes,
+        bytes_raw: raw,
+        sha256,
+        expected_sha256: expected,
+        checksum_ok,
+        kind,
+        complete,
+        ok: problems.is_empty(),
+        problems,
+    })
+}
+
+/// A reader that decompresses according to `compression`.
+pub fn decoder<'a, R: Read + 'a>(
+    compression: Compression,
+    input: R,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Compression::None => Box::new(input),
+    })
+}
+
+/// Opens a backup file for reading its SQL, whatever its compression.
+pub fn open_sql(file: &Path) -> Result<Box<dyn Read + Send>> {
+    let io_err = |source| Error::Io {
+        action: "open",
+        path: file.display().to_string(),
+        source,
+    };
+    let mut input = File::open(file).map_err(io_err)?;
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut input, &mut magic).map_err(io_err)?;
+    let input =
+        BufReader::with_capacity(1 << 20, io::Cursor::new(magic[..n].to_vec()).chain(input));
+    Ok(match Compression::from_magic(&magic[..n]) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_err)?)
+        }
+        Compression::None => Box::new(input),
+    })
+}
+
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (format::hex(&self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,478 @@
+//! `kubectl dbbackup` on the local cluster: round trips for PostgreSQL and MariaDB (binary
+//! and non-ASCII data, row counts and content checksums), a dump cut off by the pod's
+//! deletion, truncated files refused by `verify` and `restore`, and the snapshot API's
+//! absence. Plus the usage errors that never reach the API.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::DeleteParams;
+use kubectl_db::engine::Engine;
+use kubectl_db::exec;
+use serde_json::Value;
+
+const SMALL: &[&str] = &[
+    "--cpu",
+    "50m",
+    "--memory",
+    "128Mi",
+    "--memory-limit",
+    "1Gi",
+    "--storage-size",
+    "1Gi",
+];
+
+struct Db<'a> {
+    ns: &'a TestNamespace,
+    engine: Engine,
+    pod: String,
+}
+
+impl<'a> Db<'a> {
+    async fn deploy(ns: &'a TestNamespace, engine: Engine, image: &str) -> Db<'a> {
+        let output = ns
+            .bin("kubectl-dbdeploy")
+            .args([engine.as_str(), "--image", image, "--timeout", "4m"])
+            .args(SMALL)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "dbdeploy: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Db {
+            ns,
+            engine,
+            pod: format!("{}-0", engine.as_str()),
+        }
+    }
+
+    /// Runs a shell script in the database container; panics unless it exits 0.
+    async fn shell(&self, script: &str, stdin: &str) -> String {
+        let pods: Api<Pod> = self.ns.kube.api();
+        let command = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        let output = exec::run(
+            &pods,
+            &self.pod,
+            Some(self.engine.container_name()),
+            &command,
+            Some(stdin.as_bytes()),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{script}: {} {}",
+            output.status,
+            output.stderr_text()
+        );
+        output.stdout_text()
+    }
+
+    /// SQL as the admin user in the application database (appdb for postgres).
+    async fn sql(&self, sql: &str) -> String {
+        self.shell(self.engine.sql_script(), sql).await
+    }
+
+    /// Row count and MD5 of the ordered rows of each table.
+    async fn checksums(&self, tables: &[&str]) -> Vec<String> {
+        let mut sums = Vec::new();
+        for table in tables {
+            let query = match self.engine {
+                Engine::Postgres => {
+                    format!(
+                        "SELECT count(*) || ' ' || md5(string_agg(t::text, '|' ORDER BY id)) FROM {table} t;"
+                    )
+                }
+                _ => format!(
+                    "SET SESSION group_concat_max_len = 1073741824; SELECT CONCAT(COUNT(*), ' ', MD5(GROUP_CONCAT(MD5(CONCAT_WS('|', id, HEX(v))) ORDER BY id SEPARATOR ''))) FROM appdb.{table};"
+                ),
+            };
+            sums.push(format!("{table}: {}", self.sql(&query).await));
+        }
+        sums
+    }
+}
+
+fn dbbackup(ns: &TestNamespace, args: &[&str]) -> std::process::Output {
+    ns.bin("kubectl-dbbackup").args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Dumps to `file` and returns the report.
+fn dump_json(ns: &TestNamespace, target: &str, file: &Path, compress: &str) -> Value {
+    let output = dbbackup(
+        ns,
+        &[
+            target,
+            "-f",
+            &file.display().to_string(),
+            "--compress",
+            compress,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "dump failed: {}",
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn verify_code(file: &Path) -> (Option<i32>, String) {
+    let output = common::clean_bin("kubectl-dbbackup")
+        .args(["verify", &file.display().to_string()])
+        .output()
+        .unwrap();
+    (output.status.code(), text(&output.stdout))
+}
+
+fn sha256_line(file: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(file).unwrap());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}  {}\n", file.file_name().unwrap().to_string_lossy())
+}
+
+/// A copy of `file` cut to half its size, with (`fresh_checksum`) or without a matching
+/// checksum file.
+fn truncated_copy(file: &Path, dir: &Path, fresh_checksum: bool) -> PathBuf {
+    let name = format!(
+        "cut-{}-{}",
+        fresh_checksum,
+        file.file_name().unwrap().to_string_lossy()
+    );
+    let cut = dir.join(name);
+    let bytes = std::fs::read(file).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let checksum = if fresh_checksum {
+        sha256_line(&cut)
+    } else {
+        std::fs::read_to_string(format!("{}.sha256", file.display())).unwrap()
+    };
+    std::fs::write(format!("{}.sha256", cut.display()), checksum).unwrap();
+    cut
+}
+
+/// A truncated file fails `verify` (exit 1) and `restore` refuses it before sending anything.
+fn truncated_files_are_refused(ns: &TestNamespace, target: &str, good: &Path, dir: &Path) {
+    for fresh in [false, true] {
+        let cut = truncated_copy(good, dir, fresh);
+        let (code, report) = verify_code(&cut);
+        assert_eq!(code, Some(1), "verify of a truncated file: {report}");
+        let output = dbbackup(
+            ns,
+            &["restore", target, "-f", &cut.display().to_string(), "--yes"],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "restore of a truncated file: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains("refusing to restore"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
+
+const PG_TABLES: &[&str] = &["texts", "blobs", "nums"];
+
+const PG_DATA: &str = r#"
+CREATE TABLE texts (id int PRIMARY KEY, s text);
+INSERT INTO texts SELECT g, '테스트 데이터 ' || g || E' tab\t quote'' backslash\\ newline\n end' FROM generate_series(1, 20000) g;
+CREATE TABLE blobs (id int PRIMARY KEY, b bytea);
+INSERT INTO blobs SELECT g, (SELECT decode(string_agg(lpad(to_hex(floor(random() * 256)::int), 2, '0'), ''), 'hex') FROM generate_series(1, 2048) WHERE g > 0) FROM generate_series(1, 1500) g;
+INSERT INTO blobs VALUES (0, '\x000a0d5c2709ff'::bytea);
+CREATE TABLE nums (id bigint PRIMARY KEY, n numeric, d date, j jsonb);
+INSERT INTO nums SELECT g, g * 1.5, date '2000-01-01' + g, jsonb_build_object('k', '값 ' || g) FROM generate_series(1, 10000) g;
+"#;
+
+#[tokio::test]
+async fn postgres_round_trip() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "bk-pg", &[]).await;
+    let db = Db::deploy(&ns, Engine::Postgres, &common::postgres_image()).await;
+    db.sql(PG_DATA).await;
+    let before = db.checksums(PG_TABLES).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let file = dir.path().join("pg.sql.gz");
+    let report = dump_json(&ns, "postgres", &file, "gzip");
+    assert_eq!(report["remote_status"]["result"], "success");
+    assert_eq!(report["kind"], "postgres-cluster");
+    assert!(
+        report["bytes_raw"].as_u64().unwrap() > 3_000_000,
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.sha256", file.display())).unwrap(),
+        sha256_line(&file)
+    );
+    assert_eq!(verify_code(&file).0, Some(0));
+    let zst = dir.path().join("pg.sql.zst");
+    dump_json(&ns, "postgres-0", &zst, "zstd");
+    assert_eq!(verify_code(&zst).0, Some(0));
+    let plain = dir.path().join("pg.sql");
+    dump_json(&ns, "postgres-0", &plain, "none");
+    let sql = std::fs::read_to_string(&plain).unwrap();
+    assert!(sql.contains("테스트 데이터"));
+    assert!(
+        sql.trim_end()
+            .ends_with("-- PostgreSQL database cluster dump complete\n--")
+    );
+
+    // The target holds data: refused without --yes, nothing changed.
+    let output = dbbackup(
+        &ns,
+        &["restore", "postgres", "-f", &file.display().to_string()],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("appdb"),
+        "{}",
+        text(&output.stderr)
+    );
+    // With --yes the databases in the file replace the live ones.
+    let output = dbbackup(
+        &ns,
+        &[
+            "restore",
+            "postgres",
+            "-f",
+            &zst.display().to_string(),
+            "--yes",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(db.checksums(PG_TABLES).await, before);
+
+    // Drop the whole database, restore into the emptied server.
+    db.shell(
+        r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c 'DROP DATABASE appdb WITH (FORCE)'"#,
+        "",
+    )
+    .await;
+    let output = dbbackup(
+        &ns,
+        &[
+            "restore",
+            "postgres",
+            "-f",
+            &file.display().to_string(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let restored: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(restored["remote_status"]["result"], "success");
+    assert_eq!(db.checksums(PG_TABLES).await, before);
+
+    truncated_files_are_refused(&ns, "postgres", &file, dir.path());
+    truncated_files_are_refused(&ns, "postgres", &plain, dir.path());
+
+    // One database: pg_dump --create, its own trailer.
+    let one = dir.path().join("appdb.sql.gz");
+    let output = dbbackup(
+        &ns,
+        &[
+            "postgres",
+            "--database",
+            "appdb",
+            "-f",
+            &one.display().to_string(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()["kind"],
+        "postgres-database"
+    );
+    assert_eq!(verify_code(&one).0, Some(0));
+
+    // The test cluster has no snapshot CRDs: a clear message, exit 3.
+    let output = dbbackup(&ns, &["snapshot", "postgres"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("no VolumeSnapshot API"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+const MARIADB_TABLES: &[&str] = &["texts", "blobs"];
+
+const MARIADB_DATA: &str = r#"
+CREATE TABLE appdb.texts (id INT PRIMARY KEY, v TEXT) DEFAULT CHARSET = utf8mb4;
+INSERT INTO appdb.texts SELECT seq, CONCAT('테스트 데이터 ', seq, ' tab\t quote'' backslash\\ newline\n end') FROM seq_1_to_20000;
+CREATE TABLE appdb.blobs (id INT PRIMARY KEY, v LONGBLOB);
+INSERT INTO appdb.blobs SELECT seq, CONCAT(RANDOM_BYTES(1024), RANDOM_BYTES(1024)) FROM seq_1_to_1500;
+INSERT INTO appdb.blobs VALUES (0, UNHEX('000A0D5C2709FF'));
+"#;
+
+#[tokio::test]
+async fn mariadb_round_trip() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "bk-maria", &[]).await;
+    let db = Db::deploy(&ns, Engine::Mariadb, &common::mariadb_image()).await;
+    db.sql(MARIADB_DATA).await;
+    let before = db.checksums(MARIADB_TABLES).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let file = dir.path().join("maria.sql.zst");
+    let report = dump_json(&ns, "mariadb", &file, "zstd");
+    assert_eq!(report["kind"], "mysql");
+    assert!(
+        report["bytes_raw"].as_u64().unwrap() > 3_000_000,
+        "{report}"
+    );
+    assert_eq!(verify_code(&file).0, Some(0));
+
+    let output = dbbackup(
+        &ns,
+        &["restore", "mariadb", "-f", &file.display().to_string()],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    db.sql("DROP DATABASE appdb;").await;
+    let output = dbbackup(
+        &ns,
+        &["restore", "mariadb-0", "-f", &file.display().to_string()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(db.checksums(MARIADB_TABLES).await, before);
+
+    truncated_files_are_refused(&ns, "mariadb", &file, dir.path());
+
+    // A PostgreSQL dump is refused by a MariaDB server before anything is sent.
+    let pg = dir.path().join("pg.sql");
+    std::fs::write(&pg, "--\n-- PostgreSQL database cluster dump\n--\n\nSELECT 1;\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n").unwrap();
+    std::fs::write(format!("{}.sha256", pg.display()), sha256_line(&pg)).unwrap();
+    assert_eq!(verify_code(&pg).0, Some(0));
+    let output = dbbackup(
+        &ns,
+        &[
+            "restore",
+            "mariadb",
+            "-f",
+            &pg.display().to_string(),
+            "--yes",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("PostgreSQL dump"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn dump_of_a_deleted_pod_leaves_no_file() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "bk-cut", &[]).await;
+    let db = Db::deploy(&ns, Engine::Postgres, &common::postgres_image()).await;
+    // ~200 MB of rows, so the dump is still streaming when the pod goes.
+    db.sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 30) AS s FROM generate_series(1, 200000) g;").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cut.sql");
+    let partial = dir.path().join("cut.sql.partial");
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .args([
+            "-n",
+            &ns.name,
+            "postgres",
+            "--compress",
+            "none",
+            "-f",
+            &file.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 4 << 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the dump never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the dump ended before the pod was deleted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pods: Api<Pod> = ns.kube.api();
+    pods.delete(
+        "postgres-0",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed to dump pod"), "{stderr}");
+    assert!(
+        !file.exists(),
+        "a cut-off dump appeared under the final name"
+    );
+    assert!(!partial.exists(), "the .partial file was left behind");
+    assert!(!dir.path().join("cut.sql.sha256").exists());
+}
+
+#[test]
+fn bad_input_is_refused_before_any_api_call() {
+    // No kubeconfig at all: reaching the API would fail with exit 3, not 2.
+    let run = |args: &[&str]| {
+        common::clean_bin("kubectl-dbbackup")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        run(&["verify", "/nonexistent.sql.gz"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["restore", "db", "-f", "/nonexistent.sql.gz"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(run(&["db", "--database", "-x"]).status.code(), Some(2));
+    assert_eq!(run(&["db", "-f", "-", "-o", "json"]).status.code(), Some(2));
+    assert_eq!(run(&["db", "--compress", "lz4"]).status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("old.sql.gz");
+    std::fs::write(&existing, b"old").unwrap();
+    let output = run(&["db", "-f", &existing.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(std::fs::read(&existing).unwrap(), b"old");
+}
