@@ -2,7 +2,7 @@
 //! throwaway namespaces, and the binaries run with a clean environment.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -59,7 +59,7 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     /// Creates `kdb-<prefix>-<random>` with optional labels.
-    pub async fn create(kubeconfig: &PathBuf, prefix: &str, labels: &[(&str, &str)]) -> Self {
+    pub async fn create(kubeconfig: &Path, prefix: &str, labels: &[(&str, &str)]) -> Self {
         let suffix: u32 = rand::random::<u32>() % 100_000;
         let name = format!("kdb-{prefix}-{suffix}");
         let global = GlobalArgs {
@@ -82,19 +82,18 @@ impl TestNamespace {
         api.create(&PostParams::default(), &ns)
             .await
             .expect("create test namespace");
-        // Pods are refused until the namespace's default ServiceAccount exists.
+        // Pods are refused until the namespace's default ServiceAccount exists (~1 s).
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(kube.client.clone(), &name);
-        kube::runtime::wait::await_condition(
-            sa,
-            "default",
-            kube::runtime::conditions::is_created(),
-        )
-        .await
-        .expect("default ServiceAccount");
+        for _ in 0..300 {
+            if sa.get_opt("default").await.expect("read ServiceAccount").is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         TestNamespace {
             name,
-            kubeconfig: kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
             kube,
         }
     }
