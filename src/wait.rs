@@ -195,10 +195,10 @@ fn event_time(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
 }
 
 enum Change {
-    Sts(StatefulSet),
-    Pod(Pod, bool),
-    Pvc(PersistentVolumeClaim, bool),
-    Event(Event),
+    Sts(Box<StatefulSet>),
+    Pod(Box<Pod>, bool),
+    Pvc(Box<PersistentVolumeClaim>, bool),
+    Event(Box<Event>),
 }
 
 /// Waits until the StatefulSet `name` is rolled out and all its pods are Ready, or until
@@ -226,15 +226,15 @@ pub async fn statefulset_ready(
     )
     .default_backoff()
     .applied_objects()
-    .map_ok(Change::Sts);
+    .map_ok(|s| Change::Sts(Box::new(s)));
     let pod_stream = watcher(pods, config.clone().labels(&selector))
         .default_backoff()
         .filter_map(|e| async move {
             match e {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                    Some(Ok(Change::Pod(p, false)))
+                    Some(Ok(Change::Pod(Box::new(p), false)))
                 }
-                Ok(watcher::Event::Delete(p)) => Some(Ok(Change::Pod(p, true))),
+                Ok(watcher::Event::Delete(p)) => Some(Ok(Change::Pod(Box::new(p), true))),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             }
@@ -244,9 +244,9 @@ pub async fn statefulset_ready(
         .filter_map(|e| async move {
             match e {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                    Some(Ok(Change::Pvc(p, false)))
+                    Some(Ok(Change::Pvc(Box::new(p), false)))
                 }
-                Ok(watcher::Event::Delete(p)) => Some(Ok(Change::Pvc(p, true))),
+                Ok(watcher::Event::Delete(p)) => Some(Ok(Change::Pvc(Box::new(p), true))),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             }
@@ -254,7 +254,7 @@ pub async fn statefulset_ready(
     let event_stream = watcher(events, config)
         .default_backoff()
         .applied_objects()
-        .map_ok(Change::Event);
+        .map_ok(|e| Change::Event(Box::new(e)));
     let mut changes = futures::stream::select_all(vec![
         sts_stream.boxed(),
         pod_stream.boxed(),
@@ -291,7 +291,7 @@ pub async fn statefulset_ready(
             Ok(Some(next)) => next,
         };
         match next {
-            Ok(Change::Sts(s)) => sts = Some(s),
+            Ok(Change::Sts(s)) => sts = Some(*s),
             Ok(Change::Pod(pod, deleted)) => {
                 let pod_name = pod.name_any();
                 if deleted {
@@ -299,7 +299,7 @@ pub async fn statefulset_ready(
                     report.pods.remove(&pod_name);
                 } else {
                     report.pods.insert(pod_name.clone(), pod_state(&pod));
-                    pod_objects.insert(pod_name, pod);
+                    pod_objects.insert(pod_name, *pod);
                 }
             }
             Ok(Change::Pvc(pvc, deleted)) => {

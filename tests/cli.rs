@@ -94,8 +94,18 @@ fn kubeconfig_names_are_checked_and_db_user_is_not_kubectl_user() {
         usage_error(&["list", "--user", "appuser"]),
         "error: user \"appuser\" is not in the kubeconfig (it has: nobody)\n"
     );
-    assert!(usage_error(&["list", "--context", "prod"]).contains("context \"prod\" is not in the kubeconfig"));
-    let (code, stdout, _) = dbdeploy(&["postgres", "--db-user", "shop", "--dry-run=client", "-o", "json"]);
+    assert!(
+        usage_error(&["list", "--context", "prod"])
+            .contains("context \"prod\" is not in the kubeconfig")
+    );
+    let (code, stdout, _) = dbdeploy(&[
+        "postgres",
+        "--db-user",
+        "shop",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ]);
     assert_eq!(code, 0);
     assert!(stdout.contains("\"POSTGRES_USER\": \"shop\""), "{stdout}");
 }

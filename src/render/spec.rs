@@ -261,7 +261,7 @@ fn is_quantity(value: &str) -> bool {
             .trim_start_matches(['+', '-'])
             .chars()
             .all(|c| c.is_ascii_digit())
-        && suffix[1..].trim_start_matches(['+', '-']).len() > 0);
+        && !suffix[1..].trim_start_matches(['+', '-']).is_empty());
     number_ok && suffix_ok
 }
 

@@ -86,7 +86,12 @@ impl TestNamespace {
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(kube.client.clone(), &name);
         for _ in 0..300 {
-            if sa.get_opt("default").await.expect("read ServiceAccount").is_some() {
+            if sa
+                .get_opt("default")
+                .await
+                .expect("read ServiceAccount")
+                .is_some()
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
