@@ -178,7 +178,19 @@ pub use clap_complete::Shell;
 
 /// Writes a completion script for a binary to stdout.
 pub fn print_completion(command: &mut clap::Command, shell: Shell, bin_name: &str) {
-    clap_complete::generate(shell, command, bin_name, &mut std::io::stdout());
+    if shell != Shell::Bash || !bin_name.contains('-') {
+        clap_complete::generate(shell, command, bin_name, &mut std::io::stdout());
+        return;
+    }
+    // clap_complete's bash script completes nothing after a subcommand when the binary's
+    // name has a '-' (https://github.com/clap-rs/clap/issues/6421): generate it for a name
+    // without one and register it for the real name.
+    let plain = bin_name.replace('-', "_");
+    let mut script = Vec::new();
+    clap_complete::generate(shell, command, &plain, &mut script);
+    let script = String::from_utf8_lossy(&script)
+        .replace(&format!(" {plain}\n"), &format!(" {bin_name}\n"));
+    print!("{script}");
 }
 
 /// Asks the user to type `expected` to confirm a destructive step. Refuses (exit 2) when

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod complete;
 pub mod deploy;
 pub mod engine;
 pub mod error;

@@ -46,6 +46,7 @@ enum Command {
 }
 
 fn main() {
+    kubectl_db::complete::hook(Cli::command, None);
     let cli = Cli::parse();
     cli::init_tracing(cli.global.verbose);
     cli::run_main(|| run(cli))
