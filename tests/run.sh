@@ -18,6 +18,9 @@ started_cluster=
 if [[ -z "${KDB_TEST_KUBECONFIG:-}" ]]; then
   if ! bash tests/cluster/cluster.sh status >/dev/null 2>&1; then
     started_cluster=1
+    # A cluster whose processes were killed (a stopped session) leaves pods, mounts and
+    # stale state behind: clear them so the tests start from an empty cluster.
+    bash tests/cluster/cluster.sh down >/dev/null 2>&1 || true
   fi
   cleanup() {
     if [[ -n $started_cluster && -z "${KDB_KEEP_CLUSTER:-}" ]]; then
@@ -25,7 +28,6 @@ if [[ -z "${KDB_TEST_KUBECONFIG:-}" ]]; then
     fi
   }
   trap cleanup EXIT
-  # Build the plugins while the cluster comes up: they need different tools.
   phase "cluster up" bash tests/cluster/cluster.sh up
   export KDB_TEST_KUBECONFIG=/var/tmp/kubectl-db-cluster/kubeconfig
   [[ -n "${KDB_CLUSTER_STATE:-}" ]] && export KDB_TEST_KUBECONFIG=$KDB_CLUSTER_STATE/kubeconfig

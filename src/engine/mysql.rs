@@ -6,24 +6,27 @@ use super::{Engine, tag_version};
 pub const RESERVED: &[&str] = &["datadir", "socket", "port", "bind-address"];
 
 pub(super) fn config_file(engine: Engine, image: &str, settings: &[(String, String)]) -> String {
-    // utf8mb4_0900_ai_ci exists only in MySQL 8.0+; MariaDB and MySQL 5.7 lack it.
+    // MySQL 8 already defaults to utf8mb4 / utf8mb4_0900_ai_ci; naming that collation would
+    // stop MariaDB (often deployed under mysql:* names) and MySQL 5.7, which lack it.
     let collation = match (engine, tag_version(image)) {
-        (Engine::Mysql, Some((major, _))) if major < 8 => "utf8mb4_unicode_ci",
-        (Engine::Mysql, _) => "utf8mb4_0900_ai_ci",
-        _ => "utf8mb4_unicode_ci",
+        (Engine::Mysql, Some((major, _))) if major >= 8 => None,
+        (Engine::Mysql, None) => None,
+        _ => Some("utf8mb4_unicode_ci"),
     };
     // Not emitted on purpose: default-authentication-plugin (stops MySQL 8.4 from starting)
     // and innodb_log_file_size (deprecated since 8.0.30).
     let mut merged: Vec<(String, String)> = vec![
         ("datadir".into(), engine.data_dir().into()),
         ("character-set-server".into(), "utf8mb4".into()),
-        ("collation-server".into(), collation.into()),
         ("skip-name-resolve".into(), String::new()),
         ("max_connections".into(), "200".into()),
         ("innodb_buffer_pool_size".into(), "256M".into()),
         ("innodb_flush_log_at_trx_commit".into(), "1".into()),
         ("sync_binlog".into(), "1".into()),
     ];
+    if let Some(collation) = collation {
+        merged.insert(2, ("collation-server".into(), collation.into()));
+    }
     for (key, value) in settings {
         match merged.iter_mut().find(|(k, _)| same_option(k, key)) {
             Some(entry) => entry.1 = value.clone(),
@@ -63,9 +66,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mysql_5_7_gets_a_collation_it_has() {
+    fn collation_is_only_named_where_the_server_has_it() {
         assert!(config_file(Engine::Mysql, "mysql:5.7", &[]).contains("utf8mb4_unicode_ci"));
-        assert!(config_file(Engine::Mysql, "mysql:8.4", &[]).contains("utf8mb4_0900_ai_ci"));
+        assert!(!config_file(Engine::Mysql, "mysql:8.4", &[]).contains("collation"));
+        assert!(!config_file(Engine::Mysql, "mysql:8.0", &[]).contains("0900"));
         assert!(config_file(Engine::Mariadb, "mariadb:11", &[]).contains("utf8mb4_unicode_ci"));
     }
 
