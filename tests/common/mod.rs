@@ -117,9 +117,10 @@ impl Drop for TestNamespace {
         if std::env::var("KDB_KEEP_NAMESPACES").is_ok() {
             return;
         }
-        let client = self.kube.client.clone();
+        let kubeconfig = self.kubeconfig.display().to_string();
         let name = self.name.clone();
-        // Drop cannot await; delete on a thread with its own runtime.
+        // Drop cannot await, and the test's client may live on a runtime that is blocked
+        // right now (a current-thread #[tokio::test]): use a fresh client on a thread.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -128,8 +129,16 @@ impl Drop for TestNamespace {
                 return;
             };
             rt.block_on(async move {
-                let api: Api<Namespace> = Api::all(client);
-                let _ = api.delete(&name, &DeleteParams::background()).await;
+                let global = GlobalArgs {
+                    kubeconfig: Some(kubeconfig),
+                    ..Default::default()
+                };
+                let Ok(kube) = client::connect(&global).await else {
+                    return;
+                };
+                let api: Api<Namespace> = Api::all(kube.client);
+                let delete = api.delete(&name, &DeleteParams::background());
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(30), delete).await;
             });
         })
         .join();
