@@ -137,7 +137,8 @@ impl Drop for TestNamespace {
                     return;
                 };
                 let api: Api<Namespace> = Api::all(kube.client);
-                let delete = api.delete(&name, &DeleteParams::background());
+                let params = DeleteParams::background();
+                let delete = api.delete(&name, &params);
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(30), delete).await;
             });
         })
