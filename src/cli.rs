@@ -74,8 +74,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err("empty duration".into());
     }
+    // Far beyond any real wait, and small enough that `Instant::now() + d` cannot overflow.
+    const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let too_long = || format!("invalid duration {text:?}: too long (at most 100 years)");
     if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        let duration = Duration::from_secs(secs);
+        return if duration > LONGEST {
+            Err(too_long())
+        } else {
+            Ok(duration)
+        };
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -103,7 +111,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}")),
         };
         rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(seconds);
+        total = Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .filter(|d| *d <= LONGEST)
+            .ok_or_else(too_long)?;
     }
     Ok(total)
 }
@@ -188,8 +200,8 @@ pub fn print_completion(command: &mut clap::Command, shell: Shell, bin_name: &st
     let plain = bin_name.replace('-', "_");
     let mut script = Vec::new();
     clap_complete::generate(shell, command, &plain, &mut script);
-    let script = String::from_utf8_lossy(&script)
-        .replace(&format!(" {plain}\n"), &format!(" {bin_name}\n"));
+    let script =
+        String::from_utf8_lossy(&script).replace(&format!(" {plain}\n"), &format!(" {bin_name}\n"));
     print!("{script}");
 }
 
@@ -234,5 +246,9 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("5200000000000000h").is_err());
+        assert!(parse_duration("99999999999999999999h99999999999999999999h").is_err());
+        assert!(parse_duration("18446744073709551615").is_err());
+        assert!(parse_duration("876000h").is_ok());
     }
 }
