@@ -204,7 +204,7 @@ CREATE TABLE nums (id bigint PRIMARY KEY, n numeric, d date, j jsonb);
 INSERT INTO nums SELECT g, g * 1.5, date '2000-01-01' + g, jsonb_build_object('k', '값 ' || g) FROM generate_series(1, 10000) g;
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn postgres_round_trip() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-pg", &[]).await;
@@ -322,6 +322,7 @@ async fn postgres_round_trip() {
 const MARIADB_TABLES: &[&str] = &["texts", "blobs"];
 
 const MARIADB_DATA: &str = r#"
+USE appdb;
 CREATE TABLE appdb.texts (id INT PRIMARY KEY, v TEXT) DEFAULT CHARSET = utf8mb4;
 INSERT INTO appdb.texts SELECT seq, CONCAT('테스트 데이터 ', seq, ' tab\t quote'' backslash\\ newline\n end') FROM seq_1_to_20000;
 CREATE TABLE appdb.blobs (id INT PRIMARY KEY, v LONGBLOB);
@@ -329,7 +330,7 @@ INSERT INTO appdb.blobs SELECT seq, CONCAT(RANDOM_BYTES(1024), RANDOM_BYTES(1024
 INSERT INTO appdb.blobs VALUES (0, UNHEX('000A0D5C2709FF'));
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn mariadb_round_trip() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-maria", &[]).await;
@@ -385,7 +386,7 @@ async fn mariadb_round_trip() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn dump_of_a_deleted_pod_leaves_no_file() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-cut", &[]).await;
