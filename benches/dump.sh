@@ -12,11 +12,12 @@ IMAGE=${IMAGE:-localhost/kdb/postgres:15}
 SIZES=${SIZES:-"100 1024"} # MiB of rows (~1 KiB each)
 NS=kdb-bench-dump-$$
 OUT=$(mktemp -d)
+BIN=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --locked -q --bin kubectl-dbbackup --bin kubectl-dbdeploy
 timeout 30 "$KUBECTL" create namespace "$NS" >/dev/null
 trap 'rm -rf "$OUT"; timeout 60 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 until timeout 10 "$KUBECTL" -n "$NS" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
-target/release/kubectl-dbdeploy -n "$NS" postgres --image "$IMAGE" --cpu 50m --memory 128Mi \
+"$BIN"/kubectl-dbdeploy -n "$NS" postgres --image "$IMAGE" --cpu 50m --memory 128Mi \
   --memory-limit 1Gi --storage-size 6Gi -q >/dev/null
 
 psql() {
@@ -46,7 +47,7 @@ for mib in $SIZES; do
   read -r k_wall k_rss < <(run kubectl timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
     'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dumpall -U "$POSTGRES_USER"')
   k_bytes=$(stat -c %s "$OUT/kubectl.out")
-  read -r d_wall d_rss < <(run dbbackup target/release/kubectl-dbbackup -n "$NS" -q postgres \
+  read -r d_wall d_rss < <(run dbbackup "$BIN"/kubectl-dbbackup -n "$NS" -q postgres \
     --compress none -f "$OUT/dbbackup.sql")
   d_bytes=$(stat -c %s "$OUT/dbbackup.sql")
   for row in "kubectl exec -- pg_dumpall > file|$k_bytes|$k_wall|$k_rss" \

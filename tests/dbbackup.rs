@@ -426,11 +426,13 @@ async fn dump_of_a_deleted_pod_leaves_no_file() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A grace period of 1, not 0: a forced deletion lets the replacement pod start while
+    // the old postmaster still runs on the same volume (and corrupts it).
     let pods: Api<Pod> = ns.kube.api();
     pods.delete(
         "postgres-0",
         &DeleteParams {
-            grace_period_seconds: Some(0),
+            grace_period_seconds: Some(1),
             ..Default::default()
         },
     )
