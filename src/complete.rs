@@ -386,12 +386,46 @@ pub async fn complete(
     completions
 }
 
+/// The first argument that makes a plugin print its man page (roff) instead of running.
+pub const MAN_REQUEST: &str = "__man";
+
 /// Call first in a plugin's `main`: on `<plugin> __complete <words>` prints the completions
-/// for the words and exits; otherwise returns and the plugin runs normally.
+/// for the words and exits, on `<plugin> __man` its man page; otherwise returns and the
+/// plugin runs normally.
 pub fn hook(command: impl FnOnce() -> Command, default_subcommand: Option<&str>) {
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() != Some(REQUEST) {
-        return;
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    match args.next().as_deref() {
+        Some(REQUEST) => {}
+        Some(MAN_REQUEST) => {
+            let name = std::path::Path::new(&program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(program);
+            // `__man SUBCOMMAND`: the subcommand's own page, `kubectl-dbdeploy-postgres(1)`.
+            let mut command = command();
+            command.build();
+            let (command, name) = match args.next() {
+                Some(sub) => match command.find_subcommand(&sub) {
+                    Some(found) => {
+                        let name = format!("{name}-{sub}");
+                        let page = found
+                            .clone()
+                            .display_name(name.clone())
+                            .version(env!("CARGO_PKG_VERSION"));
+                        (page, name)
+                    }
+                    None => std::process::exit(crate::cli::exit::USAGE),
+                },
+                None => (command.display_name(name.clone()), name),
+            };
+            let code = match print_man(command, &name) {
+                Ok(()) => 0,
+                Err(_) => crate::cli::exit::UNHEALTHY,
+            };
+            std::process::exit(code)
+        }
+        _ => return,
     }
     let words: Vec<String> = args.collect();
     let command = command();
@@ -406,6 +440,15 @@ pub fn hook(command: impl FnOnce() -> Command, default_subcommand: Option<&str>)
     };
     print!("{output}");
     std::process::exit(0)
+}
+
+/// Writes the man page of a binary, generated from its clap definition, to stdout.
+fn print_man(command: Command, name: &str) -> std::io::Result<()> {
+    clap_mangen::Man::new(command)
+        .title(name.to_uppercase())
+        .section("1")
+        .manual("kubectl-db")
+        .render(&mut std::io::stdout().lock())
 }
 
 /// The `kubectl_complete-<plugin>` helper: runs `kubectl-<plugin> __complete <args>` from
