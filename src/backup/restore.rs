@@ -162,12 +162,17 @@ pub async fn restore(
     let what = format!("restoring {}/{pod}", target.namespace);
     let progress = Progress::bytes(options.progress, &what);
     let file = options.file.clone();
+    let uid = target.pod.as_ref().and_then(|p| p.metadata.uid.clone());
     let streamed = tokio::select! {
         result = tokio::time::timeout(
             options.timeout,
             stream(&pods, &pod, &target.container, &command, file, kind, &progress),
         ) => result.map_err(|_| Error::Timeout { what: what.clone(), after: options.timeout })?,
         _ = tokio::signal::ctrl_c() => Err(Error::Failed(format!("{what}: interrupted; the databases may be half restored"))),
+        // An exec stream to a deleted pod can stay open with nobody reading its stdin.
+        () = pod_replaced(&pods, &pod, uid) => Err(Error::Failed(format!(
+            "{what}: pod {pod} was deleted during the restore; the databases may be half restored"
+        ))),
     };
     progress.finish();
     let (status, sent, stderr) = streamed?;
@@ -195,6 +200,21 @@ pub async fn restore(
         duration_seconds: started.elapsed().as_secs_f64(),
         remote_status: status,
     })
+}
+
+/// Returns once pod `name` is gone, terminating or replaced (another UID); polls every 2 s
+/// and ignores API errors (the stream's own timeout covers an unreachable server).
+async fn pod_replaced(pods: &Api<Pod>, name: &str, uid: Option<String>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(found) = pods.get_opt(name).await else {
+            continue;
+        };
+        match found {
+            Some(pod) if pod.metadata.deletion_timestamp.is_none() && pod.metadata.uid == uid => {}
+            _ => return,
+        }
+    }
 }
 
 async fn stream(
