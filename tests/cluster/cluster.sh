@@ -31,7 +31,7 @@
 #   - kubelet changes vm.overcommit_memory, kernel.panic, kernel.panic_on_oops and
 #     containerd/kubelet write a few paths outside the state dir: `down` restores them.
 #
-# Usage: cluster.sh deps|build|up|down [--purge]|status|env
+# Usage: cluster.sh deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]
 #   KDB_CLUSTER_STATE (default /var/tmp/kubectl-db-cluster)  state, data, logs, kubeconfig
 #   KDB_CACHE         (default ~/.cache/kubectl-db)          binaries and image tarballs
 #   KDB_API_PORT      (default 16443)
@@ -712,6 +712,22 @@ cmd_status() {
   return $rc
 }
 
+# restart-apiserver [SECONDS]: kill kube-apiserver (SIGKILL, like a crash: a graceful stop
+# takes ~20 s here), keep it down SECONDS (default 5), start it again and wait for /readyz.
+# For the control-plane fault tests (tests/safety_faults.rs).
+cmd_restart_apiserver() {
+  local down=${1:-5} pid
+  [[ $down =~ ^[0-9]+$ ]] || die "restart-apiserver: SECONDS must be a whole number"
+  alive kube-apiserver || die "kube-apiserver is not running"
+  pid=$(pid_of kube-apiserver)
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -f "$RUN/kube-apiserver.pid"
+  log "killed kube-apiserver (pid $pid); down for ${down}s"
+  sleep "$down"
+  start_apiserver
+}
+
 main() {
   local cmd=${1:-}
   shift || true
@@ -722,7 +738,8 @@ main() {
     down) cmd_down "$@" ;;
     status) cmd_status ;;
     env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
-    *) echo "usage: $0 deps|build|up|down [--purge]|status|env" >&2; exit 2 ;;
+    restart-apiserver) cmd_restart_apiserver "$@" ;;
+    *) echo "usage: $0 deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]" >&2; exit 2 ;;
   esac
 }
 
