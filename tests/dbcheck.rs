@@ -306,10 +306,13 @@ async fn healthy_and_broken_databases_are_diagnosed() {
     }
 
     // The hand-made database: engine from the image, the guide's probe defect flagged.
-    match wait_for(&ns, "guide", "db.server", "ok", &["PostgreSQL"], long) {
+    // Wait for the endpoints too: the pod turns Ready a moment before the StatefulSet's
+    // status and the EndpointSlice follow.
+    match wait_for(&ns, "guide", "service.endpoints", "ok", &[], long) {
         Ok((code, report)) => {
             let probes = check(&report, "probes.configured");
             if code != 0
+                || check(&report, "db.server")["verdict"] != "ok"
                 || report["engine"] != "postgres"
                 || probes["verdict"] != "warn"
                 || !probes["evidence"]
@@ -384,6 +387,11 @@ async fn healthy_and_broken_databases_are_diagnosed() {
     );
     chmod("0700").await;
     expect(&mut failures, result, 1);
+
+    // The healthy database is whole again once its readiness probe passes after the chmod.
+    if let Err(message) = wait_for(&ns, "good", "service.endpoints", "ok", &[], long) {
+        failures.push(message);
+    }
 
     // Without a target: one line per database, the worst verdict, exit 1.
     let output = ns
