@@ -9,14 +9,14 @@ export KUBECONFIG=${KUBECONFIG:-/var/tmp/kubectl-db-cluster/kubeconfig}
 KUBECTL=${KUBECTL:-$HOME/.cache/kubectl-db/k8s-v1.34.4/bin/kubectl}
 IMAGE=${IMAGE:-localhost/kdb/postgres:15}
 NS=kdb-bench-$$
-cargo build --release --locked -q
+[[ -n "${SKIP_BUILD:-}" ]] || cargo build --release --locked -q
 timeout 30 "$KUBECTL" create namespace "$NS" >/dev/null
 trap 'timeout 60 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 until timeout 10 "$KUBECTL" -n "$NS" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
 
 log=$(mktemp)
 # Print a wall-clock timestamp for every watch event that shows the pod Ready.
-( timeout 300 "$KUBECTL" -n "$NS" get pod postgres-0 -w --ignore-not-found \
+( timeout 300 "$KUBECTL" -n "$NS" get pods -l app=postgres -w \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}{"\n"}' 2>/dev/null |
   while read -r ready; do [[ $ready == True ]] && date +%s.%N >>"$log"; done ) &
 watch_pid=$!

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-30}
 KUBECTL=${KUBECTL:-$HOME/.cache/kubectl-db/k8s-v1.34.4/bin/kubectl}
 [[ -x $KUBECTL ]] || KUBECTL=/usr/lib/google-cloud-sdk/bin/kubectl.1.32
-cargo build --release --locked -q
+[[ -n "${SKIP_BUILD:-}" ]] || cargo build --release --locked -q
 
 # mean wall time in ms of RUNS runs of a command
 mean_ms() {

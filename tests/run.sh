@@ -33,6 +33,8 @@ if [[ -z "${KDB_TEST_KUBECONFIG:-}" ]]; then
   [[ -n "${KDB_CLUSTER_STATE:-}" ]] && export KDB_TEST_KUBECONFIG=$KDB_CLUSTER_STATE/kubeconfig
 fi
 export KDB_REQUIRE_CLUSTER=1
+# The control-plane fault tests (tests/safety_faults.rs) restart this cluster's API server.
+export KDB_TEST_FAULTS=${KDB_TEST_FAULTS:-1}
 
 phase "fmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --all-targets --locked -- -D warnings
