@@ -185,7 +185,8 @@ pub fn warning_about(event: &Event, objects: &dyn Fn(&str, &str) -> bool) -> Opt
     })
 }
 
-fn event_time(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
+/// When an event last happened: lastTimestamp, else eventTime, else its creation.
+pub fn event_time(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
     event
         .last_timestamp
         .as_ref()

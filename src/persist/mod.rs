@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecOutput};
 use crate::output::Progress;
 use crate::target::{self, statefulset_pods};
-use crate::wait::{pod_ready, pod_state, warning_about};
+use crate::wait::{event_time, pod_ready, pod_state, warning_about};
 
 pub use report::{ClaimRecord, PersistReport, PodRecord, Step, StepResult, Verdict};
 use sql::Created;
@@ -577,15 +577,6 @@ async fn wait_for_replacement(
             }
         }
     }
-}
-
-fn event_time(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
-    event
-        .last_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 enum ReadAfter {
