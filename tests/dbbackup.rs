@@ -16,16 +16,7 @@ use kubectl_db::engine::Engine;
 use kubectl_db::exec;
 use serde_json::Value;
 
-const SMALL: &[&str] = &[
-    "--cpu",
-    "50m",
-    "--memory",
-    "128Mi",
-    "--memory-limit",
-    "1Gi",
-    "--storage-size",
-    "1Gi",
-];
+use common::SMALL;
 
 struct Db<'a> {
     ns: &'a TestNamespace,

@@ -15,16 +15,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-const SMALL: &[&str] = &[
-    "--cpu",
-    "50m",
-    "--memory",
-    "128Mi",
-    "--memory-limit",
-    "1Gi",
-    "--storage-size",
-    "1Gi",
-];
+use common::SMALL;
 
 /// Renders a PostgreSQL database with dbdeploy (`--dry-run=client`, no API call), lets the
 /// test alter the objects, and creates them without waiting.

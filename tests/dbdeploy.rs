@@ -8,16 +8,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::Api;
 use serde_json::Value;
 
-const SMALL: &[&str] = &[
-    "--cpu",
-    "50m",
-    "--memory",
-    "128Mi",
-    "--memory-limit",
-    "1Gi",
-    "--storage-size",
-    "1Gi",
-];
+use common::SMALL;
 
 fn run_json(ns: &TestNamespace, args: &[&str]) -> Value {
     let output = ns

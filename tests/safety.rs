@@ -23,16 +23,7 @@ use kubectl_db::exec;
 use proptest::prelude::*;
 use serde_json::Value;
 
-const SMALL: &[&str] = &[
-    "--cpu",
-    "50m",
-    "--memory",
-    "128Mi",
-    "--memory-limit",
-    "1Gi",
-    "--storage-size",
-    "1Gi",
-];
+use common::SMALL;
 
 const RESTRICTED: &[(&str, &str)] = &[
     ("pod-security.kubernetes.io/enforce", "restricted"),

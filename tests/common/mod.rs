@@ -10,6 +10,18 @@ use kube::api::{DeleteParams, PostParams};
 use kubectl_db::cli::GlobalArgs;
 use kubectl_db::client::{self, Kube};
 
+/// dbdeploy flags for test databases: small requests, so several fit on the 2-core node.
+pub const SMALL: &[&str] = &[
+    "--cpu",
+    "50m",
+    "--memory",
+    "128Mi",
+    "--memory-limit",
+    "1Gi",
+    "--storage-size",
+    "1Gi",
+];
+
 /// Image of the locally built PostgreSQL 15 (tests/cluster/images).
 pub fn postgres_image() -> String {
     std::env::var("KDB_TEST_POSTGRES_IMAGE").unwrap_or_else(|_| "localhost/kdb/postgres:15".into())
