@@ -277,6 +277,9 @@ async fn healthy_and_broken_databases_are_diagnosed() {
                 // No metrics-server on the local cluster: resource use is skipped.
                 .filter(|c| c["verdict"] != "ok" && c["name"] != "pv.reclaim-policy")
                 .filter(|c| !(c["name"] == "resources.usage" && c["verdict"] == "skipped"))
+                // Local volumes are host directories: their usage is the host disk's, which a
+                // busy build machine may fill past the 80% warning. A warning, never a fail.
+                .filter(|c| !(c["name"] == "volume.usage" && c["verdict"] == "warn"))
                 .collect();
             if code != 0 || !not_ok.is_empty() {
                 failures.push(format!("healthy database: exit {code}, not ok: {not_ok:?}"));
