@@ -104,6 +104,13 @@ fn check_names(kubeconfig: &Kubeconfig, args: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The kubeconfig context the flags select (`--context`, else the current context), for
+/// the messages of destructive commands, which must say where they act.
+pub fn context_name(args: &GlobalArgs) -> Option<String> {
+    let kubeconfig = load_kubeconfig(args).ok()?;
+    args.context.clone().or(kubeconfig.current_context)
+}
+
 /// Connects using the global flags and resolves the namespace.
 pub async fn connect(args: &GlobalArgs) -> Result<Kube> {
     let config = config_from_args(args).await?;

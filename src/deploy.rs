@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Preconditions};
 use kube::{Api, ResourceExt};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result, is_not_found};
 use crate::exec;
 use crate::output::Progress;
-use crate::render::{self, DeploySpec, MANAGED_BY, Manifests, Names};
+use crate::render::{self, DeploySpec, Manifests, Names};
 use crate::wait::{self, WaitReport};
 
 /// Length of generated passwords: alphanumeric, so no shell or URL quoting issues.
@@ -345,12 +345,22 @@ pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(Str
 pub struct DeleteReport {
     pub name: String,
     pub namespace: String,
+    /// `Kind/name` of every object deleted.
     pub deleted: Vec<String>,
+    /// The database's own PVCs and Secret, kept without `--purge-data`.
     pub kept: Vec<String>,
+    /// Objects with one of the database's names that kubectl-dbdeploy did not make for it
+    /// (no `app.kubernetes.io/managed-by`/`instance` labels of this database): left alone.
+    pub not_managed: Vec<String>,
 }
 
-/// Removes what dbdeploy created for `name`. PVCs and the Secret stay unless `purge_data`:
-/// the data directory only opens with the password stored in the Secret.
+/// Removes what dbdeploy created for `name`, and only that: every object is deleted only
+/// when its labels say dbdeploy made it for this database, with a UID precondition so the
+/// object checked is the object deleted. PVCs and the Secret stay unless `purge_data`: the
+/// data directory only opens with the password stored in the Secret.
+///
+/// Without a StatefulSet `name` made by dbdeploy nothing is deleted (refused, exit 2) —
+/// except that `purge_data` still removes the PVCs and Secret a previous `delete` kept.
 pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteReport> {
     let ns = kube.namespace.clone();
     let names = Names::of(name);
@@ -359,84 +369,156 @@ pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteR
         .get_opt(name)
         .await
         .map_err(Error::api(format!("read StatefulSet {ns}/{name}")))?;
-    match &sts {
-        Some(sts)
-            if sts
-                .labels()
-                .get("app.kubernetes.io/managed-by")
-                .map(String::as_str)
-                != Some(MANAGED_BY) =>
-        {
+    let sts_is_ours = match &sts {
+        Some(sts) if !render::made_for(sts.labels(), name) => {
             return Err(Error::Refused(format!(
-                "StatefulSet {ns}/{name} was not created by kubectl-dbdeploy; refusing to delete it"
+                "StatefulSet {ns}/{name} was not created by kubectl-dbdeploy for {name}; refusing to delete anything"
             )));
         }
-        _ => {}
-    }
+        Some(_) => true,
+        None => false,
+    };
     let mut report = DeleteReport {
         name: name.into(),
         namespace: ns.clone(),
         deleted: Vec::new(),
         kept: Vec::new(),
+        not_managed: Vec::new(),
     };
-    let params = DeleteParams::background();
-    macro_rules! remove {
-        ($ty:ty, $name:expr) => {{
-            let api: Api<$ty> = kube.api();
-            let kind = <$ty as kube::Resource>::kind(&());
-            match api.delete($name, &params).await {
-                Ok(_) => report.deleted.push(format!("{kind}/{}", $name)),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::api(format!("delete {kind} {ns}/{}", $name))(e)),
-            }
-        }};
+    if sts_is_ours {
+        remove_if_ours::<StatefulSet>(kube, &names.statefulset, name, &mut report).await?;
+        remove_if_ours::<Service>(kube, &names.service, name, &mut report).await?;
+        remove_if_ours::<Service>(kube, &names.headless_service, name, &mut report).await?;
+        remove_if_ours::<ConfigMap>(kube, &names.config_map, name, &mut report).await?;
+        remove_if_ours::<NetworkPolicy>(kube, &names.network_policy, name, &mut report).await?;
+        remove_if_ours::<PodDisruptionBudget>(kube, &names.pdb, name, &mut report).await?;
     }
-    remove!(StatefulSet, &names.statefulset);
-    remove!(Service, &names.service);
-    remove!(Service, &names.headless_service);
-    remove!(ConfigMap, &names.config_map);
-    remove!(NetworkPolicy, &names.network_policy);
-    remove!(PodDisruptionBudget, &names.pdb);
 
+    // The data: PVCs `data-<name>-<ordinal>` (from the volumeClaimTemplate, which carries
+    // the database's labels) and the Secret whose password opens them.
     let pvc_api: Api<PersistentVolumeClaim> = kube.api();
     let pvcs = pvc_api
-        .list(&ListParams::default().labels(&format!("app={name}")))
+        .list_metadata(&ListParams::default())
         .await
-        .map_err(Error::api(format!("list PVCs of {ns}/{name}")))?;
-    let pvc_prefix = format!("{}-{name}-", render::DATA_VOLUME);
-    let pvc_names: Vec<String> = pvcs
+        .map_err(Error::api(format!("list PersistentVolumeClaims in {ns}")))?;
+    let mut pvc_names: Vec<String> = pvcs
         .items
         .iter()
         .map(|p| p.name_any())
-        .filter(|n| n.starts_with(&pvc_prefix))
+        .filter(|n| is_data_claim_of(n, name))
         .collect();
-    if purge_data {
-        for pvc in &pvc_names {
-            remove!(PersistentVolumeClaim, pvc);
-        }
-        remove!(Secret, &names.secret);
-    } else {
-        report.kept.extend(
-            pvc_names
-                .iter()
-                .map(|p| format!("PersistentVolumeClaim/{p}")),
-        );
-        let secrets: Api<Secret> = kube.api();
-        if secrets
-            .get_metadata_opt(&names.secret)
-            .await
-            .map_err(Error::api(format!("read Secret {ns}/{}", names.secret)))?
-            .is_some()
-        {
-            report.kept.push(format!("Secret/{}", names.secret));
+    pvc_names.sort();
+    for pvc in &pvc_names {
+        if purge_data {
+            remove_if_ours::<PersistentVolumeClaim>(kube, pvc, name, &mut report).await?;
+        } else {
+            keep_if_ours::<PersistentVolumeClaim>(kube, pvc, name, &mut report).await?;
         }
     }
-    if report.deleted.is_empty() && report.kept.is_empty() {
-        return Err(Error::NotFound(format!(
-            "no database named {name} in namespace {ns}"
+    if purge_data {
+        remove_if_ours::<Secret>(kube, &names.secret, name, &mut report).await?;
+    } else {
+        keep_if_ours::<Secret>(kube, &names.secret, name, &mut report).await?;
+    }
+
+    if !sts_is_ours && (!purge_data || report.deleted.is_empty()) {
+        let kept = if report.kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its kept data is still there ({}): re-deploy {name} to use it, or add --purge-data to delete it",
+                report.kept.join(", ")
+            )
+        };
+        return Err(Error::Refused(format!(
+            "no StatefulSet {name} made by kubectl-dbdeploy in namespace {ns}: nothing was deleted{kept}"
         )));
     }
     Ok(report)
+}
+
+/// `data-<name>-<ordinal>`: a PVC of the database's volumeClaimTemplate. The ordinal must
+/// be all digits, so database `pg` does not claim `data-pg-2-0` of database `pg-2`.
+pub fn is_data_claim_of(claim: &str, name: &str) -> bool {
+    claim
+        .strip_prefix(&format!("{}-{name}-", render::DATA_VOLUME))
+        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Reads an object's metadata: `None` when it does not exist.
+async fn metadata<K>(kube: &Kube, name: &str) -> Result<Option<PartialObjectMeta<K>>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = kube.api();
+    let kind = K::kind(&Default::default());
+    api.get_metadata_opt(name)
+        .await
+        .map_err(Error::api(format!("read {kind} {}/{name}", kube.namespace)))
+}
+
+/// Deletes `name` when dbdeploy made it for database `db`; otherwise names it in
+/// `not_managed` and leaves it alone.
+async fn remove_if_ours<K>(kube: &Kube, name: &str, db: &str, report: &mut DeleteReport) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let kind = K::kind(&Default::default()).to_string();
+    let Some(meta) = metadata::<K>(kube, name).await? else {
+        return Ok(());
+    };
+    if !render::made_for(meta.labels(), db) {
+        report.not_managed.push(format!("{kind}/{name}"));
+        return Ok(());
+    }
+    // The UID precondition: a same-named object created since the check is not deleted.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: meta.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    let api: Api<K> = kube.api();
+    match api.delete(name, &params).await {
+        Ok(_) => report.deleted.push(format!("{kind}/{name}")),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => {
+            return Err(Error::api(format!(
+                "delete {kind} {}/{name}",
+                kube.namespace
+            ))(e));
+        }
+    }
+    Ok(())
+}
+
+/// Lists `name` as kept data when dbdeploy made it for database `db`, else as not managed.
+async fn keep_if_ours<K>(kube: &Kube, name: &str, db: &str, report: &mut DeleteReport) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let kind = K::kind(&Default::default()).to_string();
+    if let Some(meta) = metadata::<K>(kube, name).await? {
+        if render::made_for(meta.labels(), db) {
+            report.kept.push(format!("{kind}/{name}"));
+        } else {
+            report.not_managed.push(format!("{kind}/{name}"));
+        }
+    }
+    Ok(())
 }
 
 /// One managed database, for `list`.
@@ -530,5 +612,15 @@ mod tests {
         assert_eq!(passwords["MYSQL_ROOT_PASSWORD"], "first-password");
         assert_eq!(passwords["MYSQL_PASSWORD"], "generated");
         assert_eq!(kept, vec!["MYSQL_ROOT_PASSWORD".to_string()]);
+    }
+
+    #[test]
+    fn data_claims_are_matched_by_exact_name_and_ordinal() {
+        assert!(is_data_claim_of("data-pg-0", "pg"));
+        assert!(is_data_claim_of("data-pg-12", "pg"));
+        assert!(!is_data_claim_of("data-pg-2-0", "pg"), "database pg-2's PVC");
+        assert!(!is_data_claim_of("data-pg-", "pg"));
+        assert!(!is_data_claim_of("data-pgx-0", "pg"));
+        assert!(!is_data_claim_of("wal-pg-0", "pg"));
     }
 }

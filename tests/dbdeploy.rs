@@ -1,11 +1,23 @@
 //! `kubectl dbdeploy` end to end on the local cluster: deploy, ready, query, re-run
-//! (nothing changes, passwords kept), delete (data kept), delete --purge-data.
+//! (nothing changes, passwords kept), delete (data kept), delete --purge-data; delete
+//! leaves same-named objects it did not make alone, and deletes nothing without a managed
+//! StatefulSet.
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::TestNamespace;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, Service, ServicePort,
+    ServiceSpec, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
 
 use common::SMALL;
@@ -220,4 +232,205 @@ async fn timeout_exits_3_with_the_reason() {
         "{stderr}"
     );
     assert!(stderr.contains("kubectl dbcheck postgres-0"), "{stderr}");
+}
+
+/// Runs dbdeploy; returns (exit code, stdout, stderr).
+fn run(ns: &TestNamespace, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = ns.bin("kubectl-dbdeploy").args(args).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Hand-made objects: no labels at all, one data key / port to tell them apart.
+fn hand_made_config_map(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("made".to_string(), "by hand".to_string())])),
+        ..Default::default()
+    }
+}
+
+fn hand_made_service(name: &str) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                port: 8080,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn hand_made_secret(name: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([("made".to_string(), "by hand".to_string())])),
+        ..Default::default()
+    }
+}
+
+fn hand_made_pvc(name: &str) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity("1Gi".into()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Replaces an object by a hand-made one of the same name; returns the new object's UID.
+async fn replace<K>(ns: &TestNamespace, object: K) -> String
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = ns.kube.api();
+    let name = object.meta().name.clone().unwrap();
+    let _ = api.delete(&name, &DeleteParams::foreground()).await;
+    for _ in 0..100 {
+        if api.get_opt(&name).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let created = api.create(&PostParams::default(), &object).await.unwrap();
+    created.meta().uid.clone().unwrap()
+}
+
+/// The object's UID, `None` when it is gone or being deleted.
+async fn live_uid<K>(ns: &TestNamespace, name: &str) -> Option<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = ns.kube.api();
+    api.get_opt(name)
+        .await
+        .unwrap()
+        .filter(|o| o.meta().deletion_timestamp.is_none())
+        .and_then(|o| o.meta().uid.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_leaves_alone_what_dbdeploy_did_not_make() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "del-own", &[]).await;
+    let image = common::postgres_image();
+    let mut args = vec!["postgres", "--name", "own", "--image", &image, "--no-wait"];
+    args.extend_from_slice(SMALL);
+    run_json(&ns, &args);
+
+    // Same names as the database's objects, made by hand: no labels.
+    let config_uid = replace(&ns, hand_made_config_map("own-config")).await;
+    let service_uid = replace(&ns, hand_made_service("own")).await;
+    let secret_uid = replace(&ns, hand_made_secret("own-secret")).await;
+    let pvc_api: Api<PersistentVolumeClaim> = ns.kube.api();
+    pvc_api
+        .create(&PostParams::default(), &hand_made_pvc("data-own-1"))
+        .await
+        .unwrap();
+
+    let (code, stdout, stderr) = run(&ns, &["delete", "own", "--purge-data", "--yes"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for line in [
+        "deleted StatefulSet/own",
+        "deleted Service/own-headless",
+        "deleted NetworkPolicy/own",
+        "kept    ConfigMap/own-config: not made by kubectl-dbdeploy for own",
+        "kept    Service/own: not made by kubectl-dbdeploy for own",
+        "kept    Secret/own-secret: not made by kubectl-dbdeploy for own",
+        "kept    PersistentVolumeClaim/data-own-1: not made by kubectl-dbdeploy for own",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from\n{stdout}");
+    }
+    assert_eq!(
+        live_uid::<ConfigMap>(&ns, "own-config").await,
+        Some(config_uid)
+    );
+    assert_eq!(live_uid::<Service>(&ns, "own").await, Some(service_uid));
+    assert_eq!(live_uid::<Secret>(&ns, "own-secret").await, Some(secret_uid));
+    assert!(live_uid::<PersistentVolumeClaim>(&ns, "data-own-1").await.is_some());
+    // What dbdeploy made is gone (the PVC at least marked for deletion: finalizers).
+    assert_eq!(live_uid::<StatefulSet>(&ns, "own").await, None);
+    assert_eq!(live_uid::<Service>(&ns, "own-headless").await, None);
+    assert_eq!(live_uid::<NetworkPolicy>(&ns, "own").await, None);
+    if stdout.contains("deleted PersistentVolumeClaim/data-own-0") {
+        assert_eq!(
+            live_uid::<PersistentVolumeClaim>(&ns, "data-own-0").await,
+            None
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_without_a_managed_statefulset_deletes_nothing() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "del-none", &[]).await;
+    let api: Api<ConfigMap> = ns.kube.api();
+    let uid = api
+        .create(&PostParams::default(), &hand_made_config_map("ghost-config"))
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    let secrets: Api<Secret> = ns.kube.api();
+    let secret_uid = secrets
+        .create(&PostParams::default(), &hand_made_secret("ghost-secret"))
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+
+    for args in [
+        &["delete", "ghost"][..],
+        &["delete", "ghost", "-o", "json"],
+        &["delete", "ghost", "--purge-data", "--yes"],
+    ] {
+        let (code, stdout, stderr) = run(&ns, args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}\n{stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains(&format!(
+                "error: no StatefulSet ghost made by kubectl-dbdeploy in namespace {}: nothing was deleted",
+                ns.name
+            )),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(live_uid::<ConfigMap>(&ns, "ghost-config").await, uid);
+        assert_eq!(live_uid::<Secret>(&ns, "ghost-secret").await, secret_uid);
+    }
 }

@@ -1,6 +1,8 @@
 //! `kubectl dbpersist` end to end on the local cluster: PASS for PostgreSQL and MariaDB as
-//! dbdeploy deploys them, FAIL for a hand-made StatefulSet whose data is on an emptyDir,
-//! PASS for a guide-style hand-made StatefulSet (label `app` only), refusal of a
+//! dbdeploy deploys them, FAIL from the pod spec (nothing written or deleted) for a
+//! hand-made StatefulSet whose data is on an emptyDir, and with --delete-ephemeral-data the
+//! lost marker; PASS for a guide-style hand-made StatefulSet (label `app` only), refusal
+//! without --yes off a terminal, refusal of a
 //! StatefulSet of several replicas, Ctrl-C and timeout after the delete (report still
 //! printed, exit 130 / 3), and bad input refused before any API call.
 
@@ -111,6 +113,7 @@ fn assert_pass(report: &Value, pod: &str) {
             .is_some_and(|u| !u.is_empty())
     );
     for name in [
+        "check data volume",
         "write marker",
         "read marker",
         "record pod and volumes",
@@ -400,8 +403,23 @@ async fn create_hand_made(ns: &TestNamespace, sts: StatefulSet, wait: bool) {
     }
 }
 
+/// The pod's UID, and whether it is being deleted.
+async fn pod_uid(ns: &TestNamespace, pod: &str) -> (String, bool) {
+    let pods: Api<Pod> = ns.kube.api();
+    let pod = pods.get(pod).await.unwrap();
+    (
+        pod.metadata.uid.unwrap_or_default(),
+        pod.metadata.deletion_timestamp.is_some(),
+    )
+}
+
+/// The databases the server lists, one per line.
+async fn databases(ns: &TestNamespace, engine: Engine, pod: &str) -> String {
+    sql(ns, engine, pod, engine.list_databases_sql()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emptydir_statefulset_fails_naming_the_lost_marker() {
+async fn emptydir_statefulset_fails_from_its_spec_and_keeps_its_data() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "persist-empty", &[]).await;
     let sts = hand_made(
@@ -413,13 +431,77 @@ async fn emptydir_statefulset_fails_naming_the_lost_marker() {
         true,
     );
     create_hand_made(&ns, sts, true).await;
+    let (uid, _) = pod_uid(&ns, "ephemeral-0").await;
 
+    // No flags and no terminal on stdin (a closed pipe, as </dev/null): FAIL from the pod
+    // spec, before any write or delete.
+    let (code, report, stderr) = persist(&ns, &["ephemeral-0", "-o", "json"]);
+    assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+    assert_eq!(report["verdict"], "FAIL", "{report:#}");
+    assert_eq!(report["exit_code"], 1);
+    assert_eq!(report["failed_step"], "check data volume", "{report:#}");
+    let message = report["message"].as_str().unwrap();
+    for part in [
+        "emptyDir volume data at /var/lib/mysql",
+        "deleted with its pod",
+        "nothing was written or deleted",
+        "volumeClaimTemplates",
+        "--delete-ephemeral-data",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from {message}");
+    }
+    assert_eq!(report["steps"].as_array().unwrap().len(), 1, "{report:#}");
+    assert_eq!(step(&report, "check data volume")["result"], "failed");
+    assert_eq!(report["before"]["uid"], uid.as_str());
+    assert!(report["before"]["claims"].as_array().unwrap().is_empty());
+    assert!(report["marker"]["id"].is_null(), "{report:#}");
+    assert!(!stderr.contains("will delete"), "{stderr}");
+    assert!(stderr.contains("error: check data volume:"), "{stderr}");
+
+    // The table says the same; --yes alone does not change the verdict.
+    let output = ns
+        .bin("kubectl-dbpersist")
+        .args(["ephemeral-0", "--yes"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "FAIL  mariadb {}/ephemeral-0 (StatefulSet ephemeral)",
+            ns.name
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("check data volume"), "{stdout}");
+    assert!(!stdout.contains("marker:"), "{stdout}");
+
+    // --delete-ephemeral-data off a terminal still needs --yes.
+    let (code, _, stderr) = persist(&ns, &["ephemeral-0", "--delete-ephemeral-data"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+
+    // Nothing was touched: same pod, and no testdb.
+    assert_eq!(pod_uid(&ns, "ephemeral-0").await, (uid.clone(), false));
+    let listed = databases(&ns, Engine::Mariadb, "ephemeral-0").await;
+    assert!(!listed.lines().any(|d| d == "testdb"), "{listed}");
+
+    // With both flags the test runs and proves the data did not survive.
     let (code, report, stderr) = persist(
         &ns,
-        &["ephemeral-0", "--yes", "--timeout", "4m", "-o", "json"],
+        &[
+            "ephemeral-0",
+            "--delete-ephemeral-data",
+            "--yes",
+            "--timeout",
+            "4m",
+            "-o",
+            "json",
+        ],
     );
     assert_eq!(code, Some(1), "{stderr}\n{report:#}");
     assert_eq!(report["verdict"], "FAIL", "{report:#}");
+    assert_eq!(step(&report, "check data volume")["result"], "warning");
     assert_eq!(
         report["failed_step"], "read marker after restart",
         "{report:#}"
@@ -441,12 +523,13 @@ async fn emptydir_statefulset_fails_naming_the_lost_marker() {
         "{volumes}"
     );
     assert!(report["before"]["claims"].as_array().unwrap().is_empty());
+    assert_ne!(report["after"]["uid"], uid.as_str());
     assert!(
         stderr.contains("error: read marker after restart:"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("mounts no PersistentVolumeClaim"),
+        stderr.contains("testing anyway (--delete-ephemeral-data)"),
         "{stderr}"
     );
 }
@@ -464,6 +547,20 @@ async fn guide_style_postgres_statefulset_passes() {
         true,
     );
     create_hand_made(&ns, sts, true).await;
+    let (uid, _) = pod_uid(&ns, "guidepg-0").await;
+
+    // Healthy and on a PVC, but no --yes and no terminal to ask on: refused, untouched.
+    let (code, report, stderr) = persist(&ns, &["guidepg", "--timeout", "4m", "-o", "json"]);
+    assert_eq!(code, Some(2), "{stderr}\n{report:#}");
+    assert!(report.is_null(), "{report:#}");
+    assert!(
+        stderr.contains(&format!("will delete pod {}/guidepg-0", ns.name)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no terminal") && stderr.contains("pass --yes"), "{stderr}");
+    assert_eq!(pod_uid(&ns, "guidepg-0").await, (uid, false));
+    let listed = databases(&ns, Engine::Postgres, "guidepg-0").await;
+    assert!(!listed.lines().any(|d| d == "testdb"), "{listed}");
 
     let (code, report, stderr) =
         persist(&ns, &["guidepg", "--yes", "--timeout", "4m", "-o", "json"]);
@@ -567,7 +664,15 @@ async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("KUBECONFIG", &ns.kubeconfig)
-        .args(["-n", &ns.name, "slowstop-0", "--yes", "-o", "json"])
+        .args([
+            "-n",
+            &ns.name,
+            "slowstop-0",
+            "--delete-ephemeral-data",
+            "--yes",
+            "-o",
+            "json",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -612,7 +717,15 @@ async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
     assert!(seen.ready, "{:?}", seen.diagnosis());
     let (code, report, stderr) = persist(
         &ns,
-        &["slowstop-0", "--yes", "--timeout", "5s", "-o", "json"],
+        &[
+            "slowstop-0",
+            "--delete-ephemeral-data",
+            "--yes",
+            "--timeout",
+            "5s",
+            "-o",
+            "json",
+        ],
     );
     assert_eq!(code, Some(3), "{stderr}\n{report:#}");
     assert_eq!(report["verdict"], "FAIL", "{report:#}");

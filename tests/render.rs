@@ -423,3 +423,39 @@ fn defect_12_pods_meet_the_restricted_pod_security_standard() {
         }
     }
 }
+
+/// `delete` removes only objects `made_for` the database: every rendered object (and the
+/// volumeClaimTemplate the PVCs inherit from) must pass, and nothing else may.
+#[test]
+fn every_rendered_object_is_recognised_as_made_for_its_database() {
+    use kubectl_db::render::made_for;
+    for spec in all_specs() {
+        let m = manifests(&spec);
+        let mut all: Vec<&BTreeMap<String, String>> = vec![
+            m.config_map.metadata.labels.as_ref().unwrap(),
+            m.secret.metadata.labels.as_ref().unwrap(),
+            m.headless_service.metadata.labels.as_ref().unwrap(),
+            m.service.metadata.labels.as_ref().unwrap(),
+            m.stateful_set.metadata.labels.as_ref().unwrap(),
+            m.network_policy.metadata.labels.as_ref().unwrap(),
+        ];
+        let templates = m.stateful_set.spec.as_ref().unwrap();
+        for claim in templates.volume_claim_templates.iter().flatten() {
+            all.push(claim.metadata.labels.as_ref().unwrap());
+        }
+        if let Some(pdb) = &m.pdb {
+            all.push(pdb.metadata.labels.as_ref().unwrap());
+        }
+        for labels in all {
+            assert!(made_for(labels, &spec.name), "{labels:?}");
+            assert!(!made_for(labels, "other"), "{labels:?}");
+        }
+    }
+    let guide = BTreeMap::from([("app".to_string(), "postgres".to_string())]);
+    assert!(!made_for(&guide, "postgres"));
+    let foreign = BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_string(), "helm".to_string()),
+        ("app.kubernetes.io/instance".to_string(), "postgres".to_string()),
+    ]);
+    assert!(!made_for(&foreign, "postgres"));
+}

@@ -33,7 +33,7 @@ enum Command {
     Mysql(DeployArgs),
     /// Deploy MariaDB (default image mariadb:10.11)
     Mariadb(DeployArgs),
-    /// Delete a database's objects; its PVCs and Secret are kept unless --purge-data
+    /// Delete a database's objects (only those dbdeploy made for it); its PVCs and Secret are kept unless --purge-data
     Delete(DeleteArgs),
     /// List the databases dbdeploy manages
     List(ListArgs),
@@ -115,7 +115,7 @@ struct DeleteArgs {
     /// Also delete the PVCs (the data) and the Secret (the passwords)
     #[arg(long)]
     purge_data: bool,
-    /// Do not ask for confirmation of --purge-data
+    /// Do not ask for confirmation of --purge-data (required without a terminal)
     #[arg(short, long)]
     yes: bool,
     /// Output: table | json | yaml
@@ -341,16 +341,18 @@ fn print_summary(report: &DeployReport) {
 
 async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error> {
     kubectl_db::render::validate_name(&args.name)?;
+    // Building the client reads only the kubeconfig: still no API call before the question.
+    let kube = client::connect(global).await?;
     if args.purge_data && !args.yes {
+        let context = client::context_name(global).unwrap_or_else(|| "(none)".into());
         cli::confirm(
             &format!(
-                "--purge-data deletes the PVCs (all data) and the Secret of {}",
-                args.name
+                "--purge-data deletes the PVCs (all data) and the Secret of database {} in namespace {} of context {context}",
+                args.name, kube.namespace
             ),
             &args.name,
         )?;
     }
-    let kube = client::connect(global).await?;
     let report = deploy::delete(&kube, &args.name, args.purge_data).await?;
     match args.output {
         OutputFormat::Table => {
@@ -359,6 +361,12 @@ async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error>
             }
             for object in &report.kept {
                 println!("kept    {object}");
+            }
+            for object in &report.not_managed {
+                println!(
+                    "kept    {object}: not made by kubectl-dbdeploy for {}",
+                    report.name
+                );
             }
             if !report.kept.is_empty() {
                 println!(

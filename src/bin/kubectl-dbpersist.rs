@@ -1,6 +1,5 @@
 //! `kubectl dbpersist`: prove a database's data survives the death of its pod.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -17,7 +16,7 @@ use kubectl_db::{Error, client};
     about = "Prove a database's data survives the death of its pod: write a marker row, delete the pod, read the row back from its replacement",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Exit codes: 0 PASS, 1 FAIL, 2 bad usage or refused, 3 timeout or cluster error, 130 interrupted.\n\nExamples:\n  kubectl dbpersist mysql-0\n  kubectl dbpersist postgres --timeout 10m --yes -o json\n  kubectl dbpersist orders --pod orders-1 --keep"
+    after_help = "A pod whose data directory is not on a PersistentVolumeClaim (emptyDir, hostPath, the container's own file system) is a FAIL from its spec alone: nothing is written or deleted unless --delete-ephemeral-data.\n\nExit codes: 0 PASS, 1 FAIL, 2 bad usage or refused (also: no terminal to confirm on and no --yes), 3 timeout or cluster error, 130 interrupted.\n\nExamples:\n  kubectl dbpersist mysql-0\n  kubectl dbpersist postgres --timeout 10m --yes -o json\n  kubectl dbpersist orders --pod orders-1 --keep"
 )]
 struct Cli {
     #[command(flatten)]
@@ -34,9 +33,12 @@ struct Cli {
     /// Leave the marker row (and testdb.persistent_test) in place
     #[arg(long)]
     keep: bool,
-    /// Delete the pod without asking (asked only when stdin is a terminal)
+    /// Delete the pod without asking; without a terminal on stdin, --yes is required
     #[arg(short, long)]
     yes: bool,
+    /// Test a pod whose data directory is not on a PersistentVolumeClaim anyway, destroying its data
+    #[arg(long)]
+    delete_ephemeral_data: bool,
     /// Output: table | json | yaml
     #[arg(short, long, value_enum, default_value = "table")]
     output: OutputFormat,
@@ -70,21 +72,32 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         pod: cli.pod.clone(),
         timeout: cli.timeout,
         keep: cli.keep,
+        delete_ephemeral_data: cli.delete_ephemeral_data,
     };
     options.validate()?;
 
     let kube = client::connect(&cli.global).await?;
     let plan = persist::plan(&kube, &options).await?;
-    // Always say which pod goes, even with --yes or --quiet: it is the database's only pod.
-    eprintln!("will delete {}", plan.describe());
-    if !cli.yes && std::io::stdin().is_terminal() {
-        cli::confirm(
-            &format!(
-                "Delete pod {}/{} to test persistence?",
-                plan.namespace, plan.pod_name
-            ),
-            &plan.pod_name,
-        )?;
+    // A pod whose data would die with it is reported FAIL by `run` without any write or
+    // delete, so there is nothing to announce or confirm.
+    if plan.may_delete(&options) {
+        // Always say which pod goes, even with --yes or --quiet: it is the database's only pod.
+        eprintln!("will delete {}", plan.describe());
+        if !cli.yes {
+            let data = if plan.ephemeral.is_some() {
+                " and destroy its data"
+            } else {
+                ""
+            };
+            // Off a terminal this refuses (exit 2): a script must say --yes.
+            cli::confirm(
+                &format!(
+                    "Delete pod {}/{}{data} to test persistence?",
+                    plan.namespace, plan.pod_name
+                ),
+                &plan.pod_name,
+            )?;
+        }
     }
     let progress = Progress::spinner(cli.global.show_progress());
     let report = persist::run(&kube, &plan, &options, &progress).await?;
@@ -125,15 +138,19 @@ fn print_report(report: &PersistReport) {
     }
     output::print_table(&table);
     println!();
+    // Nothing was written when the test stopped at the pod spec.
+    let written = report.steps.iter().any(|s| s.name == persist::steps::WRITE);
     let id = report
         .marker
         .id
         .map(|id| format!(" id {id}"))
         .unwrap_or_default();
-    println!(
-        "marker:  {}.{}{id} data '{}'",
-        report.marker.database, report.marker.table, report.marker.data
-    );
+    if written {
+        println!(
+            "marker:  {}.{}{id} data '{}'",
+            report.marker.database, report.marker.table, report.marker.data
+        );
+    }
     if let Some(before) = &report.before {
         println!("before:  {}", before.summary());
     }

@@ -40,6 +40,7 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Step names, as shown in the report.
 pub mod steps {
+    pub const STORAGE: &str = "check data volume";
     pub const WRITE: &str = "write marker";
     pub const READ_BEFORE: &str = "read marker";
     pub const RECORD: &str = "record pod and volumes";
@@ -61,6 +62,9 @@ pub struct PersistOptions {
     pub timeout: Duration,
     /// Leave the marker row (and what was created for it) in place.
     pub keep: bool,
+    /// Run the test even when the data directory is not on a PersistentVolumeClaim, which
+    /// destroys the pod's data; without it such a pod is a FAIL from its spec alone.
+    pub delete_ephemeral_data: bool,
 }
 
 impl PersistOptions {
@@ -100,9 +104,28 @@ pub struct Plan {
     pub container: String,
     /// The pod as it is now.
     pub record: PodRecord,
+    /// Why the data directory would not survive the delete (`None`: it is on a PVC).
+    pub ephemeral: Option<String>,
 }
 
 impl Plan {
+    /// Whether the test may delete the pod: its data is on a PVC, or the user said
+    /// `--delete-ephemeral-data`. When not, [`run`] reports FAIL without writing anything.
+    pub fn may_delete(&self, options: &PersistOptions) -> bool {
+        self.ephemeral.is_none() || options.delete_ephemeral_data
+    }
+
+    /// How to make the data persistent, for a FAIL from the pod spec.
+    pub fn storage_fix(&self) -> String {
+        format!(
+            "fix: put the data directory ({}) on a PersistentVolumeClaim: a volumeClaimTemplates entry in StatefulSet {}/{} (it cannot be added in place: `kubectl dbbackup dump {}`, recreate the StatefulSet with it, `kubectl dbbackup restore`), or deploy with `kubectl dbdeploy`; --delete-ephemeral-data runs the test anyway and destroys this pod's data",
+            self.engine.data_mount(),
+            self.namespace,
+            self.statefulset,
+            self.pod_name
+        )
+    }
+
     /// One line saying what will be deleted, for the announcement and the confirmation.
     pub fn describe(&self) -> String {
         let claims = if self.record.claims.is_empty() {
@@ -191,6 +214,7 @@ pub async fn plan(kube: &Kube, options: &PersistOptions) -> Result<Plan> {
         )));
     }
     let record = record_pod(kube, &pod, target.engine, &target.container).await?;
+    let ephemeral = report::ephemeral_data(&pod, target.engine, &target.container);
     Ok(Plan {
         namespace: ns,
         pod_name,
@@ -198,6 +222,7 @@ pub async fn plan(kube: &Kube, options: &PersistOptions) -> Result<Plan> {
         engine: target.engine,
         container: target.container,
         record,
+        ephemeral,
     })
 }
 
@@ -258,6 +283,36 @@ pub async fn run(
     let started = Instant::now();
     let marker = new_marker();
     let mut report = PersistReport::new(plan, &marker, options.keep);
+
+    // Judge the storage from the pod spec before anything is written: a pod whose data
+    // dies with it is a FAIL as it stands, and deleting it would only destroy that data.
+    let step = Instant::now();
+    match &plan.ephemeral {
+        None => report.pass(
+            steps::STORAGE,
+            step,
+            format!(
+                "data directory on {}",
+                plan.record.data_volume.as_deref().unwrap_or("a PersistentVolumeClaim")
+            ),
+        ),
+        Some(reason) if options.delete_ephemeral_data => {
+            let detail = format!(
+                "{reason}; testing anyway (--delete-ephemeral-data): the pod's data is lost"
+            );
+            progress.println(format!("warning: pod {}: {detail}", plan.pod_name));
+            report.push(steps::STORAGE, StepResult::Warning, step, detail);
+        }
+        Some(reason) => {
+            let seen = format!(
+                "{reason}; nothing was written or deleted. {}",
+                plan.storage_fix()
+            );
+            report.fail(steps::STORAGE, step, seen, crate::cli::exit::UNHEALTHY);
+            report.before = Some(plan.record.clone());
+            return Ok(report.finish(started));
+        }
+    }
 
     // Write and read back, before anything is deleted.
     progress.set(format!(
@@ -337,17 +392,6 @@ pub async fn run(
     let current = within(what, api(pods.get(&plan.pod_name))).await?;
     let before = record_pod(kube, &current, plan.engine, &plan.container).await?;
     report.pass(steps::RECORD, step, before.summary());
-    if before.claims.is_empty() {
-        progress.println(format!(
-            "warning: pod {} mounts no PersistentVolumeClaim{}: its data dies with it",
-            plan.pod_name,
-            before
-                .data_volume
-                .as_deref()
-                .map(|d| format!(" (data directory on {d})"))
-                .unwrap_or_default()
-        ));
-    }
     report.before = Some(before.clone());
 
     // Delete exactly the pod recorded: the UID precondition refuses a pod recreated meanwhile.
@@ -805,6 +849,7 @@ mod tests {
             pod: pod.map(Into::into),
             timeout: Duration::from_secs(300),
             keep: false,
+            delete_ephemeral_data: false,
         }
     }
 

@@ -287,9 +287,73 @@ fn round(seconds: f64) -> f64 {
 /// What holds the database's data directory in a pod: the volume mounted at (or above)
 /// the engine's data directory, by kind.
 pub fn data_volume(pod: &Pod, engine: Engine, container: &str) -> Option<String> {
+    locate_data(pod, engine, container).map(|(text, _)| text)
+}
+
+/// Why the data directory would not survive the pod's deletion, judged from the pod spec
+/// alone; `None` when it is on a PersistentVolumeClaim. Anything but a PVC counts: an
+/// emptyDir or the container's file system goes with the pod, a generic ephemeral volume's
+/// PVC is deleted with it, and a hostPath stays on one node, so a replacement scheduled
+/// elsewhere starts empty (and the test's verdict needs a PVC to compare anyway).
+pub fn ephemeral_data(pod: &Pod, engine: Engine, container: &str) -> Option<String> {
+    let Some((text, kind)) = locate_data(pod, engine, container) else {
+        return Some(format!(
+            "container {container} is not in the pod spec: where its data directory lives is unknown"
+        ));
+    };
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("its node");
+    let why = match kind {
+        DataKind::Claim => return None,
+        DataKind::EmptyDir => "an emptyDir is deleted with its pod".to_string(),
+        DataKind::ContainerFs => "the container's file system is deleted with the pod".into(),
+        DataKind::Ephemeral => {
+            "a generic ephemeral volume's PVC is deleted with the pod".into()
+        }
+        DataKind::HostPath => format!(
+            "a hostPath is a directory of node {node} only: a replacement pod scheduled on another node starts empty"
+        ),
+        DataKind::Other => "it is not a PersistentVolumeClaim".into(),
+    };
+    Some(format!("the data directory is on {text}: {why}"))
+}
+
+/// The kinds of storage a data directory can be on, as far as persistence goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataKind {
+    Claim,
+    EmptyDir,
+    HostPath,
+    Ephemeral,
+    ContainerFs,
+    Other,
+}
+
+/// The data directory: a literal `PGDATA` in the container's env wins (hand-made postgres
+/// pods may put it anywhere); otherwise the engine's, which every mount at or above matches.
+fn data_dir(container: &k8s_openapi::api::core::v1::Container, engine: Engine) -> String {
+    let pgdata = (engine == Engine::Postgres)
+        .then(|| {
+            container
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "PGDATA")
+                .and_then(|e| e.value.clone())
+        })
+        .flatten()
+        .filter(|v| v.starts_with('/'));
+    pgdata.unwrap_or_else(|| engine.data_dir().to_string())
+}
+
+fn locate_data(pod: &Pod, engine: Engine, container: &str) -> Option<(String, DataKind)> {
     let spec = pod.spec.as_ref()?;
     let container = spec.containers.iter().find(|c| c.name == container)?;
-    let data_dir = engine.data_dir();
+    let data_dir = data_dir(container, engine);
+    let data_dir = data_dir.trim_end_matches('/');
     let mount = container
         .volume_mounts
         .iter()
@@ -300,32 +364,46 @@ pub fn data_volume(pod: &Pod, engine: Engine, container: &str) -> Option<String>
         })
         .max_by_key(|m| m.mount_path.len());
     let Some(mount) = mount else {
-        return Some(format!(
-            "the container's own file system (no volume mounted at {})",
-            engine.data_mount()
+        return Some((
+            format!(
+                "the container's own file system (no volume mounted at {data_dir})"
+            ),
+            DataKind::ContainerFs,
         ));
     };
     let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
-    let kind = match volume {
-        Some(v) if v.persistent_volume_claim.is_some() => v
-            .persistent_volume_claim
-            .as_ref()
-            .map(|c| format!("PersistentVolumeClaim {}", c.claim_name))
-            .unwrap_or_default(),
-        Some(v) if v.empty_dir.is_some() => format!("emptyDir volume {}", v.name),
-        Some(v) if v.host_path.is_some() => format!(
-            "hostPath volume {} ({})",
-            v.name,
-            v.host_path
+    let (text, kind) = match volume {
+        Some(v) if v.persistent_volume_claim.is_some() => (
+            v.persistent_volume_claim
                 .as_ref()
-                .map(|h| h.path.as_str())
-                .unwrap_or_default()
+                .map(|c| format!("PersistentVolumeClaim {}", c.claim_name))
+                .unwrap_or_default(),
+            DataKind::Claim,
         ),
-        Some(v) if v.ephemeral.is_some() => format!("ephemeral volume {}", v.name),
-        Some(v) => format!("volume {}", v.name),
-        None => format!("volume {} (not in the pod spec)", mount.name),
+        Some(v) if v.empty_dir.is_some() => {
+            (format!("emptyDir volume {}", v.name), DataKind::EmptyDir)
+        }
+        Some(v) if v.host_path.is_some() => (
+            format!(
+                "hostPath volume {} ({})",
+                v.name,
+                v.host_path
+                    .as_ref()
+                    .map(|h| h.path.as_str())
+                    .unwrap_or_default()
+            ),
+            DataKind::HostPath,
+        ),
+        Some(v) if v.ephemeral.is_some() => {
+            (format!("ephemeral volume {}", v.name), DataKind::Ephemeral)
+        }
+        Some(v) => (format!("volume {}", v.name), DataKind::Other),
+        None => (
+            format!("volume {} (not in the pod spec)", mount.name),
+            DataKind::Other,
+        ),
     };
-    Some(format!("{kind} at {}", mount.mount_path))
+    Some((format!("{text} at {}", mount.mount_path), kind))
 }
 
 /// Every PVC mounted before is mounted again, with the same UID and bound volume.
@@ -381,8 +459,8 @@ pub fn compare_volumes(before: &PodRecord, after: &PodRecord) -> Result<String, 
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Container, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, PodSpec, Volume,
-        VolumeMount,
+        Container, EmptyDirVolumeSource, EnvVar, EphemeralVolumeSource, HostPathVolumeSource,
+        PersistentVolumeClaimVolumeSource, PodSpec, Volume, VolumeMount,
     };
 
     fn claim(volume: &str, name: &str, uid: &str, pv: &str) -> ClaimRecord {
@@ -495,5 +573,90 @@ mod tests {
             none.starts_with("the container's own file system"),
             "{none}"
         );
+    }
+
+    fn volume(name: &str) -> Volume {
+        Volume {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_pvc_counts_as_persistent_storage() {
+        let pvc = Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: "data-mysql-0".into(),
+                read_only: None,
+            }),
+            ..volume("data")
+        };
+        assert_eq!(
+            ephemeral_data(&pod("/var/lib/mysql", pvc.clone()), Engine::Mysql, "mysql"),
+            None
+        );
+
+        let empty = Volume {
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..volume("data")
+        };
+        let why = ephemeral_data(&pod("/var/lib/mysql", empty), Engine::Mysql, "mysql").unwrap();
+        assert!(
+            why.contains("emptyDir volume data at /var/lib/mysql")
+                && why.contains("deleted with its pod"),
+            "{why}"
+        );
+
+        let mut host = pod(
+            "/var/lib/mysql",
+            Volume {
+                host_path: Some(HostPathVolumeSource {
+                    path: "/srv/mysql".into(),
+                    type_: None,
+                }),
+                ..volume("data")
+            },
+        );
+        host.spec.as_mut().unwrap().node_name = Some("node-a".into());
+        let why = ephemeral_data(&host, Engine::Mariadb, "mysql").unwrap();
+        assert!(
+            why.contains("hostPath volume data (/srv/mysql)") && why.contains("node node-a"),
+            "{why}"
+        );
+
+        let generic = Volume {
+            ephemeral: Some(EphemeralVolumeSource::default()),
+            ..volume("data")
+        };
+        let why = ephemeral_data(&pod("/var/lib/mysql", generic), Engine::Mysql, "mysql").unwrap();
+        assert!(why.contains("ephemeral volume data"), "{why}");
+
+        // Mounted elsewhere: the data directory is in the container's own file system.
+        let why = ephemeral_data(&pod("/srv", pvc.clone()), Engine::Mysql, "mysql").unwrap();
+        assert!(why.contains("the container's own file system"), "{why}");
+
+        // An unknown container is not assumed persistent.
+        assert!(ephemeral_data(&pod("/var/lib/mysql", pvc), Engine::Mysql, "other").is_some());
+    }
+
+    #[test]
+    fn a_literal_pgdata_says_where_postgres_keeps_its_data() {
+        let pvc = Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: "data-pg-0".into(),
+                read_only: None,
+            }),
+            ..volume("data")
+        };
+        let mut custom = pod("/pgdata", pvc);
+        custom.spec.as_mut().unwrap().containers[0].env = Some(vec![EnvVar {
+            name: "PGDATA".into(),
+            value: Some("/pgdata/15".into()),
+            ..Default::default()
+        }]);
+        assert_eq!(ephemeral_data(&custom, Engine::Postgres, "mysql"), None);
+        // Without it, the engine's default directory is not under /pgdata.
+        custom.spec.as_mut().unwrap().containers[0].env = None;
+        assert!(ephemeral_data(&custom, Engine::Postgres, "mysql").is_some());
     }
 }

@@ -95,6 +95,14 @@ pub fn labels(spec: &DeploySpec) -> BTreeMap<String, String> {
     labels
 }
 
+/// Whether an object's labels say kubectl-dbdeploy made it for the database `name`: the
+/// managed-by and instance labels [`labels`] puts on every object (PVCs inherit them from
+/// the volumeClaimTemplate). `delete` removes nothing without them.
+pub fn made_for(labels: &BTreeMap<String, String>, name: &str) -> bool {
+    labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(MANAGED_BY)
+        && labels.get("app.kubernetes.io/instance").map(String::as_str) == Some(name)
+}
+
 /// The labels that select the database's pods (immutable once the StatefulSet exists).
 pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
