@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::apply::{Applied, ApplyOptions, apply};
 use crate::client::Kube;
-use crate::engine::Engine;
+use crate::engine::catalogue::{Catalogue, Flavour};
+use crate::engine::{Engine, image_version, server_version};
 use crate::error::{Error, Result, is_not_found};
 use crate::exec;
 use crate::output::Progress;
@@ -164,7 +165,7 @@ pub async fn deploy(
 ) -> Result<(DeployReport, Vec<serde_json::Value>)> {
     let spec = &options.spec;
     let names = Names::of(&spec.name);
-    let mut warnings = Vec::new();
+    let mut warnings = check_against_running(kube, spec, progress).await?;
 
     progress.set(format!("reading Secret {}", names.secret));
     let secrets: Api<Secret> = kube.api();
@@ -310,6 +311,161 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
             })
         }
     }
+}
+
+/// Before a re-deploy applies anything, the database that runs decides whether the new
+/// `--image` can open its data and whether its server accepts every `--set`: a major
+/// version change or an unknown or invalid setting is refused (exit 2). A first deploy has
+/// no server to ask, so only [`DeploySpec::validate`]'s static checks apply. Returns
+/// warnings for what could not be checked.
+async fn check_against_running(
+    kube: &Kube,
+    spec: &DeploySpec,
+    progress: &Progress,
+) -> Result<Vec<String>> {
+    let ns = &spec.namespace;
+    let name = &spec.name;
+    let sts_api: Api<StatefulSet> = kube.api();
+    let Some(sts) = sts_api
+        .get_opt(name)
+        .await
+        .map_err(Error::api(format!("read StatefulSet {ns}/{name}")))?
+    else {
+        return Ok(Vec::new());
+    };
+    let containers = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers.as_slice())
+        .unwrap_or_default();
+    let old_image = containers
+        .iter()
+        .find(|c| c.name == spec.engine.container_name())
+        .or(containers.first())
+        .and_then(|c| c.image.clone());
+    let image_changed = old_image.as_deref().is_some_and(|old| old != spec.image);
+    if !image_changed && spec.settings.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let pod_name = format!("{name}-0");
+    let pods: Api<Pod> = kube.api();
+    let pod = pods
+        .get_opt(&pod_name)
+        .await
+        .map_err(Error::api(format!("read pod {ns}/{pod_name}")))?;
+    let running = match pod.as_ref().filter(|p| wait::pod_ready(p)) {
+        Some(_) => {
+            progress.set(format!("asking {pod_name} for its version"));
+            Some(query_server(kube, spec.engine, &pod_name).await?.0)
+        }
+        None => None,
+    };
+    let mut warnings = Vec::new();
+
+    if let Some(old_image) = old_image.as_deref().filter(|_| image_changed) {
+        let old = running
+            .as_deref()
+            .and_then(server_version)
+            .or_else(|| image_version(old_image));
+        match (old, image_version(&spec.image)) {
+            (_, None) => {
+                return Err(Error::Refused(format!(
+                    "cannot tell the version of --image {} from its tag, so not whether it can open the data of StatefulSet {ns}/{name} ({old_image}); name the version in the tag (e.g. {}:{}); nothing was applied",
+                    spec.image,
+                    crate::engine::image_repository(&spec.image),
+                    crate::engine::image_tag(old_image)
+                )));
+            }
+            (None, Some(_)) => warnings.push(format!(
+                "cannot tell which version StatefulSet {ns}/{name} runs ({old_image}, pod not Ready): the change to {} is not checked",
+                spec.image
+            )),
+            (Some(old), Some(new)) => {
+                if let Err(why) = spec.engine.version_change(old, new) {
+                    return Err(Error::Refused(upgrade_path(spec, old_image, new.0, &why)));
+                }
+            }
+        }
+    }
+
+    if !spec.settings.is_empty() {
+        match &running {
+            None => warnings.push(format!(
+                "pod {pod_name} is not Ready, so the --set values were checked for syntax only: a value its server rejects stops it at the restart"
+            )),
+            Some(version) => {
+                progress.set(format!("checking --set against the server in {pod_name}"));
+                let flavour = Flavour::of(spec.engine, version);
+                let catalogue = settings_catalogue(kube, spec.engine, &pod_name, flavour).await?;
+                let problems: Vec<String> = spec
+                    .settings
+                    .iter()
+                    .filter_map(|(key, value)| {
+                        catalogue
+                            .check(key, value)
+                            .err()
+                            .map(|why| format!("--set {key}={value}: {why}"))
+                    })
+                    .collect();
+                if !problems.is_empty() {
+                    let server = version.split(['(', ',']).next().unwrap_or(version).trim();
+                    return Err(Error::Refused(format!(
+                        "the server in pod {ns}/{pod_name} ({server}) would not accept {}; nothing was applied",
+                        problems.join("; ")
+                    )));
+                }
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// The refusal of a major version change, with the way to upgrade that keeps the data.
+fn upgrade_path(spec: &DeploySpec, old_image: &str, new_major: u32, why: &str) -> String {
+    let name = &spec.name;
+    let target = format!("{name}-{new_major}");
+    format!(
+        "refusing to change the image of StatefulSet {}/{name} from {old_image} to {}: {why}, and the new server cannot take over the data directory in place; nothing was applied. \
+         Upgrade path: dump the data (`kubectl dbbackup dump {name}-0 -f {name}.sql.gz`), deploy the new version under a new name (`kubectl dbdeploy {} --name {target} --image {}`), restore into it (`kubectl dbbackup restore {target}-0 -f {name}.sql.gz`), move the clients over, then `kubectl dbdeploy delete {name}`",
+        spec.namespace, spec.image, spec.engine, spec.image
+    )
+}
+
+/// Every setting the running server knows, read from its own catalogue inside the pod
+/// (as the admin user, the password from the container's environment).
+async fn settings_catalogue(
+    kube: &Kube,
+    engine: Engine,
+    pod: &str,
+    flavour: Flavour,
+) -> Result<Catalogue> {
+    let pods: Api<Pod> = kube.api();
+    let command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        engine.sql_script().to_string(),
+    ];
+    let output = exec::run(
+        &pods,
+        pod,
+        Some(engine.container_name()),
+        &command,
+        Some(format!("{}\n", flavour.sql()).as_bytes()),
+        QUERY_TIMEOUT,
+    )
+    .await?;
+    let what = "the query of the server's settings";
+    let catalogue = Catalogue::parse(flavour, &output.into_stdout(pod, what)?);
+    if catalogue.is_empty() {
+        return Err(Error::Exec {
+            pod: pod.to_string(),
+            what: what.into(),
+            detail: "the server listed no settings".into(),
+        });
+    }
+    Ok(catalogue)
 }
 
 /// Runs the version query and lists databases inside the pod.

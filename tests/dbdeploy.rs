@@ -434,3 +434,120 @@ async fn delete_without_a_managed_statefulset_deletes_nothing() {
         assert_eq!(live_uid::<Secret>(&ns, "ghost-secret").await, secret_uid);
     }
 }
+
+async fn generation(ns: &TestNamespace, name: &str) -> Option<i64> {
+    let api: Api<StatefulSet> = ns.kube.api();
+    api.get(name).await.unwrap().metadata.generation
+}
+
+/// A running database is re-deployed with each refused change: exit 2 with the reason in
+/// stderr, and the StatefulSet untouched; then a valid change still goes through.
+async fn redeploy_is_checked(
+    engine: &str,
+    image: &str,
+    refused: &[(&[&str], &[&str])],
+    accepted: &[&str],
+) {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, &format!("redeploy-{engine}"), &[]).await;
+    let mut args = vec![engine, "--image", image, "--timeout", "4m"];
+    args.extend_from_slice(SMALL);
+    let first = run_json(&ns, &args);
+    assert!(first["wait"]["ready"].as_bool().unwrap(), "{first}");
+    let before = generation(&ns, engine).await;
+    let config: Api<ConfigMap> = ns.kube.api();
+    let config_version = config
+        .get(&format!("{engine}-config"))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    for (extra, expected) in refused {
+        let mut again = args.clone();
+        again.extend_from_slice(extra);
+        let (code, stdout, stderr) = run(&ns, &again);
+        assert_eq!(code, Some(2), "{extra:?}: {stdout}\n{stderr}");
+        assert!(stdout.is_empty(), "{extra:?}: {stdout}");
+        for part in *expected {
+            assert!(stderr.contains(part), "{extra:?}: {part:?} missing from {stderr}");
+        }
+        assert!(stderr.contains("nothing was applied"), "{stderr}");
+        assert_eq!(generation(&ns, engine).await, before, "{extra:?} changed the StatefulSet");
+    }
+    assert_eq!(
+        config
+            .get(&format!("{engine}-config"))
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        config_version,
+        "a refused re-deploy changed the ConfigMap"
+    );
+
+    // A valid setting is not refused: the check is not a blanket refusal.
+    let mut again = args.clone();
+    again.extend_from_slice(accepted);
+    again.push("--no-wait");
+    let (code, stdout, stderr) = run(&ns, &again);
+    assert_eq!(code, Some(0), "{accepted:?}: {stdout}\n{stderr}");
+    assert_ne!(generation(&ns, engine).await, before, "{accepted:?} was not applied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_redeploy_refuses_unknown_settings_and_major_upgrades() {
+    redeploy_is_checked(
+        "postgres",
+        &common::postgres_image(),
+        &[
+            (
+                &["--set", "no_such_setting=1"],
+                &["--set no_such_setting=1: unknown setting", "PostgreSQL 15"],
+            ),
+            (
+                &["--set", "max_connections=banana"],
+                &["--set max_connections=banana: \"banana\" is not a number"],
+            ),
+            (
+                &["--set", "shared_buffers=1Mb"],
+                &["valid units for this setting are B, kB, MB, GB, TB"],
+            ),
+            (
+                &["--image", "localhost/kdb/postgres:16"],
+                &[
+                    "PostgreSQL 15",
+                    "to PostgreSQL 16 is a major version change",
+                    "kubectl dbbackup dump postgres-0",
+                    "kubectl dbbackup restore postgres-16-0",
+                ],
+            ),
+        ],
+        &["--set", "max_connections=150"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_redeploy_refuses_unknown_variables() {
+    redeploy_is_checked(
+        "mariadb",
+        &common::mariadb_image(),
+        &[
+            (
+                &["--set", "no_such_variable=1"],
+                &["--set no_such_variable=1: unknown variable", "MariaDB"],
+            ),
+            (
+                &["--set", "max_connections=banana"],
+                &["is not a number"],
+            ),
+            (
+                &["--image", "localhost/kdb/mariadb:11.4"],
+                &["major version change", "kubectl dbbackup dump mariadb-0"],
+            ),
+        ],
+        &["--set", "max-connections=300"],
+    )
+    .await;
+}

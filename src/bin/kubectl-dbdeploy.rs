@@ -49,7 +49,7 @@ struct DeployArgs {
     /// Name of the StatefulSet, Services, ConfigMap and Secret (default: the engine's name)
     #[arg(long)]
     name: Option<String>,
-    /// Container image (default: the guide's image for the engine)
+    /// Container image (default: the guide's image for the engine); on a re-deploy, another major version than the running one is refused
     #[arg(long)]
     image: Option<String>,
     /// Database created at first start
@@ -76,7 +76,7 @@ struct DeployArgs {
     /// Memory limit
     #[arg(long, default_value = "2Gi")]
     memory_limit: String,
-    /// Server setting merged into postgresql.conf / my.cnf (repeatable)
+    /// Server setting merged into postgresql.conf / my.cnf (repeatable); on a re-deploy the running server must accept every name and value, or nothing is applied
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
     /// Number of pods; more than 1 is refused until replication exists

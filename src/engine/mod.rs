@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub mod catalogue;
 mod mysql;
 mod postgres;
 
@@ -291,9 +292,117 @@ pub fn tag_version(image: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// A version: the major number, and the minor when known (`postgres:15` has none).
+pub type Version = (u32, Option<u32>);
+
+fn leading_version(text: &str) -> Option<Version> {
+    let mut parts = text.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = text
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .strip_prefix('.')
+        .and_then(|rest| parts.next().filter(|_| !rest.is_empty()))
+        .and_then(|m| m.parse().ok());
+    Some((major, minor))
+}
+
+/// The version an image's tag names (`15-alpine` → 15, `10.11.9` → 10.11); `None` for
+/// `latest`, a digest alone, or a name.
+pub fn image_version(image: &str) -> Option<Version> {
+    leading_version(image_tag(image))
+}
+
+/// The version in a server's answer to the version query (`PostgreSQL 15.14 (Debian...)`,
+/// `10.11.9-MariaDB-ubu2204`, `8.0.36`).
+pub fn server_version(text: &str) -> Option<Version> {
+    text.split_whitespace()
+        .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))
+        .and_then(leading_version)
+}
+
+impl Engine {
+    /// The product's name in messages.
+    pub fn product(self) -> &'static str {
+        match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::Mysql => "MySQL",
+            Engine::Mariadb => "MariaDB",
+        }
+    }
+
+    /// Whether a server of version `new` can take over the data directory of `old`:
+    /// `Err` says why not. PostgreSQL's data directory opens only in its major version (15;
+    /// 9.6 before 10); MySQL and MariaDB upgrade it within a major version but cannot
+    /// downgrade it, and a change of major needs a dump and restore.
+    pub fn version_change(self, old: Version, new: Version) -> Result<(), String> {
+        let show = |(major, minor): Version| match minor {
+            Some(minor) => format!("{} {major}.{minor}", self.product()),
+            None => format!("{} {major}", self.product()),
+        };
+        let line = |v: Version| match self {
+            Engine::Postgres if v.0 < 10 => (v.0, v.1),
+            _ => (v.0, None),
+        };
+        if line(old) != line(new) {
+            return Err(format!(
+                "{} to {} is a major version change",
+                show(old),
+                show(new)
+            ));
+        }
+        if self != Engine::Postgres
+            && let (Some(old_minor), Some(new_minor)) = (old.1, new.1)
+            && new_minor < old_minor
+        {
+            return Err(format!(
+                "{} to {} is a downgrade, which the server cannot do on existing data",
+                show(old),
+                show(new)
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_from_tags_and_servers() {
+        assert_eq!(image_version("postgres:15-alpine"), Some((15, None)));
+        assert_eq!(image_version("localhost/kdb/postgres:15"), Some((15, None)));
+        assert_eq!(image_version("mariadb:10.11.9"), Some((10, Some(11))));
+        assert_eq!(image_version("mysql:8.0"), Some((8, Some(0))));
+        assert_eq!(image_version("postgres:9.6"), Some((9, Some(6))));
+        assert_eq!(image_version("postgres"), None);
+        assert_eq!(image_version("postgres:latest"), None);
+        assert_eq!(
+            server_version("PostgreSQL 15.14 (Debian 15.14-1.pgdg120+1) on x86_64-pc-linux-gnu"),
+            Some((15, Some(14)))
+        );
+        assert_eq!(server_version("10.11.9-MariaDB-ubu2204"), Some((10, Some(11))));
+        assert_eq!(server_version("8.0.36"), Some((8, Some(0))));
+        assert_eq!(server_version(""), None);
+    }
+
+    #[test]
+    fn only_compatible_versions_may_take_over_the_data() {
+        let pg = Engine::Postgres;
+        assert!(pg.version_change((15, Some(14)), (15, None)).is_ok());
+        assert!(pg.version_change((15, Some(14)), (15, Some(4))).is_ok(), "minor downgrade");
+        let err = pg.version_change((15, Some(14)), (16, None)).unwrap_err();
+        assert_eq!(err, "PostgreSQL 15.14 to PostgreSQL 16 is a major version change");
+        assert!(pg.version_change((9, Some(6)), (9, Some(5))).is_err(), "9.x majors");
+        let maria = Engine::Mariadb;
+        assert!(maria.version_change((10, Some(6)), (10, Some(11))).is_ok());
+        assert!(maria.version_change((10, Some(11)), (10, None)).is_ok());
+        assert!(maria.version_change((10, Some(11)), (11, Some(4))).is_err());
+        let err = maria.version_change((10, Some(11)), (10, Some(6))).unwrap_err();
+        assert!(err.contains("downgrade"), "{err}");
+        assert!(Engine::Mysql.version_change((8, Some(0)), (8, Some(4))).is_ok());
+        assert!(Engine::Mysql.version_change((5, Some(7)), (8, Some(0))).is_err());
+    }
 
     #[test]
     fn image_parts() {
