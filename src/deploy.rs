@@ -447,12 +447,13 @@ async fn settings_catalogue(
         "-c".to_string(),
         engine.sql_script().to_string(),
     ];
+    let sql = format!("{}\n", flavour.sql());
     let output = exec::run(
         &pods,
         pod,
         Some(engine.container_name()),
         &command,
-        Some(format!("{}\n", flavour.sql()).as_bytes()),
+        Some(sql.as_bytes()),
         QUERY_TIMEOUT,
     )
     .await?;
@@ -611,7 +612,7 @@ where
     <K as kube::Resource>::DynamicType: Default,
 {
     let api: Api<K> = kube.api();
-    let kind = K::kind(&Default::default());
+    let kind = K::kind(&Default::default()).to_string();
     api.get_metadata_opt(name)
         .await
         .map_err(Error::api(format!("read {kind} {}/{name}", kube.namespace)))

@@ -302,8 +302,6 @@ fn check_value(flavour: Flavour, kind: &Kind, value: &str) -> Result<(), String>
             }
             Ok(())
         }
-        // Booleans were all matched above.
-        Kind::Bool => Ok(()),
     }
 }
 
