@@ -465,7 +465,11 @@ async fn redeploy_is_checked(
 
     for (extra, expected) in refused {
         let mut again = args.clone();
-        again.extend_from_slice(extra);
+        match extra {
+            // A new image replaces the first deploy's.
+            ["--image", image] => again[2] = image,
+            _ => again.extend_from_slice(extra),
+        }
         let (code, stdout, stderr) = run(&ns, &again);
         assert_eq!(code, Some(2), "{extra:?}: {stdout}\n{stderr}");
         assert!(stdout.is_empty(), "{extra:?}: {stdout}");
