@@ -620,7 +620,12 @@ where
 
 /// Deletes `name` when dbdeploy made it for database `db`; otherwise names it in
 /// `not_managed` and leaves it alone.
-async fn remove_if_ours<K>(kube: &Kube, name: &str, db: &str, report: &mut DeleteReport) -> Result<()>
+async fn remove_if_ours<K>(
+    kube: &Kube,
+    name: &str,
+    db: &str,
+    report: &mut DeleteReport,
+) -> Result<()>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -775,7 +780,10 @@ mod tests {
     fn data_claims_are_matched_by_exact_name_and_ordinal() {
         assert!(is_data_claim_of("data-pg-0", "pg"));
         assert!(is_data_claim_of("data-pg-12", "pg"));
-        assert!(!is_data_claim_of("data-pg-2-0", "pg"), "database pg-2's PVC");
+        assert!(
+            !is_data_claim_of("data-pg-2-0", "pg"),
+            "database pg-2's PVC"
+        );
         assert!(!is_data_claim_of("data-pg-", "pg"));
         assert!(!is_data_claim_of("data-pgx-0", "pg"));
         assert!(!is_data_claim_of("wal-pg-0", "pg"));

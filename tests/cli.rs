@@ -114,6 +114,16 @@ fn kubeconfig_names_are_checked_and_db_user_is_not_kubectl_user() {
 fn purge_without_yes_and_without_a_terminal_is_refused() {
     let stderr = usage_error(&["delete", "postgres", "--purge-data"]);
     assert!(stderr.contains("pass --yes"), "{stderr}");
+    // The question says where the data would go: database, namespace and context.
+    assert!(
+        stderr.contains("of database postgres in namespace team-a of context nowhere"),
+        "{stderr}"
+    );
+    let stderr = usage_error(&["delete", "postgres", "--purge-data", "-n", "prod"]);
+    assert!(
+        stderr.contains("in namespace prod of context nowhere"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -251,7 +251,10 @@ fn hand_made_config_map(name: &str) -> ConfigMap {
             name: Some(name.into()),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([("made".to_string(), "by hand".to_string())])),
+        data: Some(BTreeMap::from([(
+            "made".to_string(),
+            "by hand".to_string(),
+        )])),
         ..Default::default()
     }
 }
@@ -279,7 +282,10 @@ fn hand_made_secret(name: &str) -> Secret {
             name: Some(name.into()),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([("made".to_string(), "by hand".to_string())])),
+        string_data: Some(BTreeMap::from([(
+            "made".to_string(),
+            "by hand".to_string(),
+        )])),
         ..Default::default()
     }
 }
@@ -382,8 +388,15 @@ async fn delete_leaves_alone_what_dbdeploy_did_not_make() {
         Some(config_uid)
     );
     assert_eq!(live_uid::<Service>(&ns, "own").await, Some(service_uid));
-    assert_eq!(live_uid::<Secret>(&ns, "own-secret").await, Some(secret_uid));
-    assert!(live_uid::<PersistentVolumeClaim>(&ns, "data-own-1").await.is_some());
+    assert_eq!(
+        live_uid::<Secret>(&ns, "own-secret").await,
+        Some(secret_uid)
+    );
+    assert!(
+        live_uid::<PersistentVolumeClaim>(&ns, "data-own-1")
+            .await
+            .is_some()
+    );
     // What dbdeploy made is gone (the PVC at least marked for deletion: finalizers).
     assert_eq!(live_uid::<StatefulSet>(&ns, "own").await, None);
     assert_eq!(live_uid::<Service>(&ns, "own-headless").await, None);
@@ -402,7 +415,10 @@ async fn delete_without_a_managed_statefulset_deletes_nothing() {
     let ns = TestNamespace::create(&kubeconfig, "del-none", &[]).await;
     let api: Api<ConfigMap> = ns.kube.api();
     let uid = api
-        .create(&PostParams::default(), &hand_made_config_map("ghost-config"))
+        .create(
+            &PostParams::default(),
+            &hand_made_config_map("ghost-config"),
+        )
         .await
         .unwrap()
         .metadata
@@ -474,10 +490,17 @@ async fn redeploy_is_checked(
         assert_eq!(code, Some(2), "{extra:?}: {stdout}\n{stderr}");
         assert!(stdout.is_empty(), "{extra:?}: {stdout}");
         for part in *expected {
-            assert!(stderr.contains(part), "{extra:?}: {part:?} missing from {stderr}");
+            assert!(
+                stderr.contains(part),
+                "{extra:?}: {part:?} missing from {stderr}"
+            );
         }
         assert!(stderr.contains("nothing was applied"), "{stderr}");
-        assert_eq!(generation(&ns, engine).await, before, "{extra:?} changed the StatefulSet");
+        assert_eq!(
+            generation(&ns, engine).await,
+            before,
+            "{extra:?} changed the StatefulSet"
+        );
     }
     assert_eq!(
         config
@@ -496,7 +519,11 @@ async fn redeploy_is_checked(
     again.push("--no-wait");
     let (code, stdout, stderr) = run(&ns, &again);
     assert_eq!(code, Some(0), "{accepted:?}: {stdout}\n{stderr}");
-    assert_ne!(generation(&ns, engine).await, before, "{accepted:?} was not applied");
+    assert_ne!(
+        generation(&ns, engine).await,
+        before,
+        "{accepted:?} was not applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -542,10 +569,7 @@ async fn mariadb_redeploy_refuses_unknown_variables() {
                 &["--set", "no_such_variable=1"],
                 &["--set no_such_variable=1: unknown variable", "MariaDB"],
             ),
-            (
-                &["--set", "max_connections=banana"],
-                &["is not a number"],
-            ),
+            (&["--set", "max_connections=banana"], &["is not a number"]),
             (
                 &["--image", "localhost/kdb/mariadb:11.4"],
                 &["major version change", "kubectl dbbackup dump mariadb-0"],

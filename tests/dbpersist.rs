@@ -557,7 +557,10 @@ async fn guide_style_postgres_statefulset_passes() {
         stderr.contains(&format!("will delete pod {}/guidepg-0", ns.name)),
         "{stderr}"
     );
-    assert!(stderr.contains("no terminal") && stderr.contains("pass --yes"), "{stderr}");
+    assert!(
+        stderr.contains("no terminal") && stderr.contains("pass --yes"),
+        "{stderr}"
+    );
     assert_eq!(pod_uid(&ns, "guidepg-0").await, (uid, false));
     let listed = databases(&ns, Engine::Postgres, "guidepg-0").await;
     assert!(!listed.lines().any(|d| d == "testdb"), "{listed}");

@@ -454,8 +454,14 @@ fn every_rendered_object_is_recognised_as_made_for_its_database() {
     let guide = BTreeMap::from([("app".to_string(), "postgres".to_string())]);
     assert!(!made_for(&guide, "postgres"));
     let foreign = BTreeMap::from([
-        ("app.kubernetes.io/managed-by".to_string(), "helm".to_string()),
-        ("app.kubernetes.io/instance".to_string(), "postgres".to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "helm".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            "postgres".to_string(),
+        ),
     ]);
     assert!(!made_for(&foreign, "postgres"));
 }

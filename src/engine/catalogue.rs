@@ -232,7 +232,11 @@ fn check_value(flavour: Flavour, kind: &Kind, value: &str) -> Result<(), String>
         Kind::Bool if !postgres && mysql_bool(value) => Ok(()),
         Kind::Bool => Err(format!(
             "{value:?} is not a boolean ({})",
-            if postgres { "on, off, true, false, yes, no, 1, 0" } else { "ON, OFF, 1, 0" }
+            if postgres {
+                "on, off, true, false, yes, no, 1, 0"
+            } else {
+                "ON, OFF, 1, 0"
+            }
         )),
         _ if value.is_empty() => Err("the setting needs a value".into()),
         Kind::Enum(values) => {
@@ -250,7 +254,9 @@ fn check_value(flavour: Flavour, kind: &Kind, value: &str) -> Result<(), String>
             let unknown: Vec<&str> = value
                 .split(',')
                 .map(str::trim)
-                .filter(|item| !item.is_empty() && !values.iter().any(|v| v.eq_ignore_ascii_case(item)))
+                .filter(|item| {
+                    !item.is_empty() && !values.iter().any(|v| v.eq_ignore_ascii_case(item))
+                })
                 .collect();
             if unknown.is_empty() || value.chars().all(|c| c.is_ascii_digit()) {
                 Ok(())
@@ -293,7 +299,10 @@ fn check_value(flavour: Flavour, kind: &Kind, value: &str) -> Result<(), String>
             let above = max.is_some_and(|m| base > m);
             if below || above {
                 let show = |v: &Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-                let unit = unit.as_deref().map(|u| format!(" (in {u})")).unwrap_or_default();
+                let unit = unit
+                    .as_deref()
+                    .map(|u| format!(" (in {u})"))
+                    .unwrap_or_default();
                 return Err(format!(
                     "{value} is outside the valid range {}..{}{unit}",
                     show(min),
@@ -397,8 +406,14 @@ enum UnitFamily {
 
 /// `8kB` → 8192 bytes; `min` → 60000 ms. PostgreSQL's unit names are case-sensitive.
 fn unit_multiplier(unit: &str) -> Option<(f64, UnitFamily)> {
-    let digits = unit.find(|c: char| !c.is_ascii_digit()).unwrap_or(unit.len());
-    let count: f64 = if digits == 0 { 1.0 } else { unit[..digits].parse().ok()? };
+    let digits = unit
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(unit.len());
+    let count: f64 = if digits == 0 {
+        1.0
+    } else {
+        unit[..digits].parse().ok()?
+    };
     let (mult, family) = match &unit[digits..] {
         "B" => (1.0, UnitFamily::Memory),
         "kB" => (1024.0, UnitFamily::Memory),
@@ -483,19 +498,43 @@ search_path\tstring\t\t\t\t\n";
     #[test]
     fn postgres_values_follow_the_setting_type() {
         let c = Catalogue::parse(Flavour::Postgres, PG);
-        assert!(c.check("max_connections", "banana").unwrap_err().contains("not a number"));
-        assert!(c.check("max_connections", "0").unwrap_err().contains("outside the valid range 1..262143"));
+        assert!(
+            c.check("max_connections", "banana")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            c.check("max_connections", "0")
+                .unwrap_err()
+                .contains("outside the valid range 1..262143")
+        );
         assert_eq!(c.check("max_connections", "500"), Ok(()));
         // Units convert to the setting's base unit before the range check.
         assert_eq!(c.check("shared_buffers", "256MB"), Ok(()));
         assert_eq!(c.check("shared_buffers", "128 MB"), Ok(()));
         assert_eq!(c.check("shared_buffers", "4096"), Ok(()));
-        assert!(c.check("shared_buffers", "64kB").unwrap_err().contains("outside"));
-        assert!(c.check("shared_buffers", "1Mb").unwrap_err().contains("valid units"));
-        assert!(c.check("shared_buffers", "10s").unwrap_err().contains("valid units"));
+        assert!(
+            c.check("shared_buffers", "64kB")
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            c.check("shared_buffers", "1Mb")
+                .unwrap_err()
+                .contains("valid units")
+        );
+        assert!(
+            c.check("shared_buffers", "10s")
+                .unwrap_err()
+                .contains("valid units")
+        );
         assert_eq!(c.check("statement_timeout", "5min"), Ok(()));
         assert_eq!(c.check("statement_timeout", "1.5s"), Ok(()));
-        assert!(c.check("max_connections", "10MB").unwrap_err().contains("no unit"));
+        assert!(
+            c.check("max_connections", "10MB")
+                .unwrap_err()
+                .contains("no unit")
+        );
         assert_eq!(c.check("checkpoint_completion_target", "0.9"), Ok(()));
         assert!(c.check("checkpoint_completion_target", "2").is_err());
         for ok in ["on", "OFF", "true", "t", "no", "1", "of"] {
@@ -505,7 +544,11 @@ search_path\tstring\t\t\t\t\n";
             assert!(c.check("fsync", bad).is_err(), "{bad}");
         }
         assert_eq!(c.check("wal_level", "Logical"), Ok(()));
-        assert!(c.check("wal_level", "archive").unwrap_err().contains("minimal, replica, logical"));
+        assert!(
+            c.check("wal_level", "archive")
+                .unwrap_err()
+                .contains("minimal, replica, logical")
+        );
         assert_eq!(c.check("search_path", "\"$user\", public"), Ok(()));
     }
 
@@ -522,9 +565,21 @@ character_set_server\tVARCHAR\t\t\t\t\n";
     #[test]
     fn mysql_names_allow_dashes_options_and_loose() {
         let c = Catalogue::parse(Flavour::Mariadb, MARIADB);
-        assert!(c.check("no_such_variable", "1").unwrap_err().contains("unknown variable"));
-        assert!(c.check("no-such-variable", "1").unwrap_err().contains("loose-no-such-variable"));
-        assert!(c.check("max_conections", "1").unwrap_err().contains("did you mean max_connections?"));
+        assert!(
+            c.check("no_such_variable", "1")
+                .unwrap_err()
+                .contains("unknown variable")
+        );
+        assert!(
+            c.check("no-such-variable", "1")
+                .unwrap_err()
+                .contains("loose-no-such-variable")
+        );
+        assert!(
+            c.check("max_conections", "1")
+                .unwrap_err()
+                .contains("did you mean max_connections?")
+        );
         assert_eq!(c.check("max-connections", "500"), Ok(()));
         assert_eq!(c.check("loose-no-such-variable", "1"), Ok(()));
         assert_eq!(c.check("plugin-load-add", "auth_ed25519"), Ok(()));
@@ -536,8 +591,16 @@ character_set_server\tVARCHAR\t\t\t\t\n";
     #[test]
     fn mysql_values_follow_the_variable_type() {
         let c = Catalogue::parse(Flavour::Mariadb, MARIADB);
-        assert!(c.check("max_connections", "banana").unwrap_err().contains("not a number"));
-        assert!(c.check("max_connections", "1").unwrap_err().contains("10..100000"));
+        assert!(
+            c.check("max_connections", "banana")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            c.check("max_connections", "1")
+                .unwrap_err()
+                .contains("10..100000")
+        );
         assert!(c.check("max_connections", "").is_err());
         assert_eq!(c.check("innodb_buffer_pool_size", "256M"), Ok(()));
         assert_eq!(c.check("innodb_buffer_pool_size", "1g"), Ok(()));
@@ -545,9 +608,19 @@ character_set_server\tVARCHAR\t\t\t\t\n";
         assert_eq!(c.check("binlog_format", "row"), Ok(()));
         assert_eq!(c.check("binlog_format", "2"), Ok(()));
         assert!(c.check("binlog_format", "rows").is_err());
-        assert_eq!(c.check("sql_mode", "ANSI_QUOTES,strict_trans_tables"), Ok(()));
-        assert!(c.check("sql_mode", "ANSI_QUOTES,NO_SUCH").unwrap_err().contains("NO_SUCH"));
-        assert_eq!(c.check("optimizer_switch", "mrr=off,index_merge=on"), Ok(()));
+        assert_eq!(
+            c.check("sql_mode", "ANSI_QUOTES,strict_trans_tables"),
+            Ok(())
+        );
+        assert!(
+            c.check("sql_mode", "ANSI_QUOTES,NO_SUCH")
+                .unwrap_err()
+                .contains("NO_SUCH")
+        );
+        assert_eq!(
+            c.check("optimizer_switch", "mrr=off,index_merge=on"),
+            Ok(())
+        );
         assert!(c.check("optimizer_switch", "mrr=maybe").is_err());
         assert_eq!(c.check("long_query_time", "0.5"), Ok(()));
         assert_eq!(c.check("skip_name_resolve", "ON"), Ok(()));
@@ -570,8 +643,14 @@ character_set_server\tVARCHAR\t\t\t\t\n";
 
     #[test]
     fn flavour_comes_from_the_server() {
-        assert_eq!(Flavour::of(Engine::Mysql, "10.11.9-MariaDB-ubu2204"), Flavour::Mariadb);
+        assert_eq!(
+            Flavour::of(Engine::Mysql, "10.11.9-MariaDB-ubu2204"),
+            Flavour::Mariadb
+        );
         assert_eq!(Flavour::of(Engine::Mysql, "8.0.36"), Flavour::Mysql);
-        assert_eq!(Flavour::of(Engine::Postgres, "PostgreSQL 15.14"), Flavour::Postgres);
+        assert_eq!(
+            Flavour::of(Engine::Postgres, "PostgreSQL 15.14"),
+            Flavour::Postgres
+        );
     }
 }

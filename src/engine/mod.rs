@@ -381,7 +381,10 @@ mod tests {
             server_version("PostgreSQL 15.14 (Debian 15.14-1.pgdg120+1) on x86_64-pc-linux-gnu"),
             Some((15, Some(14)))
         );
-        assert_eq!(server_version("10.11.9-MariaDB-ubu2204"), Some((10, Some(11))));
+        assert_eq!(
+            server_version("10.11.9-MariaDB-ubu2204"),
+            Some((10, Some(11)))
+        );
         assert_eq!(server_version("8.0.36"), Some((8, Some(0))));
         assert_eq!(server_version(""), None);
     }
@@ -390,18 +393,37 @@ mod tests {
     fn only_compatible_versions_may_take_over_the_data() {
         let pg = Engine::Postgres;
         assert!(pg.version_change((15, Some(14)), (15, None)).is_ok());
-        assert!(pg.version_change((15, Some(14)), (15, Some(4))).is_ok(), "minor downgrade");
+        assert!(
+            pg.version_change((15, Some(14)), (15, Some(4))).is_ok(),
+            "minor downgrade"
+        );
         let err = pg.version_change((15, Some(14)), (16, None)).unwrap_err();
-        assert_eq!(err, "PostgreSQL 15.14 to PostgreSQL 16 is a major version change");
-        assert!(pg.version_change((9, Some(6)), (9, Some(5))).is_err(), "9.x majors");
+        assert_eq!(
+            err,
+            "PostgreSQL 15.14 to PostgreSQL 16 is a major version change"
+        );
+        assert!(
+            pg.version_change((9, Some(6)), (9, Some(5))).is_err(),
+            "9.x majors"
+        );
         let maria = Engine::Mariadb;
         assert!(maria.version_change((10, Some(6)), (10, Some(11))).is_ok());
         assert!(maria.version_change((10, Some(11)), (10, None)).is_ok());
         assert!(maria.version_change((10, Some(11)), (11, Some(4))).is_err());
-        let err = maria.version_change((10, Some(11)), (10, Some(6))).unwrap_err();
+        let err = maria
+            .version_change((10, Some(11)), (10, Some(6)))
+            .unwrap_err();
         assert!(err.contains("downgrade"), "{err}");
-        assert!(Engine::Mysql.version_change((8, Some(0)), (8, Some(4))).is_ok());
-        assert!(Engine::Mysql.version_change((5, Some(7)), (8, Some(0))).is_err());
+        assert!(
+            Engine::Mysql
+                .version_change((8, Some(0)), (8, Some(4)))
+                .is_ok()
+        );
+        assert!(
+            Engine::Mysql
+                .version_change((5, Some(7)), (8, Some(0)))
+                .is_err()
+        );
     }
 
     #[test]

@@ -293,7 +293,10 @@ pub async fn run(
             step,
             format!(
                 "data directory on {}",
-                plan.record.data_volume.as_deref().unwrap_or("a PersistentVolumeClaim")
+                plan.record
+                    .data_volume
+                    .as_deref()
+                    .unwrap_or("a PersistentVolumeClaim")
             ),
         ),
         Some(reason) if options.delete_ephemeral_data => {

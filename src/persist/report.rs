@@ -310,9 +310,7 @@ pub fn ephemeral_data(pod: &Pod, engine: Engine, container: &str) -> Option<Stri
         DataKind::Claim => return None,
         DataKind::EmptyDir => "an emptyDir is deleted with its pod".to_string(),
         DataKind::ContainerFs => "the container's file system is deleted with the pod".into(),
-        DataKind::Ephemeral => {
-            "a generic ephemeral volume's PVC is deleted with the pod".into()
-        }
+        DataKind::Ephemeral => "a generic ephemeral volume's PVC is deleted with the pod".into(),
         DataKind::HostPath => format!(
             "a hostPath is a directory of node {node} only: a replacement pod scheduled on another node starts empty"
         ),
@@ -365,9 +363,7 @@ fn locate_data(pod: &Pod, engine: Engine, container: &str) -> Option<(String, Da
         .max_by_key(|m| m.mount_path.len());
     let Some(mount) = mount else {
         return Some((
-            format!(
-                "the container's own file system (no volume mounted at {data_dir})"
-            ),
+            format!("the container's own file system (no volume mounted at {data_dir})"),
             DataKind::ContainerFs,
         ));
     };

@@ -99,7 +99,10 @@ pub fn labels(spec: &DeploySpec) -> BTreeMap<String, String> {
 /// managed-by and instance labels [`labels`] puts on every object (PVCs inherit them from
 /// the volumeClaimTemplate). `delete` removes nothing without them.
 pub fn made_for(labels: &BTreeMap<String, String>, name: &str) -> bool {
-    labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(MANAGED_BY)
+    labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        == Some(MANAGED_BY)
         && labels.get("app.kubernetes.io/instance").map(String::as_str) == Some(name)
 }
 
