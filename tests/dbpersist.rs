@@ -557,6 +557,11 @@ async fn guide_style_postgres_statefulset_passes() {
         stderr.contains(&format!("will delete pod {}/guidepg-0", ns.name)),
         "{stderr}"
     );
+    // Where: the namespace above and the kubeconfig context.
+    assert!(
+        stderr.contains("of StatefulSet guidepg (context "),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("no terminal") && stderr.contains("pass --yes"),
         "{stderr}"

@@ -82,7 +82,8 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     // delete, so there is nothing to announce or confirm.
     if plan.may_delete(&options) {
         // Always say which pod goes, even with --yes or --quiet: it is the database's only pod.
-        eprintln!("will delete {}", plan.describe());
+        let context = client::context_name(&cli.global).unwrap_or_else(|| "(none)".into());
+        eprintln!("will delete {} (context {context})", plan.describe());
         if !cli.yes {
             let data = if plan.ephemeral.is_some() {
                 " and destroy its data"
