@@ -363,33 +363,9 @@ async fn check_against_running(
         None => None,
     };
     let mut warnings = Vec::new();
-
     if let Some(old_image) = old_image.as_deref().filter(|_| image_changed) {
-        let old = running
-            .as_deref()
-            .and_then(server_version)
-            .or_else(|| image_version(old_image));
-        match (old, image_version(&spec.image)) {
-            (_, None) => {
-                return Err(Error::Refused(format!(
-                    "cannot tell the version of --image {} from its tag, so not whether it can open the data of StatefulSet {ns}/{name} ({old_image}); name the version in the tag (e.g. {}:{}); nothing was applied",
-                    spec.image,
-                    crate::engine::image_repository(&spec.image),
-                    crate::engine::image_tag(old_image)
-                )));
-            }
-            (None, Some(_)) => warnings.push(format!(
-                "cannot tell which version StatefulSet {ns}/{name} runs ({old_image}, pod not Ready): the change to {} is not checked",
-                spec.image
-            )),
-            (Some(old), Some(new)) => {
-                if let Err(why) = spec.engine.version_change(old, new) {
-                    return Err(Error::Refused(upgrade_path(spec, old_image, new.0, &why)));
-                }
-            }
-        }
+        warnings.extend(check_image(spec, old_image, running.as_deref())?);
     }
-
     if !spec.settings.is_empty() {
         match &running {
             None => warnings.push(format!(
@@ -397,29 +373,66 @@ async fn check_against_running(
             )),
             Some(version) => {
                 progress.set(format!("checking --set against the server in {pod_name}"));
-                let flavour = Flavour::of(spec.engine, version);
-                let catalogue = settings_catalogue(kube, spec.engine, &pod_name, flavour).await?;
-                let problems: Vec<String> = spec
-                    .settings
-                    .iter()
-                    .filter_map(|(key, value)| {
-                        catalogue
-                            .check(key, value)
-                            .err()
-                            .map(|why| format!("--set {key}={value}: {why}"))
-                    })
-                    .collect();
-                if !problems.is_empty() {
-                    let server = version.split(['(', ',']).next().unwrap_or(version).trim();
-                    return Err(Error::Refused(format!(
-                        "the server in pod {ns}/{pod_name} ({server}) would not accept {}; nothing was applied",
-                        problems.join("; ")
-                    )));
-                }
+                check_settings(kube, spec, &pod_name, version).await?;
             }
         }
     }
     Ok(warnings)
+}
+
+/// Refuses an image whose version cannot take over the running one's data directory.
+/// The version running comes from the server when it answered, else the old image's tag.
+fn check_image(
+    spec: &DeploySpec,
+    old_image: &str,
+    running: Option<&str>,
+) -> Result<Option<String>> {
+    let (ns, name) = (&spec.namespace, &spec.name);
+    let old = running
+        .and_then(server_version)
+        .or_else(|| image_version(old_image));
+    match (old, image_version(&spec.image)) {
+        (_, None) => Err(Error::Refused(format!(
+            "cannot tell the version of --image {} from its tag, so not whether it can open the data of StatefulSet {ns}/{name} ({old_image}); name the version in the tag (e.g. {}:{}); nothing was applied",
+            spec.image,
+            crate::engine::image_repository(&spec.image),
+            crate::engine::image_tag(old_image)
+        ))),
+        (None, Some(_)) => Ok(Some(format!(
+            "cannot tell which version StatefulSet {ns}/{name} runs ({old_image}, pod not Ready): the change to {} is not checked",
+            spec.image
+        ))),
+        (Some(old), Some(new)) => match spec.engine.version_change(old, new) {
+            Ok(()) => Ok(None),
+            Err(why) => Err(Error::Refused(upgrade_path(spec, old_image, new.0, &why))),
+        },
+    }
+}
+
+/// Refuses the `--set` values the server running in `pod` does not know or would reject,
+/// judged by its own catalogue of settings.
+async fn check_settings(kube: &Kube, spec: &DeploySpec, pod: &str, version: &str) -> Result<()> {
+    let flavour = Flavour::of(spec.engine, version);
+    let catalogue = settings_catalogue(kube, spec.engine, pod, flavour).await?;
+    let problems: Vec<String> = spec
+        .settings
+        .iter()
+        .filter_map(|(key, value)| {
+            catalogue
+                .check(key, value)
+                .err()
+                .map(|why| format!("--set {key}={value}: {why}"))
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let server = version.split(['(', ',']).next().unwrap_or(version).trim();
+    Err(Error::Refused(format!(
+        "the server in pod {}/{pod} ({server}) would not accept {}; nothing was applied",
+        spec.namespace,
+        problems.join("; ")
+    )))
 }
 
 /// The refusal of a major version change, with the way to upgrade that keeps the data.
