@@ -161,10 +161,21 @@ pub fn init_tracing(verbose: u8) {
         2 => "kubectl_db=trace,kube=debug",
         _ => "trace",
     };
+    // kube logs each request's URL (a span field at debug); an exec's URL carries the
+    // command, which for a pod's own probe may hold a literal password.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        match field.name() {
+            "message" => write!(writer, "{text}"),
+            "http.url" => write!(writer, "http.url={}", crate::exec::loggable_url(&text)),
+            name => write!(writer, "{name}={text}"),
+        }
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .fmt_fields(tracing_subscriber::field::MakeExt::delimited(fields, " "))
         .try_init();
 }
 

@@ -238,6 +238,37 @@ pub fn loggable(command: &[String]) -> String {
     format!("{words:?}")
 }
 
+/// True when a command holds a literal password-looking value (what [`loggable`] hides).
+pub fn carries_password(command: &[String]) -> bool {
+    command.iter().any(|arg| redact_words(arg) != *arg)
+}
+
+/// An API URL as it may appear in a log: an exec's (or attach's) `command=` parameters
+/// after the program name become `***`. The `exec` log line shows the whole command,
+/// redacted by [`loggable`].
+pub fn loggable_url(url: &str) -> String {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    if !(path.ends_with("/exec") || path.ends_with("/attach")) {
+        return url.to_string();
+    }
+    let mut first = true;
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|pair| {
+            if !pair.starts_with("command=") {
+                pair
+            } else if std::mem::take(&mut first) {
+                pair
+            } else {
+                "command=***"
+            }
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
 /// Redacts password-looking words of a text (an argument or a whole `sh -c` script),
 /// keeping the whitespace between words.
 fn redact_words(text: &str) -> String {
@@ -485,6 +516,18 @@ mod tests {
             output.stderr_text(),
             "[output cut: 20 earlier bytes not kept]\nlast error"
         );
+    }
+
+    #[test]
+    fn logged_exec_urls_carry_only_the_program() {
+        let url = "https://h:6443/api/v1/namespaces/n/pods/p/exec?command=mysqladmin&command=-pS3cret&container=db&stdout=true";
+        let logged = loggable_url(url);
+        assert_eq!(
+            logged,
+            "https://h:6443/api/v1/namespaces/n/pods/p/exec?command=mysqladmin&command=***&container=db&stdout=true"
+        );
+        let list = "https://h:6443/api/v1/namespaces/n/pods?labelSelector=app%3Dx";
+        assert_eq!(loggable_url(list), list);
     }
 
     #[test]
