@@ -234,13 +234,15 @@ pub async fn start(
 /// a literal `-pSECRET` or `PGPASSWORD=SECRET`. References to the environment
 /// (`-p"$MYSQL_ROOT_PASSWORD"`) are kept: they are not secrets and show how a probe works.
 pub fn loggable(command: &[String]) -> String {
-    let words: Vec<String> = command.iter().map(|arg| redact_words(arg)).collect();
+    let mut redactor = Redactor::default();
+    let words: Vec<String> = command.iter().map(|arg| redactor.words(arg)).collect();
     format!("{words:?}")
 }
 
 /// True when a command holds a literal password-looking value (what [`loggable`] hides).
 pub fn carries_password(command: &[String]) -> bool {
-    command.iter().any(|arg| redact_words(arg) != *arg)
+    let mut redactor = Redactor::default();
+    command.iter().any(|arg| redactor.words(arg) != *arg)
 }
 
 /// An API URL as it may appear in a log: an exec's (or attach's) `command=` parameters
@@ -269,51 +271,56 @@ pub fn loggable_url(url: &str) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
-/// Redacts password-looking words of a text (an argument or a whole `sh -c` script),
-/// keeping the whitespace between words.
-fn redact_words(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    // After `--password` (or `-p`) the next word is the value; after an opened quote the
-    // value goes on until the word that closes it.
-    let mut redact_next = false;
-    let mut open_quote: Option<char> = None;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let space = rest.len() - rest.trim_start().len();
-        out.push_str(&rest[..space]);
-        rest = &rest[space..];
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let word = &rest[..end];
-        rest = &rest[end..];
-        if word.is_empty() {
-            continue;
+/// Redacts password-looking words, across the arguments of one command.
+#[derive(Default)]
+struct Redactor {
+    /// After `--password` the next word is the value.
+    redact_next: bool,
+    /// A value opened a quote: it goes on until the word that closes it.
+    open_quote: Option<char>,
+}
+
+impl Redactor {
+    /// Redacts a text (an argument or a whole `sh -c` script), keeping the whitespace
+    /// between words.
+    fn words(&mut self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while !rest.is_empty() {
+            let space = rest.len() - rest.trim_start().len();
+            out.push_str(&rest[..space]);
+            rest = &rest[space..];
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let word = &rest[..end];
+            rest = &rest[end..];
+            if !word.is_empty() {
+                out.push_str(&self.word(word));
+            }
         }
-        if let Some(quote) = open_quote {
-            out.push_str("***");
+        out
+    }
+
+    fn word(&mut self, word: &str) -> String {
+        if let Some(quote) = self.open_quote {
             if word.contains(quote) {
-                open_quote = None;
+                self.open_quote = None;
             }
-            continue;
+            return "***".into();
         }
-        if redact_next {
-            redact_next = false;
-            if !is_reference(word) {
-                out.push_str("***");
-                open_quote = unclosed_quote(word);
-                continue;
-            }
+        if std::mem::take(&mut self.redact_next) && !is_reference(word) {
+            self.open_quote = unclosed_quote(word);
+            return "***".into();
         }
         let (redacted, value) = redact_word(word);
         if let Some(value) = value {
-            open_quote = unclosed_quote(value);
+            self.open_quote = unclosed_quote(value);
         }
-        redact_next = matches!(
+        self.redact_next = matches!(
             word.trim_matches(['\'', '"']),
             "--password" | "--passwd" | "--pass"
         );
-        out.push_str(&redacted);
+        redacted
     }
-    out
 }
 
 /// One word with its password value replaced, and that value when there was one.

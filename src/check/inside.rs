@@ -421,12 +421,10 @@ mod tests {
     fn mount_paths_reach_the_shell_as_data() {
         let dir = tempfile::tempdir().unwrap();
         let pwned = dir.path().join("pwned");
+        // Run in `dir`: any `touch pwned` that runs as code creates dir/pwned.
         let hostile = format!(
-            "{}/m'\"; touch {} #$(touch {})`touch {}`",
-            dir.path().display(),
-            pwned.display(),
-            pwned.display(),
-            pwned.display()
+            "{}/m'\"; touch pwned #$(touch pwned)`touch pwned`",
+            dir.path().display()
         );
         std::fs::create_dir(&hostile).unwrap();
         for command in [
@@ -436,6 +434,7 @@ mod tests {
             assert!(!command[2].contains("touch"), "{command:?}");
             let output = std::process::Command::new(&command[0])
                 .args(&command[1..])
+                .current_dir(dir.path())
                 .env_remove("PGDATA")
                 .output()
                 .unwrap();
@@ -444,6 +443,7 @@ mod tests {
         }
         let output = std::process::Command::new("sh")
             .args(&permissions_command(Engine::Mariadb, &hostile)[1..])
+            .current_dir(dir.path())
             .env_remove("PGDATA")
             .output()
             .unwrap();
