@@ -259,12 +259,11 @@ pub fn loggable_url(url: &str) -> String {
     let query: Vec<&str> = query
         .split('&')
         .map(|pair| {
-            if !pair.starts_with("command=") {
-                pair
-            } else if std::mem::take(&mut first) {
-                pair
-            } else {
+            // The first `command=` is the program; the ones after it its arguments.
+            if pair.starts_with("command=") && !std::mem::take(&mut first) {
                 "command=***"
+            } else {
+                pair
             }
         })
         .collect();
@@ -503,7 +502,11 @@ mod tests {
         let tail = capture(Some(&numbered[..]), Keep::Tail(64 << 10)).await;
         assert_eq!(tail.bytes, numbered[numbered.len() - (64 << 10)..]);
         assert_eq!(tail.dropped as usize, numbered.len() - (64 << 10));
-        assert!(tail.bytes.capacity() < 256 << 10, "{}", tail.bytes.capacity());
+        assert!(
+            tail.bytes.capacity() < 256 << 10,
+            "{}",
+            tail.bytes.capacity()
+        );
     }
 
     #[test]
@@ -544,7 +547,10 @@ mod tests {
             ("mysqladmin ping -uroot -pS3cret", "S3cret"),
             ("mysql --password=S3cret -e SELECT", "S3cret"),
             ("mysql --password S3cret -e SELECT", "S3cret"),
-            ("psql postgresql://app:S3cret@127.0.0.1/db -c SELECT", "S3cret"),
+            (
+                "psql postgresql://app:S3cret@127.0.0.1/db -c SELECT",
+                "S3cret",
+            ),
         ] {
             let logged = loggable(&words(command));
             assert!(!logged.contains(secret), "{logged}");
@@ -560,7 +566,10 @@ mod tests {
         // Environment references are not secrets and stay readable.
         let ours = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqladmin -uroot -p"${MYSQL_ROOT_PASSWORD}" -p5432 status"#;
         let logged = loggable(&["sh".into(), "-c".into(), ours.into()]);
-        assert!(logged.contains("$MYSQL_ROOT_PASSWORD") && logged.contains("-uroot"), "{logged}");
+        assert!(
+            logged.contains("$MYSQL_ROOT_PASSWORD") && logged.contains("-uroot"),
+            "{logged}"
+        );
         assert!(logged.contains("${MYSQL_ROOT_PASSWORD}"), "{logged}");
     }
 }

@@ -494,7 +494,12 @@ fn names_in(dir: &Path) -> Vec<String> {
 }
 
 /// Starts a dump of `target` to `file` with extra flags, without waiting.
-fn spawn_dump(ns: &TestNamespace, target: &str, file: &Path, extra: &[&str]) -> std::process::Child {
+fn spawn_dump(
+    ns: &TestNamespace,
+    target: &str,
+    file: &Path,
+    extra: &[&str],
+) -> std::process::Child {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -563,7 +568,10 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
     assert_eq!(verify_code(&file).0, Some(0));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
-    assert_eq!(names_in(dir.path()), ["d.sql.gz", "d.sql.gz.sha256", "precious"]);
+    assert_eq!(
+        names_in(dir.path()),
+        ["d.sql.gz", "d.sql.gz.sha256", "precious"]
+    );
 
     // Two dumps to one path at once: one wins whole, the other exits 2 and leaves nothing;
     // the file always matches its checksum. With --force too: never two writers of one file.
@@ -581,7 +589,10 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
         let codes: Vec<_> = outputs.iter().map(|o| o.status.code()).collect();
         let stderr: Vec<_> = outputs.iter().map(|o| text(&o.stderr)).collect();
         eprintln!("round {round} {extra:?}: exits {codes:?}: {stderr:?}");
-        assert!(codes.contains(&Some(0)), "round {round}: {codes:?} {stderr:?}");
+        assert!(
+            codes.contains(&Some(0)),
+            "round {round}: {codes:?} {stderr:?}"
+        );
         if extra.is_empty() {
             let mut sorted = codes.clone();
             sorted.sort();

@@ -487,9 +487,12 @@ fn unreachable_cluster_exits_3_and_bad_usage_exits_2() {
 async fn run_pod(ns: &TestNamespace, pod: Value, ready: bool) -> String {
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
     let pods: Api<Pod> = ns.kube.api();
-    pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap())
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).unwrap(),
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let pod = pods.get(&name).await.unwrap();
@@ -507,7 +510,10 @@ async fn run_pod(ns: &TestNamespace, pod: Value, ready: bool) -> String {
         if running && (is_ready || !ready) {
             return name;
         }
-        assert!(Instant::now() < deadline, "pod {name} never ran: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pod {name} never ran: {status:?}"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -566,10 +572,7 @@ async fn a_probe_password_never_reaches_the_logs() {
         // The probe's command was run and logged, with its password replaced.
         assert!(stderr.contains("mysqladmin"), "{verbosity}: {stderr}");
         assert!(stderr.contains("-p***"), "{verbosity}: {stderr}");
-        assert!(
-            stdout.contains("probe.readiness"),
-            "{verbosity}: {stdout}"
-        );
+        assert!(stdout.contains("probe.readiness"), "{verbosity}: {stdout}");
     }
 }
 

@@ -955,9 +955,15 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     for signal in ["INT", "TERM"] {
         let output = interrupt_dump(&ns, dir.path(), signal);
         let stderr = text(&output.stderr);
-        eprintln!("SIG{signal} dump: exit {:?}: {stderr}", output.status.code());
+        eprintln!(
+            "SIG{signal} dump: exit {:?}: {stderr}",
+            output.status.code()
+        );
         assert_eq!(output.status.code(), Some(130), "SIG{signal}: {stderr}");
-        assert!(stderr.contains(&format!("interrupted by SIG{signal}")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by SIG{signal}")),
+            "{stderr}"
+        );
         let left = files_in(dir.path());
         assert!(left.is_empty(), "SIG{signal} dump left {left:?}: {stderr}");
     }

@@ -501,9 +501,7 @@ impl PartialFile {
                 source,
             }
         };
-        self.file
-            .sync_all()
-            .map_err(io_error("sync", &self.path))?;
+        self.file.sync_all().map_err(io_error("sync", &self.path))?;
         let checksum_path = format::checksum_path(final_path);
         let checksum_partial = format::partial_path(&checksum_path);
         // Only the holder of FILE.partial writes FILE.sha256.partial, so one found here was
@@ -513,8 +511,8 @@ impl PartialFile {
                 .map_err(io_error("remove", &checksum_partial))?;
         }
         self.checksum = Some(checksum_partial.clone());
-        let mut checksum = create_exclusive(&checksum_partial)
-            .map_err(io_error("create", &checksum_partial))?;
+        let mut checksum =
+            create_exclusive(&checksum_partial).map_err(io_error("create", &checksum_partial))?;
         checksum
             .write_all(checksum_line)
             .and_then(|()| checksum.sync_all())
