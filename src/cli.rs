@@ -168,6 +168,8 @@ pub fn init_tracing(verbose: u8) {
         match field.name() {
             "message" => write!(writer, "{text}"),
             "http.url" => write!(writer, "http.url={}", crate::exec::loggable_url(&text)),
+            // Records of the `log` crate carry their origin; the default formatter hides it.
+            name if name.starts_with("log.") => Ok(()),
             name => write!(writer, "{name}={text}"),
         }
     });
