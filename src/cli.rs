@@ -18,6 +18,39 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Cluster or API error: unreachable, forbidden, timed out.
     pub const CLUSTER: i32 = 3;
+    /// Interrupted by SIGINT (Ctrl-C) or SIGTERM. One code for both: a script or a CI job
+    /// asks "was it stopped?", not "by which signal?"; 128 + SIGINT is the shell's own.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM (`kill`, a CI
+/// job's cancel, systemd, a Kubernetes Job's deletion). Long flows race their work
+/// against it, so both signals end them the same way: cleaned up and reported. Returns the
+/// signal's name. The handlers stay installed for the rest of the process, as tokio's do.
+pub async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            // No handler could be installed: the signals keep their default action (the
+            // process dies), which is what happened before the flow started.
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// kubectl's global flags. kubectl passes them through to plugins unparsed.
@@ -128,10 +161,23 @@ pub fn init_tracing(verbose: u8) {
         2 => "kubectl_db=trace,kube=debug",
         _ => "trace",
     };
+    // kube logs each request's URL (a span field at debug); an exec's URL carries the
+    // command, which for a pod's own probe may hold a literal password.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        match field.name() {
+            "message" => write!(writer, "{text}"),
+            "http.url" => write!(writer, "http.url={}", crate::exec::loggable_url(&text)),
+            // Records of the `log` crate carry their origin; the default formatter hides it.
+            name if name.starts_with("log.") => Ok(()),
+            name => write!(writer, "{name}={text}"),
+        }
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .fmt_fields(tracing_subscriber::field::MakeExt::delimited(fields, " "))
         .try_init();
 }
 

@@ -72,6 +72,10 @@ pub enum Error {
     /// The user declined a confirmation or none could be asked.
     #[error("{0}")]
     Refused(String),
+
+    /// Stopped by SIGINT or SIGTERM (exit 130); the message says what was left behind.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// Library result type.
@@ -90,6 +94,7 @@ impl Error {
             Error::Usage(_) | Error::Refused(_) => exit::USAGE,
             Error::Failed(_) => exit::UNHEALTHY,
             Error::Io { .. } => exit::UNHEALTHY,
+            Error::Interrupted(_) => exit::INTERRUPTED,
             _ => exit::CLUSTER,
         }
     }

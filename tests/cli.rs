@@ -203,3 +203,42 @@ fn completion_scripts_are_generated() {
     assert!(script.contains("complete -F"), "{script}");
     assert!(script.contains("--storage-size"));
 }
+
+#[test]
+fn dbbackup_database_names_are_names_never_connection_strings() {
+    // pg_dump and psql read a database name with '=' (or a postgresql:// prefix) as a
+    // connection string: these would dump another server, or run with other options.
+    for database in [
+        "host=elsewhere dbname=x",
+        "dbname=appdb",
+        "postgresql://elsewhere/appdb",
+        "app db",
+        "app;db",
+        "$(id)",
+    ] {
+        let output = common::clean_bin("kubectl-dbbackup")
+            .env("KUBECONFIG", unreachable_kubeconfig())
+            .args(["postgres", "--database", database, "-f", "-"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{database:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{database:?}");
+        assert!(
+            stderr.contains("invalid --database") && stderr.contains("plain database name"),
+            "{database:?}: {stderr}"
+        );
+    }
+    // A plain name passes validation and goes on to the (unreachable) cluster: exit 3.
+    let output = common::clean_bin("kubectl-dbbackup")
+        .env("KUBECONFIG", unreachable_kubeconfig())
+        .args(["postgres", "--database", "app_db-2", "-f", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

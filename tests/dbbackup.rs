@@ -469,4 +469,142 @@ fn bad_input_is_refused_before_any_api_call() {
     let output = run(&["db", "-f", &existing.display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(std::fs::read(&existing).unwrap(), b"old");
+    // A checksum file alone is refused too: a new dump would leave it vouching for nothing.
+    let lone = dir.path().join("lone.sql.gz");
+    std::fs::write(dir.path().join("lone.sql.gz.sha256"), b"old sum").unwrap();
+    let output = run(&["db", "-f", &lone.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("--force"));
+    // A planted FILE.partial (here a symlink) is refused, even with --force.
+    let planted = dir.path().join("planted.sql.gz");
+    std::os::unix::fs::symlink(&existing, dir.path().join("planted.sql.gz.partial")).unwrap();
+    let output = run(&["db", "-f", &planted.display().to_string(), "--force"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read(&existing).unwrap(), b"old");
+}
+
+/// The names in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Starts a dump of `target` to `file` with extra flags, without waiting.
+fn spawn_dump(
+    ns: &TestNamespace,
+    target: &str,
+    file: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .args(["-n", &ns.name, target, "-f", &file.display().to_string()])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dump_files_are_exclusive_private_and_never_clobbered() {
+    use std::os::unix::fs::PermissionsExt;
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "bk-files", &[]).await;
+    let db = Db::deploy(&ns, Engine::Postgres, &common::postgres_image()).await;
+    // ~30 MB of SQL: each dump streams for a moment, so concurrent ones overlap.
+    db.sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 10) AS s FROM generate_series(1, 100000) g;").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.sql.gz");
+    let checksum = dir.path().join("d.sql.gz.sha256");
+    let path = file.display().to_string();
+
+    // A symlink planted at FILE.partial is not followed: its target is unchanged, and the
+    // dump is refused.
+    let precious = dir.path().join("precious");
+    std::fs::write(&precious, b"precious").unwrap();
+    let planted = dir.path().join("d.sql.gz.partial");
+    std::os::unix::fs::symlink(&precious, &planted).unwrap();
+    let output = dbbackup(&ns, &["postgres", "-f", &path]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("d.sql.gz.partial exists"));
+    assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+    assert!(planted.symlink_metadata().unwrap().file_type().is_symlink());
+    std::fs::remove_file(&planted).unwrap();
+
+    // A dump: the file is the owner's only (0600), and matches its checksum.
+    let output = dbbackup(&ns, &["postgres", "-f", &path]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    assert_eq!(verify_code(&file).0, Some(0));
+    let first = std::fs::read(&file).unwrap();
+    let first_sum = std::fs::read(&checksum).unwrap();
+
+    // An existing file, or its checksum file alone, is refused without --force.
+    let output = dbbackup(&ns, &["postgres", "-f", &path]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read(&file).unwrap(), first);
+    assert_eq!(std::fs::read(&checksum).unwrap(), first_sum);
+    std::fs::remove_file(&file).unwrap();
+    let output = dbbackup(&ns, &["postgres", "-f", &path]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("d.sql.gz.sha256 already exists"));
+    assert_eq!(std::fs::read(&checksum).unwrap(), first_sum);
+    assert_eq!(names_in(dir.path()), ["d.sql.gz.sha256", "precious"]);
+
+    // --force replaces both; a symlink at FILE is replaced, not written through.
+    std::os::unix::fs::symlink(&precious, &file).unwrap();
+    let output = dbbackup(&ns, &["postgres", "-f", &path, "--force"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
+    assert_eq!(verify_code(&file).0, Some(0));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    assert_eq!(
+        names_in(dir.path()),
+        ["d.sql.gz", "d.sql.gz.sha256", "precious"]
+    );
+
+    // Two dumps to one path at once: one wins whole, the other exits 2 and leaves nothing;
+    // the file always matches its checksum. With --force too: never two writers of one file.
+    for (round, extra) in [&[][..], &[][..], &["--force"][..]].iter().enumerate() {
+        let race = tempfile::tempdir().unwrap();
+        let file = race.path().join("r.sql.gz");
+        let children = [
+            spawn_dump(&ns, "postgres", &file, extra),
+            spawn_dump(&ns, "postgres", &file, extra),
+        ];
+        let outputs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let codes: Vec<_> = outputs.iter().map(|o| o.status.code()).collect();
+        let stderr: Vec<_> = outputs.iter().map(|o| text(&o.stderr)).collect();
+        eprintln!("round {round} {extra:?}: exits {codes:?}: {stderr:?}");
+        assert!(
+            codes.contains(&Some(0)),
+            "round {round}: {codes:?} {stderr:?}"
+        );
+        if extra.is_empty() {
+            let mut sorted = codes.clone();
+            sorted.sort();
+            assert_eq!(sorted, [Some(0), Some(2)], "round {round}: {stderr:?}");
+        } else {
+            // With --force the second may start after the first finished and replace it.
+            assert!(
+                codes.iter().all(|c| matches!(c, Some(0 | 2))),
+                "round {round}: {codes:?} {stderr:?}"
+            );
+        }
+        assert_eq!(verify_code(&file).0, Some(0), "round {round}");
+        assert_eq!(names_in(race.path()), ["r.sql.gz", "r.sql.gz.sha256"]);
+    }
 }

@@ -481,3 +481,154 @@ fn unreachable_cluster_exits_3_and_bad_usage_exits_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// Creates a bare pod from JSON and waits until its first container runs (and, with
+/// `ready`, until the pod is Ready).
+async fn run_pod(ns: &TestNamespace, pod: Value, ready: bool) -> String {
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let pods: Api<Pod> = ns.kube.api();
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).unwrap(),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let pod = pods.get(&name).await.unwrap();
+        let status = pod.status.unwrap_or_default();
+        let running = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        let is_ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if running && (is_ready || !ready) {
+            return name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {name} never ran: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_password_never_reaches_the_logs() {
+    const SECRET: &str = "KdbProbeSecret42";
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "check-redact", &[]).await;
+    let secrets: Api<Secret> = ns.kube.api();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "handmade"},
+                "stringData": {"root-password": SECRET},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // A hand-made MariaDB whose readiness probe carries the root password literally, as
+    // copied from many a tutorial.
+    let pod = run_pod(
+        &ns,
+        json!({
+            "metadata": {"name": "handmade"},
+            "spec": {"containers": [{
+                "name": "mariadb",
+                "image": common::mariadb_image(),
+                "imagePullPolicy": "IfNotPresent",
+                "env": [{"name": "MARIADB_ROOT_PASSWORD",
+                         "valueFrom": {"secretKeyRef": {"name": "handmade", "key": "root-password"}}}],
+                "readinessProbe": {
+                    "exec": {"command": ["mysqladmin", "-uroot", format!("-p{SECRET}"), "ping"]},
+                    "periodSeconds": 2,
+                },
+                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+            }]},
+        }),
+        true,
+    )
+    .await;
+    for verbosity in ["-v", "-vv", "-vvv"] {
+        let output = ns
+            .bin("kubectl-dbcheck")
+            .args([&pod, verbosity])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "{verbosity} shows the probe's password:\n{stdout}\n{stderr}"
+        );
+        // The probe's command was run and logged, with its password replaced.
+        assert!(stderr.contains("mysqladmin"), "{verbosity}: {stderr}");
+        assert!(stderr.contains("-p***"), "{verbosity}: {stderr}");
+        // From -vv on kube logs each request's URL: an exec's carries the command.
+        if verbosity != "-v" {
+            assert!(stderr.contains("command=***"), "{verbosity}: {stderr}");
+        }
+        assert!(stdout.contains("probe.readiness"), "{verbosity}: {stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_output_kept_for_checks_is_capped() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "check-cap", &[]).await;
+    let pod = run_pod(
+        &ns,
+        json!({
+            "metadata": {"name": "chatty"},
+            "spec": {"containers": [{
+                "name": "postgres",
+                "image": common::postgres_image(),
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            }]},
+        }),
+        false,
+    )
+    .await;
+    // 64 MiB on stdout and 8 MiB on stderr, far beyond the caps.
+    let pods: Api<Pod> = ns.kube.api();
+    let command = kubectl_db::exec::script_command(
+        r#"head -c "$1" /dev/zero | tr '\0' o; head -c "$2" /dev/zero | tr '\0' e >&2; printf END >&2"#,
+        &["67108864", "8388608"],
+    );
+    let output = kubectl_db::exec::run(
+        &pods,
+        &pod,
+        Some("postgres"),
+        &command,
+        None,
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", output.status);
+    assert_eq!(output.stdout.len(), kubectl_db::exec::STDOUT_KEEP);
+    assert_eq!(
+        output.stdout_dropped,
+        (64u64 << 20) - kubectl_db::exec::STDOUT_KEEP as u64
+    );
+    assert!(output.stdout.iter().all(|&b| b == b'o'));
+    assert_eq!(output.stderr.len(), kubectl_db::exec::STDERR_KEEP);
+    assert_eq!(
+        output.stderr_dropped,
+        (8u64 << 20) + 3 - kubectl_db::exec::STDERR_KEEP as u64
+    );
+    // stderr keeps its end, where the error is.
+    assert!(output.stderr.ends_with(b"eeeEND"));
+    assert!(output.stdout_text().ends_with("more bytes not kept]"));
+    assert!(output.stderr_text().starts_with("[output cut:"));
+}

@@ -640,47 +640,21 @@ fn bad_input_is_refused_before_any_api_call() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("kubectl-dbpersist"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
+/// Runs `dbpersist TARGET --yes -o json`, sends `signal` 4 s after it announced the delete
+/// (while it waits for the replacement pod), and returns its output and stderr.
+fn interrupt_while_waiting(
+    ns: &TestNamespace,
+    target: &str,
+    signal: &str,
+) -> (std::process::Output, String) {
     use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
-
-    let kubeconfig = require_cluster!();
-    let ns = TestNamespace::create(&kubeconfig, "persist-int", &[]).await;
-    let mut sts = hand_made(
-        "slowstop",
-        Engine::Mariadb,
-        &common::mariadb_image(),
-        1,
-        false,
-        true,
-    );
-    // The old pod takes 20 s to terminate, so the Ctrl-C lands while dbpersist waits.
-    let pod_spec = sts.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
-    pod_spec.containers[0].lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
-        pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
-            exec: Some(ExecAction {
-                command: Some(vec!["sleep".into(), "20".into()]),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    create_hand_made(&ns, sts, true).await;
 
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbpersist"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
-            "slowstop-0",
-            "--delete-ephemeral-data",
-            "--yes",
-            "-o",
-            "json",
-        ])
+        .args(["-n", &ns.name, target, "--yes", "-o", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -692,13 +666,67 @@ async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
     assert!(announced.starts_with("will delete pod"), "{announced}");
     std::thread::sleep(Duration::from_secs(4));
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
+    (output, rest)
+}
+
+/// A hand-made MariaDB StatefulSet whose old pod takes 20 s to terminate, so a signal
+/// lands while dbpersist waits for the replacement.
+fn slow_stopping(name: &str, persistent: bool) -> StatefulSet {
+    let mut sts = hand_made(
+        name,
+        Engine::Mariadb,
+        &common::mariadb_image(),
+        1,
+        persistent,
+        true,
+    );
+    let pod_spec = sts.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    pod_spec.containers[0].lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".into(), "20".into()]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    sts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_the_delete_reports_like_ctrl_c() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "persist-term", &[]).await;
+    create_hand_made(&ns, slow_stopping("slowterm", true), true).await;
+    let (output, rest) = interrupt_while_waiting(&ns, "slowterm-0", "TERM");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no report after SIGTERM ({e}); stderr: {rest}"));
+    assert_eq!(output.status.code(), Some(130), "{rest}\n{report:#}");
+    assert_eq!(report["verdict"], "INTERRUPTED", "{report:#}");
+    assert_eq!(report["exit_code"], 130, "{report:#}");
+    assert_eq!(step(&report, "delete pod")["result"], "passed");
+    assert_eq!(step(&report, "wait for new pod")["result"], "interrupted");
+    assert!(
+        rest.contains("error: interrupted during wait for new pod"),
+        "{rest}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "persist-int", &[]).await;
+    let sts = slow_stopping("slowstop", true);
+    create_hand_made(&ns, sts, true).await;
+
+    let (output, rest) = interrupt_while_waiting(&ns, "slowstop-0", "INT");
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("no report after Ctrl-C ({e}); stderr: {rest}"));
     assert_eq!(output.status.code(), Some(130), "{rest}\n{report:#}");
@@ -727,7 +755,6 @@ async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
         &ns,
         &[
             "slowstop-0",
-            "--delete-ephemeral-data",
             "--yes",
             "--timeout",
             "5s",

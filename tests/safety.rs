@@ -950,56 +950,23 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     .await;
     let dir = tempfile::tempdir().unwrap();
 
-    // SIGINT during a dump: non-zero, no file under the final name, no .partial left.
-    let file = dir.path().join("sigint.sql");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
-            "postgres",
-            "-f",
-            &file.display().to_string(),
-            "--compress",
-            "none",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let partial = dir.path().join("sigint.sql.partial");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 1_000_000 {
-        assert!(
-            Instant::now() < deadline,
-            "dump did not start: {:?}",
-            files_in(dir.path())
+    // SIGINT or SIGTERM during a dump: exit 130, no file under the final name, no .partial
+    // left.
+    for signal in ["INT", "TERM"] {
+        let output = interrupt_dump(&ns, dir.path(), signal);
+        let stderr = text(&output.stderr);
+        eprintln!(
+            "SIG{signal} dump: exit {:?}: {stderr}",
+            output.status.code()
         );
+        assert_eq!(output.status.code(), Some(130), "SIG{signal}: {stderr}");
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "dump ended before the interrupt"
+            stderr.contains(&format!("interrupted by SIG{signal}")),
+            "{stderr}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let left = files_in(dir.path());
+        assert!(left.is_empty(), "SIG{signal} dump left {left:?}: {stderr}");
     }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = text(&output.stderr);
-    assert_ne!(
-        output.status.code(),
-        Some(0),
-        "interrupted dump exited 0: {stderr}"
-    );
-    assert!(!file.exists(), "interrupted dump left {}", file.display());
-    let left = files_in(dir.path());
-    assert!(left.is_empty(), "interrupted dump left {left:?}: {stderr}");
-    eprintln!("SIGINT dump: exit {:?}: {stderr}", output.status.code());
-
     // A complete dump to restore from.
     let good = dir.path().join("good.sql.gz");
     let output = ns
@@ -1008,6 +975,8 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    let pods: Api<Pod> = ns.kube.api();
 
     // The pod deleted mid-dump: non-zero, nothing under the final name.
     let cut = dir.path().join("cut.sql");
@@ -1042,7 +1011,6 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pods: Api<Pod> = ns.kube.api();
     pods.delete("postgres-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
@@ -1059,52 +1027,33 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     assert!(!cut.exists(), "cut dump left {}", cut.display());
     assert!(!cut_partial.exists(), "cut dump left its .partial");
 
-    // Wait for the replacement pod, then delete it in the middle of a restore.
     wait_ready(&pods, "postgres-0").await;
-    let restore = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
-            "restore",
-            "postgres",
-            "-f",
-            &good.display().to_string(),
-            "--yes",
-            "-v",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+
+    // SIGTERM in the middle of a restore: exit 130, and it says what that may have left.
+    let restore = spawn_restore(&ns, &good);
+    wait_for_copy(&pods, engine, true).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &restore.id().to_string()])
+        .status()
         .unwrap();
+    assert!(status.success());
+    let output =
+        tokio::task::spawn_blocking(move || wait_bounded(restore, Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("restore still running 60 s after SIGTERM (killed)");
+    let stderr = text(&output.stderr);
+    eprintln!("SIGTERM restore: exit {:?}: {stderr}", output.status.code());
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(stderr.contains("half restored"), "{stderr}");
+    // The server ends the cut-off COPY by itself once the stream is gone.
+    wait_for_copy(&pods, engine, false).await;
+
+    // Delete the pod in the middle of a restore.
+    let restore = spawn_restore(&ns, &good);
     // The restore replaces `big` (DROP ... CREATE ... COPY): delete the pod once the COPY runs.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    // Polled from the `postgres` database: the restore drops and recreates appdb.
-    let poll = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        r#"exec psql -X -tA -U "$POSTGRES_USER" -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%'""#.to_string(),
-    ];
-    loop {
-        let activity = exec::run(
-            &pods,
-            "postgres-0",
-            Some(engine.container_name()),
-            &poll,
-            None,
-            Duration::from_secs(10),
-        )
-        .await
-        .map(|o| o.stdout_text())
-        .unwrap_or_default();
-        if !matches!(activity.trim(), "0" | "") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "restore never reached COPY");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_copy(&pods, engine, true).await;
     pods.delete("postgres-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
@@ -1137,6 +1086,105 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
         error.contains("restor"),
         "the failure does not say the restore broke: {error}"
     );
+}
+
+/// Starts a dump to `dir/sig<signal>.sql`, signals it once 1 MB is written, and returns
+/// how it ended.
+fn interrupt_dump(ns: &TestNamespace, dir: &Path, signal: &str) -> std::process::Output {
+    let file = dir.join(format!("sig{signal}.sql"));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .args([
+            "-n",
+            &ns.name,
+            "postgres",
+            "-f",
+            &file.display().to_string(),
+            "--compress",
+            "none",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = dir.join(format!("sig{signal}.sql.partial"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 1_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "dump did not start: {:?}",
+            files_in(dir)
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "dump ended before the interrupt"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
+/// Starts `restore postgres -f FILE --yes -v`, without waiting.
+fn spawn_restore(ns: &TestNamespace, file: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &ns.kubeconfig)
+        .args([
+            "-n",
+            &ns.name,
+            "restore",
+            "postgres",
+            "-f",
+            &file.display().to_string(),
+            "--yes",
+            "-v",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until a COPY runs in postgres-0 (`running`), or until none does.
+async fn wait_for_copy(pods: &Api<Pod>, engine: Engine, running: bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    // Polled from the `postgres` database: the restore drops and recreates appdb.
+    let poll = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        r#"exec psql -X -tA -U "$POSTGRES_USER" -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%' AND pid <> pg_backend_pid()""#.to_string(),
+    ];
+    loop {
+        let activity = exec::run(
+            pods,
+            "postgres-0",
+            Some(engine.container_name()),
+            &poll,
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|o| o.stdout_text())
+        .unwrap_or_default();
+        let copying = !matches!(activity.trim(), "0" | "");
+        if copying == running && !activity.trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a COPY never {}",
+            if running { "ran" } else { "ended" }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits for a child up to `limit`, collecting its output; kills it and returns None when

@@ -56,6 +56,8 @@ pub struct DumpOptions {
     pub timeout: Duration,
     /// Draw live progress on stderr.
     pub progress: bool,
+    /// Replace an existing file and checksum file (`--force`).
+    pub force: bool,
 }
 
 /// What a dump did (the `-o json` schema).
@@ -109,10 +111,25 @@ pub fn dump_script(engine: Engine, database: Option<&str>) -> String {
     }
 }
 
-/// Bad `--database` values, caught before any API call.
+/// Longest database name both engines accept (PostgreSQL's NAMEDATALEN - 1; MySQL's is 64).
+const DATABASE_NAME_MAX: usize = 63;
+
+/// Bad `--database` values, caught before any API call. Only plain names pass: pg_dump
+/// and psql read a name with `=` or a `postgresql://` prefix as a connection string
+/// (`host=elsewhere dbname=x` would dump another server), and a leading `-` is an option.
 pub fn validate_database(name: &str) -> Result<()> {
-    if name.is_empty() || name.starts_with('-') || name.contains(['\0', '\n']) {
-        return Err(Error::Usage(format!("invalid --database {name:?}")));
+    let plain = !name.is_empty()
+        && name.len() <= DATABASE_NAME_MAX
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'));
+    if !plain {
+        return Err(Error::Usage(format!(
+            "invalid --database {name:?}: a plain database name of at most {DATABASE_NAME_MAX} \
+             letters, digits, '_', '-' and '$', not starting with '-' \
+             (connection strings and options are not accepted)"
+        )));
     }
     Ok(())
 }
@@ -149,7 +166,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         }
     };
     if let Some(path) = &final_path {
-        refuse_existing(path)?;
+        refuse_existing(path, options.force)?;
     }
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let sink: Box<dyn Write + Send> = match &partial {
@@ -173,7 +190,9 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
             options.timeout,
             stream(&pods, &target.pod_name, &target.container, &command, sink, options.compression, &progress),
         ) => result.map_err(|_| Error::Timeout { what: what.clone(), after: options.timeout })?,
-        _ = tokio::signal::ctrl_c() => Err(Error::Failed(format!("{what}: interrupted"))),
+        signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
+            "{what}: interrupted by {signal}; no file was written"
+        ))),
     };
     progress.finish();
     let streamed = streamed?;
@@ -208,15 +227,8 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
 
     let checksum_file = match (&mut partial, &final_path) {
         (Some(partial), Some(path)) => {
-            let checksum = format::checksum_path(path);
-            std::fs::write(&checksum, format::checksum_line(&streamed.sha256, path)).map_err(
-                |source| Error::Io {
-                    action: "write",
-                    path: checksum.display().to_string(),
-                    source,
-                },
-            )?;
-            partial.commit(path)?;
+            let line = format::checksum_line(&streamed.sha256, path);
+            let checksum = partial.commit(path, line.as_bytes(), options.force)?;
             Some(checksum.display().to_string())
         }
         _ => None,
@@ -238,15 +250,35 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     })
 }
 
-/// Refuses to replace an existing backup (a new dump never overwrites an old one).
-pub fn refuse_existing(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Err(Error::Usage(format!(
-            "{} already exists; choose another -f FILE",
+/// Refuses to replace an existing backup or its checksum file unless `force`, and refuses
+/// a `FILE.partial` always: another dump may be writing it. A symlink counts as existing,
+/// dangling or not.
+pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    let partial = format::partial_path(path);
+    if exists(&partial) {
+        return Err(Error::Refused(format!(
+            "{} exists: another dump is writing {}, or one was killed; remove it when no dump is running",
+            partial.display(),
             path.display()
         )));
     }
+    if force {
+        return Ok(());
+    }
+    for existing in [path.to_path_buf(), format::checksum_path(path)] {
+        if exists(&existing) {
+            return Err(Error::Usage(format!(
+                "{} already exists; choose another -f FILE, or pass --force to replace it",
+                existing.display()
+            )));
+        }
+    }
     Ok(())
+}
+
+/// True when anything (a file, a directory, a symlink even dangling) has this name.
+fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
 }
 
 struct Streamed {
@@ -337,21 +369,7 @@ async fn stream(
 
 /// Collects a stream, keeping at most its last `keep` bytes.
 pub(super) async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let Some(mut reader) = reader else {
-        return kept;
-    };
-    let mut buf = vec![0u8; 16 << 10];
-    while let Ok(n) = reader.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > keep {
-            kept.drain(..kept.len() - keep);
-        }
-    }
-    kept
+    exec::capture(reader, exec::Keep::Tail(keep)).await.bytes
 }
 
 struct Written {
@@ -423,46 +441,134 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// `FILE.partial`, deleted when dropped unless committed under its final name.
+/// `FILE.partial`, created exclusively and deleted when dropped unless committed under
+/// its final name. Exclusive creation (`O_CREAT|O_EXCL`) never follows a symlink planted
+/// at that name and never shares the file with a concurrent dump to the same path.
 struct PartialFile {
     path: PathBuf,
     file: File,
+    /// `FILE.sha256.partial` while it exists.
+    checksum: Option<PathBuf>,
     committed: bool,
+}
+
+/// Creates a file that must not exist yet, readable and writable by the owner only from
+/// its first instant (dumps hold password hashes; a later chmod would leave a window).
+fn create_exclusive(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 impl PartialFile {
     fn create(final_path: &Path) -> Result<PartialFile> {
         let path = format::partial_path(final_path);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        // Dumps hold password hashes: readable by the owner only.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path).map_err(|source| Error::Io {
-            action: "create",
-            path: path.display().to_string(),
-            source,
+        let file = create_exclusive(&path).map_err(|source| {
+            if source.kind() == io::ErrorKind::AlreadyExists {
+                Error::Refused(format!(
+                    "{} exists: another dump is writing {}, or one was killed; remove it when no dump is running",
+                    path.display(),
+                    final_path.display()
+                ))
+            } else {
+                Error::Io {
+                    action: "create",
+                    path: path.display().to_string(),
+                    source,
+                }
+            }
         })?;
         Ok(PartialFile {
             path,
             file,
+            checksum: None,
             committed: false,
         })
     }
 
-    fn commit(&mut self, final_path: &Path) -> Result<()> {
-        self.file.sync_all().map_err(|source| Error::Io {
-            action: "sync",
-            path: self.path.display().to_string(),
-            source,
-        })?;
-        std::fs::rename(&self.path, final_path).map_err(|source| Error::Io {
-            action: "rename",
-            path: self.path.display().to_string(),
-            source,
-        })?;
+    /// Gives the dump and its checksum file their final names; returns the checksum
+    /// file's. The checksum goes first and the dump last: a dump under its final name
+    /// always has its own checksum next to it, and once this dump's `.partial` name is
+    /// gone (letting another dump start) nothing of this one remains to be renamed.
+    fn commit(&mut self, final_path: &Path, checksum_line: &[u8], force: bool) -> Result<PathBuf> {
+        let io_error = |action: &'static str, path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        self.file.sync_all().map_err(io_error("sync", &self.path))?;
+        let checksum_path = format::checksum_path(final_path);
+        let checksum_partial = format::partial_path(&checksum_path);
+        // Only the holder of FILE.partial writes FILE.sha256.partial, so one found here was
+        // left by a killed dump (removing a symlink removes the link, not its target).
+        if exists(&checksum_partial) {
+            std::fs::remove_file(&checksum_partial)
+                .map_err(io_error("remove", &checksum_partial))?;
+        }
+        self.checksum = Some(checksum_partial.clone());
+        let mut checksum =
+            create_exclusive(&checksum_partial).map_err(io_error("create", &checksum_partial))?;
+        checksum
+            .write_all(checksum_line)
+            .and_then(|()| checksum.sync_all())
+            .map_err(io_error("write", &checksum_partial))?;
+        place(&checksum_partial, &checksum_path, force)?;
+        self.checksum = None;
+        if let Err(err) = place(&self.path, final_path, force) {
+            // Take back the checksum just placed (if it is still ours): it would vouch for
+            // a file that is not this dump.
+            if std::fs::read(&checksum_path).is_ok_and(|text| text == checksum_line) {
+                let _ = std::fs::remove_file(&checksum_path);
+            }
+            return Err(err);
+        }
         self.committed = true;
-        Ok(())
+        Ok(checksum_path)
+    }
+}
+
+/// Gives a finished file its final name. With `force` a rename, which replaces an existing
+/// file atomically. Without, a hard link, which fails when the name exists (even when it
+/// appeared during the dump): the no-replace rename std does not have. Where the file
+/// system has no hard links, a checked rename, racy only in that instant.
+fn place(from: &Path, to: &Path, force: bool) -> Result<()> {
+    let rename = || {
+        std::fs::rename(from, to).map_err(|source| Error::Io {
+            action: "rename",
+            path: from.display().to_string(),
+            source,
+        })
+    };
+    let appeared = || {
+        Error::Refused(format!(
+            "{} appeared during the dump (another dump to the same file?); it was left alone \
+             and this dump was discarded; pass --force to replace it",
+            to.display()
+        ))
+    };
+    if force {
+        return rename();
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            if let Err(err) = std::fs::remove_file(from) {
+                tracing::warn!(path = %from.display(), %err, "failed to remove the temporary name");
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Err(appeared()),
+        Err(err) => {
+            tracing::debug!(%err, "no hard link; renaming after a check");
+            if exists(to) {
+                return Err(appeared());
+            }
+            rename()
+        }
     }
 }
 
@@ -470,6 +576,9 @@ impl Drop for PartialFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.path);
+        }
+        if let Some(checksum) = &self.checksum {
+            let _ = std::fs::remove_file(checksum);
         }
     }
 }
@@ -498,10 +607,89 @@ mod tests {
     }
 
     #[test]
-    fn database_names_that_look_like_flags_are_refused() {
-        assert!(validate_database("-x").is_err());
-        assert!(validate_database("").is_err());
-        assert!(validate_database("appdb").is_ok());
+    fn only_plain_database_names_pass() {
+        for bad in [
+            "-x",
+            "",
+            "host=elsewhere dbname=x",
+            "dbname=x",
+            "postgresql://elsewhere/x",
+            "postgres://u:p@h/x",
+            "a b",
+            "a;b",
+            "x'y",
+            "a\nb",
+            "a\0b",
+            "$(id)",
+            &"a".repeat(64),
+        ] {
+            let err = validate_database(bad).expect_err(bad);
+            assert_eq!(err.exit_code(), crate::cli::exit::USAGE, "{bad}");
+        }
+        for good in ["appdb", "app_db", "App-2", "db$1", &"a".repeat(63)] {
+            assert!(validate_database(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn partial_files_are_exclusive_private_and_never_replace() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("d.sql");
+
+        // A symlink planted at FILE.partial is neither followed nor removed.
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, format::partial_path(&final_path)).unwrap();
+        assert!(refuse_existing(&final_path, true).is_err());
+        let err = PartialFile::create(&final_path).err().unwrap();
+        assert_eq!(err.exit_code(), crate::cli::exit::USAGE, "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        std::fs::remove_file(format::partial_path(&final_path)).unwrap();
+
+        // One holder at a time; mode 0600 from creation.
+        let mut first = PartialFile::create(&final_path).unwrap();
+        assert!(PartialFile::create(&final_path).is_err());
+        let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        first.file.write_all(b"one").unwrap();
+
+        // The final name appearing meanwhile is left alone, and nothing of ours remains.
+        std::fs::write(&final_path, "other").unwrap();
+        let err = first.commit(&final_path, b"sum1\n", false).unwrap_err();
+        assert_eq!(err.exit_code(), crate::cli::exit::USAGE, "{err}");
+        drop(first);
+        assert_eq!(std::fs::read_to_string(&final_path).unwrap(), "other");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["d.sql", "precious"]);
+
+        // --force replaces both files.
+        std::fs::write(format::checksum_path(&final_path), "old sum").unwrap();
+        assert!(refuse_existing(&final_path, false).is_err());
+        refuse_existing(&final_path, true).unwrap();
+        let mut second = PartialFile::create(&final_path).unwrap();
+        second.file.write_all(b"two").unwrap();
+        let checksum = second.commit(&final_path, b"sum2\n", true).unwrap();
+        drop(second);
+        assert_eq!(std::fs::read_to_string(&final_path).unwrap(), "two");
+        assert_eq!(std::fs::read_to_string(&checksum).unwrap(), "sum2\n");
+        let mode = std::fs::metadata(&final_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!exists(&format::partial_path(&final_path)));
+        assert!(!exists(&format::partial_path(&checksum)));
+
+        // Without --force into a free name: linked, temporary names gone.
+        let fresh = dir.path().join("e.sql");
+        let mut third = PartialFile::create(&fresh).unwrap();
+        third.file.write_all(b"three").unwrap();
+        third.commit(&fresh, b"sum3\n", false).unwrap();
+        drop(third);
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "three");
+        assert!(!exists(&format::partial_path(&fresh)));
     }
 
     #[test]

@@ -168,7 +168,7 @@ pub async fn restore(
             options.timeout,
             stream(&pods, &pod, &target.container, &command, file, kind, &progress),
         ) => result.map_err(|_| Error::Timeout { what: what.clone(), after: options.timeout })?,
-        _ = tokio::signal::ctrl_c() => Err(Error::Failed(format!("{what}: interrupted; the databases may be half restored"))),
+        signal = crate::cli::interrupted() => Err(Error::Interrupted(format!("{what}: interrupted by {signal}; the databases may be half restored"))),
         // An exec stream to a deleted pod can stay open with nobody reading its stdin.
         () = pod_replaced(&pods, &pod, uid) => Err(Error::Failed(format!(
             "{what}: pod {pod} was deleted during the restore; the databases may be half restored"

@@ -54,9 +54,14 @@ struct DumpArgs {
     /// Compression of the file
     #[arg(long, value_enum, default_value = "gzip")]
     compress: Compression,
-    /// Dump this database only (pg_dump --create / mysqldump --databases)
+    /// Dump this database only (pg_dump --create / mysqldump --databases); a plain name:
+    /// connection strings (`host=... dbname=...`) and options are refused
     #[arg(long, value_name = "DB")]
     database: Option<String>,
+    /// Replace an existing FILE and FILE.sha256 (atomically, when the dump is complete);
+    /// without it an existing one is refused (exit 2)
+    #[arg(long)]
+    force: bool,
     /// Time limit for the whole dump
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
@@ -202,7 +207,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         ));
     }
     if let Destination::File(path) = &destination {
-        backup::dump::refuse_existing(path)?;
+        backup::dump::refuse_existing(path, args.force)?;
         if let Some(named) = Compression::from_file_name(&path.to_string_lossy())
             && named != args.compress
         {
@@ -222,6 +227,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         database: args.database,
         timeout: args.timeout,
         progress: global.show_progress(),
+        force: args.force,
     };
     let report = backup::dump(&kube, &options).await?;
     match args.output {

@@ -406,10 +406,10 @@ async fn inside_facts(
     };
     let engine = target.engine;
     let sql = inside::overview_sql(engine).as_bytes();
-    let permissions = sh(inside::permissions_script(engine, &mount));
+    let permissions = inside::permissions_command(engine, &mount);
     let query = sh(engine.sql_script().to_string());
     let status = sh(inside::status_script(engine).to_string());
-    let volume = sh(inside::volume_script(&mount));
+    let volume = inside::volume_command(&mount);
     let (readiness, permissions, sql, status, volume) = tokio::join!(
         readiness,
         timed(&pods, pod, container, &permissions, None, timeout),

@@ -58,18 +58,20 @@ impl InsideFacts {
 }
 
 /// `id`, then the data directory (PGDATA, else the engine's data dir, else the mount),
-/// its owner, mode and whether this uid can write it.
-pub fn permissions_script(engine: Engine, mount: &str) -> String {
-    format!(
+/// its owner, mode and whether this uid can write it. The mount path (from the pod spec)
+/// is an argument of the script, never part of it.
+pub fn permissions_command(engine: Engine, mount: &str) -> Vec<String> {
+    let script = format!(
         r#"echo "id=$(id)"
 d=""
-for c in "${{PGDATA:-}}" "{data_dir}" "{mount}"; do if [ -n "$c" ] && [ -d "$c" ]; then d="$c"; break; fi; done
+for c in "${{PGDATA:-}}" "{data_dir}" "$1"; do if [ -n "$c" ] && [ -d "$c" ]; then d="$c"; break; fi; done
 echo "dir=$d"
 [ -n "$d" ] || exit 0
 echo "stat=$(stat -c '%u:%g %a' "$d" 2>/dev/null)"
 if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#,
         data_dir = engine.data_dir(),
-    )
+    );
+    crate::exec::script_command(&script, &[mount])
 }
 
 /// SQL printing `key<TAB>value` rows: version, uptime, connections, max_connections, databases.
@@ -104,9 +106,9 @@ MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec "$a" -uroot -h127.0.0.1 -P3306 --connect-t
     }
 }
 
-/// `df` in POSIX format on the data volume's mount.
-pub fn volume_script(mount: &str) -> String {
-    format!("exec df -P '{}'", mount.replace('\'', ""))
+/// `df` in POSIX format on the data volume's mount (an argument, never script text).
+pub fn volume_command(mount: &str) -> Vec<String> {
+    crate::exec::script_command(r#"exec df -P -- "$1""#, &[mount])
 }
 
 /// `key -> values` from tab-separated rows; keys lower-cased, MySQL's names mapped to ours.
@@ -410,10 +412,42 @@ mod tests {
         for engine in Engine::ALL {
             let script = status_script(engine);
             assert!(!script.contains("-p\""), "{script}");
-            assert!(
-                permissions_script(engine, "/data").contains("test -w")
-                    || permissions_script(engine, "/data").contains("[ -w")
-            );
+            let script = &permissions_command(engine, "/data")[2];
+            assert!(script.contains("test -w") || script.contains("[ -w"));
         }
+    }
+
+    #[test]
+    fn mount_paths_reach_the_shell_as_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let pwned = dir.path().join("pwned");
+        // Run in `dir`: any `touch pwned` that runs as code creates dir/pwned.
+        let hostile = format!(
+            "{}/m'\"; touch pwned #$(touch pwned)`touch pwned`",
+            dir.path().display()
+        );
+        std::fs::create_dir(&hostile).unwrap();
+        for command in [
+            permissions_command(Engine::Mariadb, &hostile),
+            volume_command(&hostile),
+        ] {
+            assert!(!command[2].contains("touch"), "{command:?}");
+            let output = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .current_dir(dir.path())
+                .env_remove("PGDATA")
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            assert!(!pwned.exists(), "the mount path ran as code: {command:?}");
+        }
+        let output = std::process::Command::new("sh")
+            .args(&permissions_command(Engine::Mariadb, &hostile)[1..])
+            .current_dir(dir.path())
+            .env_remove("PGDATA")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(&format!("dir={hostile}")), "{text}");
     }
 }

@@ -297,19 +297,22 @@ pub(super) fn probes_configured(facts: &Facts) -> Check {
     } else {
         found.join(", ")
     };
-    let commands: Vec<String> = [
+    let commands: Vec<&Vec<String>> = [
         &container.readiness_probe,
         &container.liveness_probe,
         &container.startup_probe,
     ]
     .into_iter()
     .flatten()
-    .filter_map(|p| p.exec.as_ref()?.command.as_ref().map(|c| c.join(" ")))
+    .filter_map(|p| p.exec.as_ref()?.command.as_ref())
     .collect();
-    if commands
-        .iter()
-        .any(|c| c.contains("-p$") || c.contains("-p\"$") || c.contains("--password="))
-    {
+    if commands.iter().any(|command| {
+        let c = command.join(" ");
+        c.contains("-p$")
+            || c.contains("-p\"$")
+            || c.contains("--password=")
+            || crate::exec::carries_password(command)
+    }) {
         return Check::new(NAME, Verdict::Warn, format!("{evidence}; a probe passes a password on its command line"))
             .fix("read it from the environment instead (MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" mysqladmin ...): command lines show in the process list");
     }

@@ -176,6 +176,29 @@ fn crash_loop_shows_the_log_and_names_the_bad_setting() {
 }
 
 #[test]
+fn a_literal_password_in_a_probe_is_flagged_without_being_shown() {
+    let mut facts = facts("good-0", &[]);
+    let pod = facts.pod.as_mut().unwrap();
+    let container = &mut pod.spec.as_mut().unwrap().containers[0];
+    container.readiness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(vec![
+                "mysqladmin".into(),
+                "-uroot".into(),
+                "-pS3cretValue".into(),
+                "ping".into(),
+            ]),
+        }),
+        ..Default::default()
+    });
+    let check = probes_configured(&facts);
+    assert_eq!(check.verdict, Verdict::Warn);
+    assert!(check.evidence.contains("password on its command line"));
+    let shown = format!("{check:?}");
+    assert!(!shown.contains("S3cretValue"), "{shown}");
+}
+
+#[test]
 fn readiness_failing_while_the_server_answers_blames_the_probe() {
     let mut facts = facts("notready-0", &[]);
     facts.inside.readiness = Outcome::Done(Run {

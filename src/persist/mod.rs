@@ -425,7 +425,7 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + options.timeout;
     let interrupted = tokio::select! {
         () = after_delete(kube, plan, options, &before, created, deadline, progress, &mut report) => false,
-        _ = tokio::signal::ctrl_c() => true,
+        _ = crate::cli::interrupted() => true,
     };
     if interrupted {
         report.interrupt();
