@@ -31,7 +31,15 @@
 #   - kubelet changes vm.overcommit_memory, kernel.panic, kernel.panic_on_oops and
 #     containerd/kubelet write a few paths outside the state dir: `down` restores them.
 #
+# CSI snapshot stack (test infrastructure, `csi-up`/`csi-down`; `up` runs csi-up only with
+# KDB_CSI=1): the snapshot.storage.k8s.io CRDs, snapshot-controller, csi-snapshotter and
+# csi-provisioner (external-snapshotter v8.7.0, external-provisioner v6.4.0, wrapper module
+# csi/go.mod) and a hostPath CSI driver (csi/driver) that registers itself with kubelet, all
+# host processes on the admin kubeconfig; StorageClass csi-hostpath (not default) and the
+# default VolumeSnapshotClass csi-hostpath-snapclass.
+#
 # Usage: cluster.sh deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]
+#                   |csi-build|csi-up|csi-down [--purge]
 #   KDB_CLUSTER_STATE (default /var/tmp/kubectl-db-cluster)  state, data, logs, kubeconfig
 #   KDB_CACHE         (default ~/.cache/kubectl-db)          binaries and image tarballs
 #   KDB_API_PORT      (default 16443)
@@ -62,12 +70,27 @@ APT_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 debo
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner coredns)
 
+# CSI snapshot stack (csi/, `csi-up`): the hostPath CSI driver and the real sidecars.
+CSI_DRIVER=csi-hostpath.kubectl-db.local
+CSI_CLASS=csi-hostpath
+CSI_SNAPSHOT_CLASS=csi-hostpath-snapclass
+CSI_DAEMONS=(csi-driver csi-provisioner csi-snapshotter snapshot-controller)
+CSI_TOOLS=(github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller
+           github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter
+           github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
+CSI_CLIENT_MODULE=github.com/kubernetes-csi/external-snapshotter/client/v8
+CSI_CACHE=$CACHE/csi
+CSI_BIN=$CSI_CACHE/bin
+
 KUBECONFIG_FILE=$STATE/kubeconfig
 PKI=$STATE/pki
 RUN=$STATE/run
 LOGS=$STATE/logs
 CTRD=$STATE/containerd
 CTRD_SOCK=$CTRD/containerd.sock
+CSI_STATE=$STATE/csi
+CSI_SOCK=$CSI_STATE/csi.sock
+CSI_REG_SOCK=$STATE/kubelet/plugins_registry/$CSI_DRIVER-reg.sock
 
 log() { echo "[cluster] $*" >&2; }
 die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
@@ -206,6 +229,38 @@ build_coredns() {
     find "$BIN" -maxdepth 1 -name 'kdb-coredns-*' ! -name "${out##*/}" -delete
   fi
   ln -sfn "${out##*/}" "$BIN/kdb-coredns"
+}
+
+# The CSI sidecars (keyed by csi/go.mod + go.sum; cold ~11 min on 2 busy cores), the
+# snapshot CRDs copied from the client/v8 module beside them, and the driver (keyed by its
+# source). Cached under $CSI_CACHE; bin/ holds symlinks to the current ones.
+build_csi() {
+  local dir=$HERE/csi sum sc drv t
+  sum=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
+  sc=$CSI_CACHE/sidecars-$sum
+  if [[ ! -x $sc/csi-provisioner || ! -x $sc/csi-snapshotter || ! -x $sc/snapshot-controller ||
+        ! -s $sc/crd/snapshot.storage.k8s.io_volumesnapshots.yaml ]]; then
+    need_go
+    log "building ${CSI_TOOLS[*]##*/} (cold: ~11 min on 2 busy cores)"
+    rm -rf "$sc.tmp"; mkdir -p "$sc.tmp/crd"
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$sc.tmp/" "${CSI_TOOLS[@]}")
+    cp "$(cd "$dir" && go list -m -f '{{.Dir}}' "$CSI_CLIENT_MODULE")"/config/crd/*.storage.k8s.io_*.yaml "$sc.tmp/crd/"
+    rm -rf "$sc"; mv "$sc.tmp" "$sc"
+    find "$CSI_CACHE" -maxdepth 1 -name 'sidecars-*' ! -name "${sc##*/}" -exec rm -rf {} +
+  fi
+  sum=$(cat "$dir/driver/main.go" "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
+  drv=$CSI_CACHE/kdb-csi-driver-$sum
+  if [[ ! -x $drv ]]; then
+    need_go
+    log "building the hostPath CSI driver"
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$drv.tmp" ./driver)
+    mv "$drv.tmp" "$drv"
+    find "$CSI_CACHE" -maxdepth 1 -name 'kdb-csi-driver-*' ! -name "${drv##*/}" -delete
+  fi
+  mkdir -p "$CSI_BIN"
+  for t in "${CSI_TOOLS[@]}"; do ln -sfn "../${sc##*/}/${t##*/}" "$CSI_BIN/${t##*/}"; done
+  ln -sfn "../${sc##*/}/crd" "$CSI_BIN/crd"
+  ln -sfn "../${drv##*/}" "$CSI_BIN/kdb-csi-driver"
 }
 
 build_images() {
@@ -570,6 +625,139 @@ EOF
   start coredns "$BIN/kdb-coredns" -conf "$STATE/coredns/Corefile"
 }
 
+# --- CSI snapshot stack ----------------------------------------------------------------------
+csi_enabled() { [[ -e $CSI_STATE/enabled ]]; }
+
+apply_snapshot_crds() {
+  local f
+  for f in "$CSI_BIN"/crd/*.yaml; do
+    # Server-side: the VolumeSnapshotContent CRD is too big for the last-applied annotation.
+    KC_TIMEOUT=60 kc apply --server-side --force-conflicts -f "$f" >/dev/null
+  done
+  KC_TIMEOUT=60 kc wait --for condition=established --timeout=50s \
+    crd/volumesnapshots.snapshot.storage.k8s.io crd/volumesnapshotcontents.snapshot.storage.k8s.io \
+    crd/volumesnapshotclasses.snapshot.storage.k8s.io crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io \
+    crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io \
+    crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io >/dev/null
+}
+
+apply_csi_objects() {
+  # attachRequired false: there is no external-attacher; fsGroupPolicy File: kubelet applies
+  # a pod's fsGroup to the volume, as on a real block-backed CSI volume.
+  kc apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: $CSI_DRIVER
+spec:
+  attachRequired: false
+  podInfoOnMount: false
+  fsGroupPolicy: File
+  volumeLifecycleModes: [Persistent]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $CSI_CLASS
+provisioner: $CSI_DRIVER
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata:
+  name: $CSI_SNAPSHOT_CLASS
+  annotations:
+    snapshot.storage.kubernetes.io/is-default-class: "true"
+driver: $CSI_DRIVER
+deletionPolicy: Delete
+EOF
+}
+
+csi_registered() {
+  kc get csinode "$NODE_NAME" -o 'jsonpath={.spec.drivers[*].name}' | tr ' ' '\n' | grep -qxF "$CSI_DRIVER"
+}
+
+start_csi() {
+  mkdir -p "$CSI_STATE" "$STATE/kubelet/plugins_registry"
+  start csi-driver "$CSI_BIN/kdb-csi-driver" --endpoint "$CSI_SOCK" --root "$CSI_STATE" \
+    --node-id "$NODE_NAME" --registration-dir "$STATE/kubelet/plugins_registry" --name "$CSI_DRIVER"
+  wait_for "CSI driver socket" 30 test -S "$CSI_SOCK"
+  wait_for "CSI driver registered with kubelet (CSINode $NODE_NAME)" 60 csi_registered
+  start csi-provisioner "$CSI_BIN/csi-provisioner" --csi-address="$CSI_SOCK" \
+    --kubeconfig="$KUBECONFIG_FILE" --leader-election=false --timeout=60s --v=2
+  start csi-snapshotter "$CSI_BIN/csi-snapshotter" --csi-address="$CSI_SOCK" \
+    --kubeconfig="$KUBECONFIG_FILE" --leader-election=false --timeout=60s --v=2
+  start snapshot-controller "$CSI_BIN/snapshot-controller" --kubeconfig="$KUBECONFIG_FILE" \
+    --leader-election=false --v=2
+  sleep 2
+  check_csi_processes
+}
+
+check_csi_processes() {
+  local n bad=0
+  for n in "${CSI_DAEMONS[@]}"; do
+    alive "$n" || { log "$n is not running: see $LOGS/$n.log"; bad=1; }
+  done
+  ((bad == 0)) || die "some CSI components are not running"
+}
+
+# csi-up: on a running cluster (also run by `up` when KDB_CSI=1).
+cmd_csi_up() {
+  local t0=$SECONDS
+  [[ $(id -u) == 0 ]] || die "run as root"
+  alive kube-apiserver && alive kubelet || die "the cluster is not running: run '$0 up' first"
+  phase "build csi (cached)" build_csi
+  phase "snapshot CRDs" apply_snapshot_crds
+  phase "CSIDriver, StorageClass $CSI_CLASS, VolumeSnapshotClass $CSI_SNAPSHOT_CLASS" apply_csi_objects
+  mkdir -p "$CSI_STATE"; touch "$CSI_STATE/enabled"
+  phase "csi driver + sidecars" start_csi
+  log "csi up in $((SECONDS - t0))s — StorageClass $CSI_CLASS, VolumeSnapshotClass $CSI_SNAPSHOT_CLASS (default)"
+}
+
+stop_csi_sidecars() { stop snapshot-controller; stop csi-snapshotter; stop csi-provisioner; }
+stop_csi_driver() {
+  stop csi-driver
+  rm -f "$CSI_SOCK" "$CSI_REG_SOCK"
+}
+
+# csi-down [--purge]: stop the CSI processes. Volumes, snapshots and API objects stay, so a
+# later csi-up serves them again (a pod still using a CSI volume keeps its bind mount).
+# --purge also deletes the CSI classes, the CSIDriver and the volume/snapshot data; it
+# refuses while PVs or VolumeSnapshotContents of the driver exist. The CRDs stay (they go
+# with the cluster's etcd at `down`).
+cmd_csi_down() {
+  local purge=${1:-} left
+  [[ $(id -u) == 0 ]] || die "run as root"
+  if [[ $purge == --purge ]] && alive kube-apiserver; then
+    left=$(kc get pv -o jsonpath="{range .items[?(@.spec.csi.driver==\"$CSI_DRIVER\")]}{.metadata.name} {end}")
+    left+=$(kc get volumesnapshotcontents -o jsonpath="{range .items[?(@.spec.driver==\"$CSI_DRIVER\")]}{.metadata.name} {end}" 2>/dev/null || true)
+    [[ -z ${left// /} ]] || die "csi-down --purge: delete these first (PVCs/VolumeSnapshots using them): $left"
+  fi
+  stop_csi_sidecars
+  stop_csi_driver
+  rm -f "$CSI_STATE/enabled"
+  if [[ $purge == --purge ]]; then
+    if alive kube-apiserver; then
+      kc delete volumesnapshotclass "$CSI_SNAPSHOT_CLASS" --ignore-not-found >/dev/null 2>&1 || true
+      kc delete storageclass "$CSI_CLASS" --ignore-not-found >/dev/null
+      kc delete csidriver "$CSI_DRIVER" --ignore-not-found >/dev/null
+    fi
+    rm -rf "$CSI_STATE"
+  fi
+  log "csi down"
+}
+
+csi_status() {
+  local n rc=0
+  for n in "${CSI_DAEMONS[@]}"; do
+    if alive "$n"; then printf '%-24s running (pid %s)\n' "$n" "$(pid_of "$n")"
+    elif csi_enabled; then printf '%-24s stopped\n' "$n"; rc=1
+    else printf '%-24s off (csi-up, or up with KDB_CSI=1)\n' "$n"; fi
+  done
+  return $rc
+}
+
 # --- up / down / status --------------------------------------------------------------------
 node_ready() {
   [[ $(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
@@ -597,6 +785,8 @@ cmd_up() {
   phase "dns" start_coredns
   phase "default ServiceAccount" wait_for "default ServiceAccount" 60 default_sa
   check_processes
+  # The CSI snapshot stack is opt-in for now (KDB_CSI=1): CI's `up` is unchanged.
+  if [[ ${KDB_CSI:-} == 1 ]]; then phase "csi snapshot stack" cmd_csi_up; fi
   log "cluster up in $((SECONDS - t0))s — API https://127.0.0.1:$API_PORT"
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
@@ -614,6 +804,7 @@ check_processes() {
 remove_pods() {
   if alive kube-apiserver && alive kubelet; then
     stop kube-controller-manager; stop kube-scheduler; stop provisioner; stop coredns
+    stop_csi_sidecars
     KC_TIMEOUT=30 kc delete pods --all --all-namespaces --force --grace-period=0 --wait=false >/dev/null 2>&1 || true
     local i
     for ((i = 0; i < 30; i++)); do
@@ -622,6 +813,8 @@ remove_pods() {
     done
   fi
   stop kubelet
+  # The CSI driver outlives kubelet: kubelet unpublishes CSI volumes while tearing pods down.
+  stop_csi_sidecars; stop_csi_driver
   if alive containerd; then
     local id
     for id in $(ctr_ -n k8s.io tasks ls -q 2>/dev/null); do
@@ -687,7 +880,8 @@ cmd_down() {
   phase "restore host" restore_host
   # Cluster data goes; the containerd image store stays (fast warm `up`) unless --purge.
   rm -rf "$STATE/etcd" "$STATE/kubelet" "$STATE/volumes" "$STATE/cni" "$LOGS" "$RUN" \
-         "$CTRD/state" "$STATE/pki" "$STATE"/*.kubeconfig "$KUBECONFIG_FILE" "$STATE/kubelet-config.yaml" "$STATE/coredns"
+         "$CTRD/state" "$STATE/pki" "$STATE"/*.kubeconfig "$KUBECONFIG_FILE" "$STATE/kubelet-config.yaml" "$STATE/coredns" \
+         "$CSI_STATE"
   if [[ $purge == --purge ]]; then rm -rf "$STATE"; fi
   log "cluster down in $((SECONDS - t0))s"
 }
@@ -704,9 +898,13 @@ cmd_status() {
     if alive "$n"; then printf '%-24s running (pid %s)\n' "$n" "$(pid_of "$n")"
     else printf '%-24s stopped\n' "$n"; rc=1; fi
   done
+  csi_status || rc=1
   if alive kube-apiserver; then
     kc get nodes -o wide 2>&1 || rc=1
     kc get storageclass 2>&1 || true
+    if kc get crd volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null 2>&1; then
+      kc get volumesnapshotclass 2>&1 || true
+    fi
   fi
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
   return $rc
@@ -739,7 +937,10 @@ main() {
     status) cmd_status ;;
     env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
     restart-apiserver) cmd_restart_apiserver "$@" ;;
-    *) echo "usage: $0 deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]" >&2; exit 2 ;;
+    csi-build) build_csi ;;
+    csi-up) cmd_csi_up ;;
+    csi-down) cmd_csi_down "$@" ;;
+    *) echo "usage: $0 deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]|csi-build|csi-up|csi-down [--purge]" >&2; exit 2 ;;
   esac
 }
 
