@@ -628,17 +628,24 @@ EOF
 # --- CSI snapshot stack ----------------------------------------------------------------------
 csi_enabled() { [[ -e $CSI_STATE/enabled ]]; }
 
+SNAPSHOT_CRDS=(volumesnapshots.snapshot.storage.k8s.io volumesnapshotcontents.snapshot.storage.k8s.io
+               volumesnapshotclasses.snapshot.storage.k8s.io
+               volumegroupsnapshots.groupsnapshot.storage.k8s.io
+               volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io
+               volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io)
+
 apply_snapshot_crds() {
-  local f
+  local f c
+  # Remember which CRDs csi-up created, so `csi-down --purge` removes only those.
+  mkdir -p "$CSI_STATE"
+  for c in "${SNAPSHOT_CRDS[@]}"; do
+    kc get crd "$c" >/dev/null 2>&1 || echo "$c" >>"$CSI_STATE/crds.created"
+  done
   for f in "$CSI_BIN"/crd/*.yaml; do
     # Server-side: the VolumeSnapshotContent CRD is too big for the last-applied annotation.
     KC_TIMEOUT=60 kc apply --server-side --force-conflicts -f "$f" >/dev/null
   done
-  KC_TIMEOUT=60 kc wait --for condition=established --timeout=50s \
-    crd/volumesnapshots.snapshot.storage.k8s.io crd/volumesnapshotcontents.snapshot.storage.k8s.io \
-    crd/volumesnapshotclasses.snapshot.storage.k8s.io crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io \
-    crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io \
-    crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io >/dev/null
+  KC_TIMEOUT=60 kc wait --for condition=established --timeout=50s "${SNAPSHOT_CRDS[@]/#/crd/}" >/dev/null
 }
 
 apply_csi_objects() {
@@ -723,15 +730,17 @@ stop_csi_driver() {
 
 # csi-down [--purge]: stop the CSI processes. Volumes, snapshots and API objects stay, so a
 # later csi-up serves them again (a pod still using a CSI volume keeps its bind mount).
-# --purge also deletes the CSI classes, the CSIDriver and the volume/snapshot data; it
-# refuses while PVs or VolumeSnapshotContents of the driver exist. The CRDs stay (they go
-# with the cluster's etcd at `down`).
+# --purge also deletes the CSI classes, the CSIDriver, the volume/snapshot data and the
+# snapshot CRDs csi-up created (so `dbbackup snapshot` sees "no VolumeSnapshot API" again);
+# it refuses while PVs or VolumeSnapshotContents of the driver, or any VolumeSnapshot,
+# exist.
 cmd_csi_down() {
-  local purge=${1:-} left
+  local purge=${1:-} left c
   [[ $(id -u) == 0 ]] || die "run as root"
   if [[ $purge == --purge ]] && alive kube-apiserver; then
     left=$(kc get pv -o jsonpath="{range .items[?(@.spec.csi.driver==\"$CSI_DRIVER\")]}{.metadata.name} {end}")
     left+=$(kc get volumesnapshotcontents -o jsonpath="{range .items[?(@.spec.driver==\"$CSI_DRIVER\")]}{.metadata.name} {end}" 2>/dev/null || true)
+    left+=$(kc get volumesnapshots -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {end}' 2>/dev/null || true)
     [[ -z ${left// /} ]] || die "csi-down --purge: delete these first (PVCs/VolumeSnapshots using them): $left"
   fi
   stop_csi_sidecars
@@ -742,6 +751,11 @@ cmd_csi_down() {
       kc delete volumesnapshotclass "$CSI_SNAPSHOT_CLASS" --ignore-not-found >/dev/null 2>&1 || true
       kc delete storageclass "$CSI_CLASS" --ignore-not-found >/dev/null
       kc delete csidriver "$CSI_DRIVER" --ignore-not-found >/dev/null
+      if [[ -s $CSI_STATE/crds.created ]]; then
+        for c in $(sort -u "$CSI_STATE/crds.created"); do
+          KC_TIMEOUT=60 kc delete crd "$c" --ignore-not-found >/dev/null
+        done
+      fi
     fi
     rm -rf "$CSI_STATE"
   fi

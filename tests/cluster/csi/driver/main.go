@@ -56,6 +56,7 @@ type driver struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
 	csi.UnimplementedNodeServer
+	csi.UnimplementedGroupControllerServer
 	registerapi.UnimplementedRegistrationServer
 
 	name     string
@@ -94,6 +95,8 @@ func main() {
 	csi.RegisterIdentityServer(csiServer, d)
 	csi.RegisterControllerServer(csiServer, d)
 	csi.RegisterNodeServer(csiServer, d)
+	// No group snapshots; served so csi-snapshotter's capability probe gets an answer.
+	csi.RegisterGroupControllerServer(csiServer, d)
 	csiListener := listenUnix(*endpoint)
 	go serve(csiServer, csiListener, "csi")
 
@@ -190,6 +193,10 @@ func (d *driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 
 func (d *driver) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
 	return &csi.ProbeResponse{}, nil
+}
+
+func (d *driver) GroupControllerGetCapabilities(context.Context, *csi.GroupControllerGetCapabilitiesRequest) (*csi.GroupControllerGetCapabilitiesResponse, error) {
+	return &csi.GroupControllerGetCapabilitiesResponse{}, nil
 }
 
 // --- controller --------------------------------------------------------------------------
