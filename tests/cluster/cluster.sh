@@ -720,6 +720,7 @@ cmd_csi_up() {
   mkdir -p "$CSI_STATE"; touch "$CSI_STATE/enabled"
   phase "csi driver + sidecars" start_csi
   log "csi up in $((SECONDS - t0))s — StorageClass $CSI_CLASS, VolumeSnapshotClass $CSI_SNAPSHOT_CLASS (default)"
+  log "note: with the snapshot API installed, tests expecting 'no VolumeSnapshot API' change behaviour ('csi-down --purge' removes it)"
 }
 
 stop_csi_sidecars() { stop snapshot-controller; stop csi-snapshotter; stop csi-provisioner; }
