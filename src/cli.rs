@@ -38,7 +38,7 @@ pub struct GlobalArgs {
     /// Namespace (default: the context's namespace)
     #[arg(short, long, global = true, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Time limit for a single API request, e.g. 30s, 1m (0 = no limit)
+    /// Time limit for one API request, e.g. 30s, 1m; exec streams and watches may stay quiet longer (0 = the command's --timeout, at most 1m)
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
     pub request_timeout: Duration,
     /// Log API requests and timings to stderr (-vv for more)

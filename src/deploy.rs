@@ -314,7 +314,7 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
 
 /// Runs the version query and lists databases inside the pod.
 pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(String, Vec<String>)> {
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let sql = format!(
         "{}\n{}\n",
         engine.version_sql(),

@@ -114,13 +114,35 @@ impl Error {
                 "run `kubectl dbcheck {}` for a full diagnosis",
                 seen.pods.keys().next().map(String::as_str).unwrap_or("NAME")
             )),
+            Error::Client(source) if timed_out(source) => Some(NO_ANSWER_HINT.into()),
             Error::Client(_) => Some("check the cluster address and credentials in your kubeconfig".into()),
             _ => None,
         }
     }
 }
 
+/// The hint for an API server that accepted the connection but did not answer in time.
+const NO_ANSWER_HINT: &str = "the API server did not answer in time (limit: --request-timeout, else the command's --timeout, at most 60s): is it hung or overloaded? `kubectl get --raw /readyz` tells";
+
+/// True when the error, or any error under it, is an I/O timeout (kube's connect and read
+/// timeouts surface that way, several layers down).
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 fn api_hint(err: &kube::Error) -> Option<String> {
+    if timed_out(err) {
+        return Some(NO_ANSWER_HINT.into());
+    }
     match err {
         kube::Error::Api(status) if status.code == 403 => Some(
             "your user lacks a permission this command needs; see docs/rbac.md for the Role it needs".into(),
@@ -141,4 +163,26 @@ fn api_hint(err: &kube::Error) -> Option<String> {
 /// True when an API error is a 404.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_under_an_api_error_gets_the_no_answer_hint() {
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed");
+        let err = Error::Api {
+            action: "read pod x".into(),
+            source: kube::Error::Service(Box::new(timeout)),
+        };
+        assert_eq!(err.exit_code(), exit::CLUSTER);
+        assert!(err.hint().unwrap().contains("did not answer in time"));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::Api {
+            action: "read pod x".into(),
+            source: kube::Error::Service(Box::new(refused)),
+        };
+        assert!(err.hint().unwrap().contains("is the cluster reachable"));
+    }
 }

@@ -216,10 +216,11 @@ pub async fn statefulset_ready(
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(5);
     let selector = format!("app={name}");
     let config = watcher::Config::default().timeout(60);
-    let sts_api: Api<StatefulSet> = kube.api();
-    let pods: Api<Pod> = kube.api();
-    let pvcs: Api<PersistentVolumeClaim> = kube.api();
-    let events: Api<Event> = kube.api();
+    // Watches may be quiet for long: the stream client has no read timeout (client.rs).
+    let sts_api: Api<StatefulSet> = kube.watch_api();
+    let pods: Api<Pod> = kube.watch_api();
+    let pvcs: Api<PersistentVolumeClaim> = kube.watch_api();
+    let events: Api<Event> = kube.watch_api();
 
     let sts_stream = watcher(
         sts_api,

@@ -73,7 +73,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     };
     options.validate()?;
 
-    let kube = client::connect(&cli.global).await?;
+    let kube = client::connect_within(&cli.global, cli.timeout).await?;
     let plan = persist::plan(&kube, &options).await?;
     // Always say which pod goes, even with --yes or --quiet: it is the database's only pod.
     eprintln!("will delete {}", plan.describe());

@@ -383,7 +383,7 @@ async fn inside_facts(
             target.container
         ));
     }
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let pod = target.pod_name.as_str();
     let container = target.container.as_str();
     let timeout = options.exec_timeout;

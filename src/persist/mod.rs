@@ -496,8 +496,8 @@ async fn wait_for_replacement(
     let since =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(2);
     let config = watcher::Config::default().timeout(60);
-    let pods: Api<Pod> = kube.api();
-    let events: Api<Event> = kube.api();
+    let pods: Api<Pod> = kube.watch_api();
+    let events: Api<Event> = kube.watch_api();
     let pod_stream = watcher(
         pods,
         config
@@ -751,7 +751,7 @@ fn sql_failure(output: &ExecOutput) -> String {
 }
 
 async fn run_sql(kube: &Kube, plan: &Plan, script: &str, timeout: Duration) -> Result<ExecOutput> {
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let command = vec![
         "sh".to_string(),
         "-c".to_string(),
