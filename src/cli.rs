@@ -137,22 +137,7 @@ pub fn init_tracing(verbose: u8) {
 
 /// Prints an error as `error: a: b: c` plus a `hint:` line, and returns its exit code.
 pub fn report_error(err: &Error) -> i32 {
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        // kube's Display of an API error includes the whole Status struct; its message is enough.
-        let text = match cause.downcast_ref::<kube::Error>() {
-            Some(kube::Error::Api(status)) => status.message.clone(),
-            _ => cause.to_string(),
-        };
-        // kube nests the same message several times; print each distinct cause once.
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    eprintln!("error: {message}");
+    eprintln!("error: {}", err.chain());
     for line in err.details() {
         eprintln!("  {line}");
     }

@@ -94,6 +94,35 @@ impl Error {
         }
     }
 
+    /// The error and each distinct cause under it, as one line (`a: b: c`): the API's
+    /// reason (e.g. which verb on which resource was forbidden) included.
+    pub fn chain(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // kube's Display of an API error includes the whole Status struct; its message is enough.
+            let text = match cause.downcast_ref::<kube::Error>() {
+                Some(kube::Error::Api(status)) => status.message.clone(),
+                _ => cause.to_string(),
+            };
+            // kube nests the same message several times; print each distinct cause once.
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+
+    /// [`Error::chain`] followed by the hint, for reports that carry the error as text.
+    pub fn chain_with_hint(&self) -> String {
+        match self.hint() {
+            Some(hint) => format!("{} (hint: {hint})", self.chain()),
+            None => self.chain(),
+        }
+    }
+
     /// Extra lines that explain the error (what a timed-out wait saw).
     pub fn details(&self) -> Vec<String> {
         match self {
@@ -144,6 +173,13 @@ fn api_hint(err: &kube::Error) -> Option<String> {
         return Some(NO_ANSWER_HINT.into());
     }
     match err {
+        // An exec the API server refuses ends the WebSocket upgrade with a bare 403: the
+        // Status naming the verb never reaches the client, so the hint names it.
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(code))
+            if code.as_u16() == 403 =>
+        {
+            Some("your user may not exec into the pod: it needs `create` (and `get`) on pods/exec; see docs/rbac.md for the Role it needs".into())
+        }
         kube::Error::Api(status) if status.code == 403 => Some(
             "your user lacks a permission this command needs; see docs/rbac.md for the Role it needs".into(),
         ),

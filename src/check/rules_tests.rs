@@ -68,6 +68,7 @@ fn facts(pod_name: &str, missing: &[&str]) -> Facts {
         claims,
         storage_classes: Ok(items(&all, "storageclasses")),
         volumes: Vec::new(),
+        volume_errors: Vec::new(),
         services: items(&all, "services"),
         endpoint_slices: items(&all, "endpointslices"),
         objects,

@@ -143,7 +143,10 @@ fn one_claim(facts: &Facts, name: &str, claim: Option<&PersistentVolumeClaim>) -
 pub(super) fn pv_reclaim_policy(facts: &Facts) -> Check {
     const NAME: &str = "pv.reclaim-policy";
     if facts.volumes.is_empty() {
-        return Check::new(NAME, Verdict::Skipped, "no bound PersistentVolume");
+        return match facts.volume_errors.first() {
+            Some(err) => Check::new(NAME, Verdict::Skipped, format!("could not read the PersistentVolume: {err}")),
+            None => Check::new(NAME, Verdict::Skipped, "no bound PersistentVolume"),
+        };
     }
     let deletes: Vec<String> = facts
         .volumes

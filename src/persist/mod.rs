@@ -362,7 +362,7 @@ pub async fn run(
     };
     let what = format!("delete pod {}/{}", plan.namespace, plan.pod_name);
     if let Err(err) = within(what, api(pods.delete(&plan.pod_name, &params))).await {
-        let seen = format!("the pod was not deleted: {err}");
+        let seen = format!("the pod was not deleted: {}", err.chain_with_hint());
         report.fail(steps::DELETE, step, seen, crate::cli::exit::CLUSTER);
         cleanup(kube, plan, &mut report, created).await;
         return Ok(report.finish(started));
@@ -417,7 +417,7 @@ async fn after_delete(
             report.fail(
                 steps::WAIT,
                 step,
-                format!("failed to read the new pod's volumes: {err}"),
+                format!("failed to read the new pod's volumes: {}", err.chain_with_hint()),
                 crate::cli::exit::CLUSTER,
             );
             return;
@@ -571,10 +571,21 @@ async fn wait_for_replacement(
                     report.warnings.push(warning);
                 }
             }
-            Err(err) => {
-                tracing::debug!(%err, "watch error; retrying");
-                report.last_seen = Some(format!("API error while watching, retrying: {err}"));
-            }
+            Err(err) => match crate::wait::refusal(err) {
+                // Retrying a refused watch until the deadline would only hide the reason.
+                Ok(source) => {
+                    let err = Error::Api {
+                        action: format!("watch pod {}/{}", plan.namespace, plan.pod_name),
+                        source,
+                    };
+                    report.last_seen = Some(err.chain_with_hint());
+                    return None;
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "watch error; retrying");
+                    report.last_seen = Some(format!("API error while watching, retrying: {err}"));
+                }
+            },
         }
     }
 }
@@ -614,7 +625,7 @@ async fn read_after(
                     sql_failure(&output)
                 ));
             }
-            Err(err) => err.to_string(),
+            Err(err) => err.chain_with_hint(),
         };
         report.last_seen = Some(format!(
             "new pod Ready but the server does not answer yet: {waiting}"
@@ -639,7 +650,7 @@ async fn read_after(
     .await
     {
         Ok(output) => output,
-        Err(err) => return ReadAfter::NoAnswer(err.to_string()),
+        Err(err) => return ReadAfter::NoAnswer(err.chain_with_hint()),
     };
     if !output.status.success() {
         let error = sql_failure(&output);
@@ -710,7 +721,7 @@ async fn cleanup(kube: &Kube, plan: &Plan, report: &mut PersistReport, created: 
             step,
             sql_failure(&output),
         ),
-        Err(err) => report.push(steps::CLEANUP, StepResult::Warning, step, err.to_string()),
+        Err(err) => report.push(steps::CLEANUP, StepResult::Warning, step, err.chain_with_hint()),
     }
 }
 
