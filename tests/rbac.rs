@@ -59,13 +59,17 @@ impl Identity {
         // One (group, resource, verb, namespaced) per rule, to wait for RBAC to see the binding.
         let granted: Vec<(String, String, String, bool)> = roles
             .iter()
-            .map(|r| (r, true))
-            .chain(cluster_roles.iter().map(|r| (r, false)))
-            .flat_map(|(role, namespaced)| {
-                role.rules.iter().flatten().filter_map(move |rule| {
+            .map(|r| (r.rules.clone().unwrap_or_default(), true))
+            .chain(
+                cluster_roles
+                    .iter()
+                    .map(|r| (r.rules.clone().unwrap_or_default(), false)),
+            )
+            .flat_map(|(rules, namespaced)| {
+                rules.into_iter().filter_map(move |rule| {
                     Some((
-                        rule.api_groups.as_ref()?.first()?.clone(),
-                        rule.resources.as_ref()?.first()?.clone(),
+                        rule.api_groups?.first()?.clone(),
+                        rule.resources?.first()?.clone(),
                         rule.verbs.first()?.clone(),
                         namespaced,
                     ))
@@ -204,12 +208,6 @@ fn kubeconfig_text(admin: &Path, namespace: &str, token: &str) -> String {
         cluster.server.unwrap(),
         cluster.certificate_authority_data.unwrap()
     )
-}
-
-/// A ServiceAccount bound to exactly docs/rbac/<command>.yaml.
-async fn identity(ns: &common::TestNamespace, name: &str, command: &str, dir: &Path) -> Identity {
-    let (roles, cluster_roles) = documented(command);
-    Identity::create(ns, name, roles, cluster_roles, dir).await
 }
 
 fn output(cmd: &mut assert_cmd::Command) -> (i32, String, String) {

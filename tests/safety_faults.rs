@@ -497,25 +497,36 @@ async fn a_quiet_restore_outlives_the_request_timeout() {
     );
 }
 
-/// Runs a command through the forwarder and checks it ends with exit 3, a message and the
-/// no-answer hint, within `limit` of `started`.
-fn assert_ends_hung(what: &str, child: &mut Child, started: Instant, limit: Duration) {
-    let result = wait_bounded(child, limit + Duration::from_secs(30));
-    let took = started.elapsed();
-    let (code, stdout, stderr) =
-        result.unwrap_or_else(|| panic!("{what}: still running {limit:?}+30s after its start (hang)"));
-    eprintln!(
-        "{what}: exit {code:?} after {:.1}s\n{stdout}{stderr}",
-        took.as_secs_f64()
-    );
-    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-    assert_eq!(code, Some(3), "{what}: {stdout}{stderr}");
-    assert!(stderr.contains("error:"), "{what}: no message: {stderr}");
-    assert!(
-        took <= limit,
-        "{what}: took {:.1}s, more than {limit:?}",
-        took.as_secs_f64()
-    );
+/// Waits for all the commands at once, each on its own clock (started, limit), and checks
+/// each ended with exit 3 and a message within its limit.
+fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
+    let mut ended: Vec<Option<Duration>> = vec![None; children.len()];
+    let give_up = Instant::now() + children.iter().map(|c| c.3).max().unwrap_or_default() + Duration::from_secs(30);
+    while ended.iter().any(Option::is_none) && Instant::now() < give_up {
+        for (i, (_, child, started, _)) in children.iter_mut().enumerate() {
+            if ended[i].is_none() && child.try_wait().unwrap().is_some() {
+                ended[i] = Some(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, (what, child, started, limit)) in children.iter_mut().enumerate() {
+        let (code, stdout, stderr) = wait_bounded(child, Duration::ZERO)
+            .unwrap_or_else(|| panic!("{what}: still running 30 s past its limit {limit:?} (hang)"));
+        let took = ended[i].unwrap_or_else(|| started.elapsed());
+        eprintln!(
+            "{what}: exit {code:?} after {:.1}s\n{stdout}{stderr}",
+            took.as_secs_f64()
+        );
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert_eq!(code, Some(3), "{what}: {stdout}{stderr}");
+        assert!(stderr.contains("error:"), "{what}: no message: {stderr}");
+        assert!(
+            took <= *limit,
+            "{what}: took {:.1}s, more than {limit:?}",
+            took.as_secs_f64()
+        );
+    }
 }
 
 /// The API server hangs before the command starts (it accepts connections and answers
@@ -553,14 +564,14 @@ async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
     ];
     // All at once: each must end on its own clock.
     let started = Instant::now();
-    let mut children: Vec<(&str, Child, u64)> = cases
+    let mut children: Vec<(&str, Child, Instant, Duration)> = cases
         .iter()
-        .map(|(what, bin, args, seconds)| (*what, forwarder.spawn(&ns, bin, args), *seconds))
+        .map(|(what, bin, args, seconds)| {
+            let limit = Duration::from_secs(*seconds) + margin;
+            (*what, forwarder.spawn(&ns, bin, args), started, limit)
+        })
         .collect();
-    for (what, child, seconds) in &mut children {
-        let limit = Duration::from_secs(*seconds) + margin;
-        assert_ends_hung(what, child, started, limit);
-    }
+    assert_all_end_hung(&mut children);
     assert!(
         !std::path::Path::new(&dump).exists(),
         "a dump that never ran left a file"
@@ -600,7 +611,7 @@ async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
 
     // restore: streaming SQL that sleeps 60 s, against --timeout 20s.
     let restore_started = Instant::now();
-    let mut restore = forwarder.spawn(
+    let restore = forwarder.spawn(
         &ns,
         "kubectl-dbbackup",
         &["restore", "postgres-0", "-f", &file, "--yes", "--timeout", "20s"],
@@ -630,7 +641,10 @@ async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
     forwarder.hang();
     eprintln!("API server hung (forwarder stopped)");
 
-    assert_ends_hung("dbdeploy --timeout 20s", &mut deploy, deploy_started, Duration::from_secs(20) + margin);
-    assert_ends_hung("restore --timeout 20s", &mut restore, restore_started, Duration::from_secs(20) + margin);
-    assert_ends_hung("dbpersist --timeout 30s", &mut persist, persist_started, Duration::from_secs(30) + margin);
+    let mut children = [
+        ("dbdeploy --timeout 20s", deploy, deploy_started, Duration::from_secs(20) + margin),
+        ("restore --timeout 20s", restore, restore_started, Duration::from_secs(20) + margin),
+        ("dbpersist --timeout 30s", persist, persist_started, Duration::from_secs(30) + margin),
+    ];
+    assert_all_end_hung(&mut children);
 }
