@@ -291,10 +291,7 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
                 action: "list StorageClasses".into(),
                 source: err,
             };
-            return Some(format!(
-                "skipped the StorageClass check: {}",
-                err.chain()
-            ));
+            return Some(format!("skipped the StorageClass check: {}", err.chain()));
         }
     };
     match &spec.storage_class {

@@ -23,7 +23,9 @@ fn header(kind: DumpKind) -> &'static str {
     match kind {
         DumpKind::PostgresCluster => "--\n-- PostgreSQL database cluster dump\n--\n\n",
         DumpKind::PostgresDatabase => "--\n-- PostgreSQL database dump\n--\n\n",
-        DumpKind::Mysql => "-- MariaDB dump 10.19  Distrib 10.11.9-MariaDB, for debian-linux-gnu\n--\n",
+        DumpKind::Mysql => {
+            "-- MariaDB dump 10.19  Distrib 10.11.9-MariaDB, for debian-linux-gnu\n--\n"
+        }
     }
 }
 
@@ -37,7 +39,10 @@ fn chunks(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     points.push(bytes.len());
     points.sort_unstable();
     points.dedup();
-    points.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect()
+    points
+        .windows(2)
+        .map(|w| bytes[w[0]..w[1]].to_vec())
+        .collect()
 }
 
 fn kind() -> impl Strategy<Value = DumpKind> {

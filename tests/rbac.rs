@@ -11,10 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -219,7 +219,6 @@ fn output(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
     )
 }
 
-
 /// Waits until the authorizer allows what the new bindings grant: RBAC is read from a cache
 /// that may lag the objects just created by a moment.
 async fn wait_authorized(
@@ -286,7 +285,11 @@ struct Atom {
 
 impl std::fmt::Display for Atom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         write!(f, "{} {} ({group})", self.verb, self.resource)
     }
 }
@@ -295,7 +298,11 @@ fn rules_of(roles: &[Role], cluster_roles: &[ClusterRole]) -> Vec<Vec<PolicyRule
     roles
         .iter()
         .map(|r| r.rules.clone().unwrap_or_default())
-        .chain(cluster_roles.iter().map(|r| r.rules.clone().unwrap_or_default()))
+        .chain(
+            cluster_roles
+                .iter()
+                .map(|r| r.rules.clone().unwrap_or_default()),
+        )
         .collect()
 }
 
@@ -339,7 +346,9 @@ fn without(
             let verbs: Vec<String> = rule
                 .verbs
                 .iter()
-                .filter(|v| !(*group == atom.group && *resource == atom.resource && **v == atom.verb))
+                .filter(|v| {
+                    !(*group == atom.group && *resource == atom.resource && **v == atom.verb)
+                })
                 .cloned()
                 .collect();
             if !verbs.is_empty() {
@@ -376,8 +385,10 @@ fn names_refusal(text: &str, atom: &Atom) -> bool {
     if atom.resource == "pods/exec" {
         return text.contains("403") && text.contains("pods/exec");
     }
-    text.contains(&format!("cannot {} resource \"{}\"", atom.verb, atom.resource))
-        && text.contains(&format!("in API group \"{}\"", atom.group))
+    text.contains(&format!(
+        "cannot {} resource \"{}\"",
+        atom.verb, atom.resource
+    )) && text.contains(&format!("in API group \"{}\"", atom.group))
 }
 
 /// Something to prepare before a run (as the test's admin identity).
@@ -515,7 +526,14 @@ fn runs(command: &str) -> Vec<Run> {
             // the authorizer, without being stored.
             Run::new(
                 "kubectl-dbdeploy",
-                &["postgres", "--name", "probe{n}", "--dry-run=server", "-o", "json"],
+                &[
+                    "postgres",
+                    "--name",
+                    "probe{n}",
+                    "--dry-run=server",
+                    "-o",
+                    "json",
+                ],
                 Nothing,
                 Success,
             ),
@@ -529,7 +547,18 @@ fn runs(command: &str) -> Vec<Run> {
             ),
         ],
         "dbcheck" => vec![
-            Run::new("kubectl-dbcheck", &["postgres-0", "-o", "json"], Nothing, Report),
+            Run::new(
+                "kubectl-dbcheck",
+                &["postgres-0", "-o", "json"],
+                Nothing,
+                Report,
+            ),
+            Run::new(
+                "kubectl-dbcheck",
+                &["pending-0", "-o", "json"],
+                Nothing,
+                Report,
+            ),
             Run::new("kubectl-dbcheck", &["-o", "json"], Nothing, Report),
         ],
         "dbbackup" => vec![
@@ -541,7 +570,13 @@ fn runs(command: &str) -> Vec<Run> {
             ),
             Run::new(
                 "kubectl-dbbackup",
-                &["restore", "postgres-0", "-f", "{dir}/shared.sql.gz", "--yes"],
+                &[
+                    "restore",
+                    "postgres-0",
+                    "-f",
+                    "{dir}/shared.sql.gz",
+                    "--yes",
+                ],
                 Nothing,
                 Success,
             ),
@@ -573,8 +608,9 @@ fn expected(expect: Expect, code: i32, text: &str) -> bool {
 }
 
 /// Sufficient: every run of the command succeeds under exactly its documented objects.
-/// Minimal: without any one verb, some run stops on it and says which.
-async fn sufficient_and_minimal(shared: &Shared, command: &str) {
+/// Minimal: without any one verb, some run stops on it and says which. Returns the verbs no
+/// run needed, each with what the last run printed.
+async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
     let (roles, cluster_roles) = documented(command);
     let runs: Vec<Run> = runs(command)
         .into_iter()
@@ -625,8 +661,10 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) {
         )
         .await;
         let mut stopped = None;
+        let mut last = String::new();
         for run in &runs {
             let (code, text) = shared.run(&identity, run).await;
+            last = text.clone();
             if names_refusal(&text, atom) {
                 stopped = Some((code, text));
                 break;
@@ -649,13 +687,13 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) {
                 assert!(code == 0 || code == 1, "without {atom}: exit {code}");
                 eprintln!("{command}: without {atom}: reported, exit {code} (optional read)");
             }
-            None => unused.push(atom.to_string()),
+            None => unused.push(format!(
+                "docs/rbac/{command}.yaml: no run needs {atom}; the last run printed:\n{}",
+                last.chars().take(3000).collect::<String>()
+            )),
         }
     }
-    assert!(
-        unused.is_empty(),
-        "{command}: docs/rbac/{command}.yaml grants what no run needs: {unused:?}"
-    );
+    unused
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -668,7 +706,11 @@ async fn every_role_is_sufficient_and_minimal() {
         .list_api_group_resources("snapshot.storage.k8s.io/v1")
         .await
         .is_ok();
-    let mut deploy_args: Vec<String> = vec!["postgres".into(), "--image".into(), common::postgres_image()];
+    let mut deploy_args: Vec<String> = vec![
+        "postgres".into(),
+        "--image".into(),
+        common::postgres_image(),
+    ];
     deploy_args.extend(common::SMALL.iter().map(|s| s.to_string()));
     deploy_args.extend(["--timeout".to_string(), "4m".to_string()]);
     let shared = Shared {
@@ -689,6 +731,19 @@ async fn every_role_is_sufficient_and_minimal() {
             .args(["dump", "postgres-0", "-f"])
             .arg(&dump),
     );
+    assert_eq!(code, 0, "{stderr}");
+    // A database whose PVC never binds (no such StorageClass): dbcheck explains it from the
+    // cluster's StorageClasses.
+    let mut args: Vec<String> = vec![
+        "postgres".into(),
+        "--name".into(),
+        "pending".into(),
+        "--storage-class".into(),
+        "no-such-class".into(),
+        "--no-wait".into(),
+    ];
+    args.extend(shared.deploy_args[1..].iter().cloned());
+    let (code, _, stderr) = output(shared.ns.bin("kubectl-dbdeploy").args(&args));
     assert_eq!(code, 0, "{stderr}");
     // A container that restarted once, so dbcheck reads its previous log (pods/log).
     let pods: Api<k8s_openapi::api::core::v1::Pod> = shared.ns.kube.api();
@@ -711,14 +766,19 @@ async fn every_role_is_sufficient_and_minimal() {
         if restarted && kubectl_db::wait::pod_ready(&pod) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "postgres-0 did not restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "postgres-0 did not restart"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 
     // dbcheck first (it needs the restarted container; dbpersist replaces the pod).
+    let mut unused = Vec::new();
     for command in ["dbcheck", "dbbackup", "dbpersist", "dbdeploy"] {
-        sufficient_and_minimal(&shared, command).await;
+        unused.extend(sufficient_and_minimal(&shared, command).await);
     }
+    assert!(unused.is_empty(), "{}", unused.join("\n\n"));
 
     let (code, _, stderr) = output(shared.ns.bin("kubectl-dbdeploy").args([
         "delete",

@@ -501,7 +501,9 @@ async fn a_quiet_restore_outlives_the_request_timeout() {
 /// each ended with exit 3 and a message within its limit.
 fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
     let mut ended: Vec<Option<Duration>> = vec![None; children.len()];
-    let give_up = Instant::now() + children.iter().map(|c| c.3).max().unwrap_or_default() + Duration::from_secs(30);
+    let give_up = Instant::now()
+        + children.iter().map(|c| c.3).max().unwrap_or_default()
+        + Duration::from_secs(30);
     while ended.iter().any(Option::is_none) && Instant::now() < give_up {
         for (i, (_, child, started, _)) in children.iter_mut().enumerate() {
             if ended[i].is_none() && child.try_wait().unwrap().is_some() {
@@ -511,8 +513,9 @@ fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for (i, (what, child, started, limit)) in children.iter_mut().enumerate() {
-        let (code, stdout, stderr) = wait_bounded(child, Duration::ZERO)
-            .unwrap_or_else(|| panic!("{what}: still running 30 s past its limit {limit:?} (hang)"));
+        let (code, stdout, stderr) = wait_bounded(child, Duration::ZERO).unwrap_or_else(|| {
+            panic!("{what}: still running 30 s past its limit {limit:?} (hang)")
+        });
         let took = ended[i].unwrap_or_else(|| started.elapsed());
         eprintln!(
             "{what}: exit {code:?} after {:.1}s\n{stdout}{stderr}",
@@ -553,14 +556,62 @@ async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
     let margin = Duration::from_secs(10);
     let image = common::postgres_image();
     let cases: Vec<(&str, &str, Vec<&str>, u64)> = vec![
-        ("dbdeploy", "kubectl-dbdeploy", vec!["postgres", "--image", &image, "--timeout", "8s"], 8),
-        ("dbdeploy list", "kubectl-dbdeploy", vec!["list", "--request-timeout", "5s"], 5),
-        ("dbcheck", "kubectl-dbcheck", vec!["postgres-0", "--request-timeout", "5s"], 5),
-        ("dbcheck (default limits)", "kubectl-dbcheck", vec!["postgres-0"], 30),
-        ("dbpersist", "kubectl-dbpersist", vec!["postgres-0", "--yes", "--timeout", "8s"], 8),
-        ("dbbackup dump", "kubectl-dbbackup", vec!["dump", "postgres-0", "-f", &dump, "--timeout", "8s"], 8),
-        ("dbbackup restore", "kubectl-dbbackup", vec!["restore", "postgres-0", "-f", &file, "--yes", "--timeout", "8s"], 8),
-        ("dbbackup snapshot", "kubectl-dbbackup", vec!["snapshot", "postgres-0", "--timeout", "8s"], 8),
+        (
+            "dbdeploy",
+            "kubectl-dbdeploy",
+            vec!["postgres", "--image", &image, "--timeout", "8s"],
+            8,
+        ),
+        (
+            "dbdeploy list",
+            "kubectl-dbdeploy",
+            vec!["list", "--request-timeout", "5s"],
+            5,
+        ),
+        (
+            "dbcheck",
+            "kubectl-dbcheck",
+            vec!["postgres-0", "--request-timeout", "5s"],
+            5,
+        ),
+        (
+            "dbcheck (default limits)",
+            "kubectl-dbcheck",
+            vec!["postgres-0"],
+            30,
+        ),
+        (
+            "dbpersist",
+            "kubectl-dbpersist",
+            vec!["postgres-0", "--yes", "--timeout", "8s"],
+            8,
+        ),
+        (
+            "dbbackup dump",
+            "kubectl-dbbackup",
+            vec!["dump", "postgres-0", "-f", &dump, "--timeout", "8s"],
+            8,
+        ),
+        (
+            "dbbackup restore",
+            "kubectl-dbbackup",
+            vec![
+                "restore",
+                "postgres-0",
+                "-f",
+                &file,
+                "--yes",
+                "--timeout",
+                "8s",
+            ],
+            8,
+        ),
+        (
+            "dbbackup snapshot",
+            "kubectl-dbbackup",
+            vec!["snapshot", "postgres-0", "--timeout", "8s"],
+            8,
+        ),
     ];
     // All at once: each must end on its own clock.
     let started = Instant::now();
@@ -614,7 +665,15 @@ async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
     let restore = forwarder.spawn(
         &ns,
         "kubectl-dbbackup",
-        &["restore", "postgres-0", "-f", &file, "--yes", "--timeout", "20s"],
+        &[
+            "restore",
+            "postgres-0",
+            "-f",
+            &file,
+            "--yes",
+            "--timeout",
+            "20s",
+        ],
     );
 
     // dbpersist: the pod deleted, waiting for its replacement.
@@ -633,18 +692,39 @@ async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
         if pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some() || p.metadata.uid != uid) {
             break;
         }
-        assert!(persist.try_wait().unwrap().is_none(), "dbpersist ended early");
+        assert!(
+            persist.try_wait().unwrap().is_none(),
+            "dbpersist ended early"
+        );
         assert!(Instant::now() < deadline, "dbpersist never deleted the pod");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(deploy.try_wait().unwrap().is_none(), "dbdeploy ended before the hang");
+    assert!(
+        deploy.try_wait().unwrap().is_none(),
+        "dbdeploy ended before the hang"
+    );
     forwarder.hang();
     eprintln!("API server hung (forwarder stopped)");
 
     let mut children = [
-        ("dbdeploy --timeout 20s", deploy, deploy_started, Duration::from_secs(20) + margin),
-        ("restore --timeout 20s", restore, restore_started, Duration::from_secs(20) + margin),
-        ("dbpersist --timeout 30s", persist, persist_started, Duration::from_secs(30) + margin),
+        (
+            "dbdeploy --timeout 20s",
+            deploy,
+            deploy_started,
+            Duration::from_secs(20) + margin,
+        ),
+        (
+            "restore --timeout 20s",
+            restore,
+            restore_started,
+            Duration::from_secs(20) + margin,
+        ),
+        (
+            "dbpersist --timeout 30s",
+            persist,
+            persist_started,
+            Duration::from_secs(30) + margin,
+        ),
     ];
     assert_all_end_hung(&mut children);
 }

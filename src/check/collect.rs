@@ -305,7 +305,11 @@ async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option
             .map_err(Error::api(format!("read the previous log of pod {pod}")))
     });
     // A log that cannot be read is said where the log would be, not silently left out.
-    Some(read.await.unwrap_or_else(|err| format!("(could not read the previous log: {})", error_text(&err))))
+    Some(
+        read.await.unwrap_or_else(|err| {
+            format!("(could not read the previous log: {})", error_text(&err))
+        }),
+    )
 }
 
 /// CPU and memory use per container from the metrics API (metrics-server), when installed.

@@ -417,7 +417,10 @@ async fn after_delete(
             report.fail(
                 steps::WAIT,
                 step,
-                format!("failed to read the new pod's volumes: {}", err.chain_with_hint()),
+                format!(
+                    "failed to read the new pod's volumes: {}",
+                    err.chain_with_hint()
+                ),
                 crate::cli::exit::CLUSTER,
             );
             return;
@@ -721,7 +724,12 @@ async fn cleanup(kube: &Kube, plan: &Plan, report: &mut PersistReport, created: 
             step,
             sql_failure(&output),
         ),
-        Err(err) => report.push(steps::CLEANUP, StepResult::Warning, step, err.chain_with_hint()),
+        Err(err) => report.push(
+            steps::CLEANUP,
+            StepResult::Warning,
+            step,
+            err.chain_with_hint(),
+        ),
     }
 }
 
