@@ -297,10 +297,10 @@ fn run_checked(
 }
 
 /// Reads every process's command line in the container, again and again, until stopped.
-/// Returns how many sampling rounds ran and everything they saw, one process per line.
-/// Each exec loops inside the container for ~2 s, so the gaps between samples are a few
-/// forks long, not an exec round trip: a client that lives 100 ms is still caught.
-/// Errors (the pod going away) are skipped.
+/// Returns how many sampling rounds ran and everything they saw, one process per line
+/// (`/proc/PID/cmdline:arg0 arg1 ...`). Each exec loops inside the container for a few
+/// hundred passes of a single `grep` over all of /proc (one fork a pass), so a client that
+/// lives a few milliseconds is still caught. Errors (the pod going away) are skipped.
 fn sample_cmdlines(
     ns: &TestNamespace,
     engine: Engine,
@@ -310,10 +310,11 @@ fn sample_cmdlines(
     let pods: Api<Pod> = ns.kube.api();
     let pod = pod.to_string();
     tokio::spawn(async move {
-        let script = r#"end=$(( $(date +%s) + 2 ))
-while [ "$(date +%s)" -lt "$end" ]; do
-  for f in /proc/[0-9]*/cmdline; do tr "\0" " " < "$f" 2>/dev/null; echo; done
-done"#;
+        let script = r#"i=0
+while [ "$i" -lt 300 ]; do
+  grep -a -H '' /proc/[0-9]*/cmdline 2>/dev/null
+  i=$((i + 1))
+done | sort -u"#;
         let command = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
         let mut seen = String::new();
         let mut samples = 0;
@@ -324,13 +325,14 @@ done"#;
                 Some(engine.container_name()),
                 &command,
                 None,
-                Duration::from_secs(20),
+                Duration::from_secs(30),
             )
             .await
             {
                 Ok(output) if !output.stdout.is_empty() => {
                     samples += 1;
-                    seen.push_str(&String::from_utf8_lossy(&output.stdout));
+                    // Arguments are NUL-separated in /proc/PID/cmdline.
+                    seen.push_str(&String::from_utf8_lossy(&output.stdout).replace('\0', " "));
                     seen.push('\n');
                 }
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -343,7 +345,8 @@ done"#;
 /// The program names (first word, without its directory) of sampled command lines.
 fn programs(seen: &str) -> std::collections::BTreeSet<&str> {
     seen.lines()
-        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|line| line.split_once("/cmdline:").map(|(_, cmdline)| cmdline))
+        .filter_map(|cmdline| cmdline.split_whitespace().next())
         .map(|program| program.rsplit('/').next().unwrap_or(program))
         .collect()
 }
