@@ -470,10 +470,22 @@ impl Shared {
         loop {
             let pod = pods.get_opt(&format!("{name}-0")).await.unwrap();
             let pvc = claims.get_opt(&format!("data-{name}-0")).await.unwrap();
-            let going = pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some())
-                || pvc.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            let pod_going = pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+            let going = pod_going || pvc.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
             if !going {
                 return;
+            }
+            if pod_going {
+                // A throwaway database: no need to sit out its shutdown grace period.
+                let _ = pods
+                    .delete(
+                        &format!("{name}-0"),
+                        &DeleteParams {
+                            grace_period_seconds: Some(0),
+                            ..DeleteParams::default()
+                        },
+                    )
+                    .await;
             }
             assert!(
                 std::time::Instant::now() < deadline,
