@@ -212,3 +212,30 @@ impl Kube {
         kube::Api::all(self.client.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_timeout_falls_back_to_the_commands_budget_at_most_a_minute() {
+        let mut args = GlobalArgs::default();
+        assert_eq!(
+            request_timeout(&args, Duration::from_secs(8)),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            request_timeout(&args, Duration::from_secs(6 * 3600)),
+            DEFAULT_REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            request_timeout(&args, Duration::ZERO),
+            DEFAULT_REQUEST_TIMEOUT
+        );
+        args.request_timeout = Duration::from_secs(300);
+        assert_eq!(
+            request_timeout(&args, Duration::from_secs(8)),
+            Duration::from_secs(300)
+        );
+    }
+}
