@@ -404,8 +404,9 @@ enum Expect {
     Success,
     /// dbcheck: a report (healthy or not), exit 0 or 1.
     Report,
-    /// snapshot on a cluster without the VolumeSnapshot API: it gets as far as that.
-    NoSnapshotApi,
+    /// snapshot: on a cluster without the VolumeSnapshot API it gets as far as saying so;
+    /// with it, it reaches the snapshot itself (which may fail for a non-CSI volume).
+    Snapshot,
 }
 
 struct Run {
@@ -633,7 +634,7 @@ fn runs(command: &str) -> Vec<Run> {
                 "kubectl-dbbackup",
                 &["snapshot", "postgres-0", "--timeout", "1m"],
                 Nothing,
-                NoSnapshotApi,
+                Snapshot,
             ),
         ],
         "dbpersist" => vec![Run::new(
@@ -646,13 +647,14 @@ fn runs(command: &str) -> Vec<Run> {
     }
 }
 
-fn expected(expect: Expect, code: i32, text: &str) -> bool {
+fn expected(expect: Expect, code: i32, text: &str, snapshot_api: bool) -> bool {
     let clean = !text.contains("forbidden") && !text.contains("403 Forbidden");
     clean
         && match expect {
             Expect::Success => code == 0,
             Expect::Report => code == 0 || code == 1,
-            Expect::NoSnapshotApi => code == 3 && text.contains("no VolumeSnapshot API"),
+            Expect::Snapshot if snapshot_api => matches!(code, 0 | 1 | 3),
+            Expect::Snapshot => code == 3 && text.contains("no VolumeSnapshot API"),
         }
 }
 
@@ -686,7 +688,7 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
     for run in &runs {
         let (code, text) = shared.run(&full, run).await;
         assert!(
-            expected(run.expect, code, &text),
+            expected(run.expect, code, &text, shared.snapshot_api),
             "{command} under its documented Role: {} {:?} exit {code}, expected {:?}\n{text}",
             run.bin,
             run.args,
@@ -723,7 +725,8 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
                 break;
             }
             assert!(
-                expected(run.expect, code, &text) || text.contains("forbidden"),
+                expected(run.expect, code, &text, shared.snapshot_api)
+                    || text.contains("forbidden"),
                 "without {atom}: {} {:?} exit {code} without naming the refusal\n{text}",
                 run.bin,
                 run.args
@@ -740,6 +743,12 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
                 assert!(code == 0 || code == 1, "without {atom}: exit {code}");
                 eprintln!("{command}: without {atom}: reported, exit {code} (optional read)");
             }
+            // With the API served, a snapshot of a volume its driver cannot snapshot ends
+            // before the wait (list/watch) or a named class (get) come into play: said, not
+            // failed.
+            None if atom.group == "snapshot.storage.k8s.io" => eprintln!(
+                "{command}: not shown needed on this cluster: {atom} (the snapshot ended before using it)"
+            ),
             None => {
                 let problem = format!(
                     "docs/rbac/{command}.yaml: no run needs {atom}; the last run printed:\n{}",
