@@ -71,7 +71,7 @@ pub struct GlobalArgs {
     /// Namespace (default: the context's namespace)
     #[arg(short, long, global = true, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Time limit for a single API request, e.g. 30s, 1m (0 = no limit)
+    /// Time limit for one API request, e.g. 30s, 1m; exec streams and watches may stay quiet longer (0 = the command's --timeout, at most 1m)
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
     pub request_timeout: Duration,
     /// Log API requests and timings to stderr (-vv for more)
@@ -183,22 +183,7 @@ pub fn init_tracing(verbose: u8) {
 
 /// Prints an error as `error: a: b: c` plus a `hint:` line, and returns its exit code.
 pub fn report_error(err: &Error) -> i32 {
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        // kube's Display of an API error includes the whole Status struct; its message is enough.
-        let text = match cause.downcast_ref::<kube::Error>() {
-            Some(kube::Error::Api(status)) => status.message.clone(),
-            _ => cause.to_string(),
-        };
-        // kube nests the same message several times; print each distinct cause once.
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    eprintln!("error: {message}");
+    eprintln!("error: {}", err.chain());
     for line in err.details() {
         eprintln!("  {line}");
     }

@@ -232,7 +232,7 @@ pub async fn deploy(
         return Ok((report, server_objects));
     }
 
-    let waited = wait::statefulset_ready(kube, &spec.name, options.timeout, progress).await;
+    let waited = wait::statefulset_ready(kube, &spec.name, options.timeout, progress).await?;
     let ready = waited.ready;
     report.wait = Some(waited);
     if !ready {
@@ -285,9 +285,14 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
     let classes: Api<StorageClass> = Api::all(kube.client.clone());
     let list = match classes.list(&ListParams::default()).await {
         Ok(list) => list,
+        // Not fatal (namespace users often may not list them), but said: a silent skip
+        // would hide both the missing permission and a PVC that will never bind.
         Err(err) => {
-            tracing::debug!(%err, "cannot list StorageClasses; skipping the check");
-            return None;
+            let err = Error::Api {
+                action: "list StorageClasses".into(),
+                source: err,
+            };
+            return Some(format!("skipped the StorageClass check: {}", err.chain()));
         }
     };
     match &spec.storage_class {
@@ -484,7 +489,7 @@ async fn settings_catalogue(
 
 /// Runs the version query and lists databases inside the pod.
 pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(String, Vec<String>)> {
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let sql = format!(
         "{}\n{}\n",
         engine.version_sql(),

@@ -99,6 +99,35 @@ impl Error {
         }
     }
 
+    /// The error and each distinct cause under it, as one line (`a: b: c`): the API's
+    /// reason (e.g. which verb on which resource was forbidden) included.
+    pub fn chain(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // kube's Display of an API error includes the whole Status struct; its message is enough.
+            let text = match cause.downcast_ref::<kube::Error>() {
+                Some(kube::Error::Api(status)) => status.message.clone(),
+                _ => cause.to_string(),
+            };
+            // kube nests the same message several times; print each distinct cause once.
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+
+    /// [`Error::chain`] followed by the hint, for reports that carry the error as text.
+    pub fn chain_with_hint(&self) -> String {
+        match self.hint() {
+            Some(hint) => format!("{} (hint: {hint})", self.chain()),
+            None => self.chain(),
+        }
+    }
+
     /// Extra lines that explain the error (what a timed-out wait saw).
     pub fn details(&self) -> Vec<String> {
         match self {
@@ -119,14 +148,43 @@ impl Error {
                 "run `kubectl dbcheck {}` for a full diagnosis",
                 seen.pods.keys().next().map(String::as_str).unwrap_or("NAME")
             )),
+            Error::Client(source) if timed_out(source) => Some(NO_ANSWER_HINT.into()),
             Error::Client(_) => Some("check the cluster address and credentials in your kubeconfig".into()),
             _ => None,
         }
     }
 }
 
+/// The hint for an API server that accepted the connection but did not answer in time.
+const NO_ANSWER_HINT: &str = "the API server did not answer in time (limit: --request-timeout, else the command's --timeout, at most 60s): is it hung or overloaded? `kubectl get --raw /readyz` tells";
+
+/// True when the error, or any error under it, is an I/O timeout (kube's connect and read
+/// timeouts surface that way, several layers down).
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 fn api_hint(err: &kube::Error) -> Option<String> {
+    if timed_out(err) {
+        return Some(NO_ANSWER_HINT.into());
+    }
     match err {
+        // An exec the API server refuses ends the WebSocket upgrade with a bare 403: the
+        // Status naming the verb never reaches the client, so the hint names it.
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(code))
+            if code.as_u16() == 403 =>
+        {
+            Some("your user may not exec into the pod: it needs `create` (and `get`) on pods/exec; see docs/rbac.md for the Role it needs".into())
+        }
         kube::Error::Api(status) if status.code == 403 => Some(
             "your user lacks a permission this command needs; see docs/rbac.md for the Role it needs".into(),
         ),
@@ -146,4 +204,26 @@ fn api_hint(err: &kube::Error) -> Option<String> {
 /// True when an API error is a 404.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_under_an_api_error_gets_the_no_answer_hint() {
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed");
+        let err = Error::Api {
+            action: "read pod x".into(),
+            source: kube::Error::Service(Box::new(timeout)),
+        };
+        assert_eq!(err.exit_code(), exit::CLUSTER);
+        assert!(err.hint().unwrap().contains("did not answer in time"));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::Api {
+            action: "read pod x".into(),
+            source: kube::Error::Service(Box::new(refused)),
+        };
+        assert!(err.hint().unwrap().contains("is the cluster reachable"));
+    }
 }

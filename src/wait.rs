@@ -202,24 +202,43 @@ enum Change {
     Event(Box<Event>),
 }
 
+/// The API error in a watch error that retrying cannot fix: the user may not list or
+/// watch the resource (401, 403). The watcher would retry it until the deadline and the
+/// user would see a timeout instead of the permission that is missing.
+pub fn refusal(err: watcher::Error) -> Result<kube::Error, watcher::Error> {
+    let refused = |code: u16| code == 401 || code == 403;
+    match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e)
+            if matches!(&e, kube::Error::Api(s) if refused(s.code)) =>
+        {
+            Ok(e)
+        }
+        watcher::Error::WatchError(status) if refused(status.code) => Ok(kube::Error::Api(status)),
+        other => Err(other),
+    }
+}
+
 /// Waits until the StatefulSet `name` is rolled out and all its pods are Ready, or until
-/// `timeout`. Never errors on API trouble: watches retry until the deadline, and the
-/// report says what was last seen.
+/// `timeout`. Transient API trouble is not an error: watches retry until the deadline, and
+/// the report says what was last seen. A refused watch (401/403) is an error at once.
 pub async fn statefulset_ready(
     kube: &Kube,
     name: &str,
     timeout: Duration,
     progress: &Progress,
-) -> WaitReport {
+) -> crate::Result<WaitReport> {
     let started = Instant::now();
     let since =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(5);
     let selector = format!("app={name}");
     let config = watcher::Config::default().timeout(60);
-    let sts_api: Api<StatefulSet> = kube.api();
-    let pods: Api<Pod> = kube.api();
-    let pvcs: Api<PersistentVolumeClaim> = kube.api();
-    let events: Api<Event> = kube.api();
+    // Watches may be quiet for long: the stream client has no read timeout (client.rs).
+    let sts_api: Api<StatefulSet> = kube.watch_api();
+    let pods: Api<Pod> = kube.watch_api();
+    let pvcs: Api<PersistentVolumeClaim> = kube.watch_api();
+    let events: Api<Event> = kube.watch_api();
 
     let sts_stream = watcher(
         sts_api,
@@ -328,14 +347,25 @@ pub async fn statefulset_ready(
                     }
                 }
             }
-            Err(err) => {
-                tracing::debug!(%err, "watch error; retrying");
-                progress.set(format!("waiting for {name}: API error, retrying: {err}"));
-            }
+            Err(err) => match refusal(err) {
+                Ok(source) => {
+                    return Err(crate::Error::Api {
+                        action: format!(
+                            "watch StatefulSet {}/{name}, its pods, PVCs and events",
+                            kube.namespace
+                        ),
+                        source,
+                    });
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "watch error; retrying");
+                    progress.set(format!("waiting for {name}: API error, retrying: {err}"));
+                }
+            },
         }
     }
     report.elapsed_seconds = started.elapsed().as_secs_f64();
-    report
+    Ok(report)
 }
 
 fn waiting_message(name: &str, sts: Option<&StatefulSet>, report: &WaitReport) -> String {

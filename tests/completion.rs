@@ -263,7 +263,7 @@ async fn database_names_come_from_the_cluster() {
     );
 
     let Some(kubectl) = kubectl() else {
-        eprintln!("skipped the kubectl part: no kubectl 1.26+ found");
+        common::missing_tool("no kubectl 1.26+ found for the kubectl part");
         return;
     };
     let bins = assert_cmd::cargo::cargo_bin("kubectl-dbcheck");

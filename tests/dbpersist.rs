@@ -394,7 +394,8 @@ async fn create_hand_made(ns: &TestNamespace, sts: StatefulSet, wait: bool) {
             Duration::from_secs(240),
             &Progress::spinner(false),
         )
-        .await;
+        .await
+        .unwrap();
         assert!(
             seen.ready,
             "{name} did not become ready: {:?}",
@@ -749,7 +750,8 @@ async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
         Duration::from_secs(120),
         &Progress::spinner(false),
     )
-    .await;
+    .await
+    .unwrap();
     assert!(seen.ready, "{:?}", seen.diagnosis());
     let (code, report, stderr) = persist(
         &ns,

@@ -2,7 +2,10 @@
 //! cached under ~/.cache/kubectl-db/krew/): scripts/release.sh packs this build's binaries and
 //! renders the manifests, `kubectl krew install --manifest --archive` installs each plugin
 //! into a throwaway KREW_ROOT, and kubectl then finds and runs them. Skips with a printed
-//! reason when neither the cached Krew nor Go is there, or kubectl is missing.
+//! reason when neither the cached Krew nor Go is there, or kubectl is missing — and fails
+//! instead under `KDB_REQUIRE_CLUSTER=1` (tests/cluster/cluster.sh build provides both).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -104,12 +107,12 @@ fn krew_installs_every_plugin_and_kubectl_runs_them() {
     let krew = match krew() {
         Ok(krew) => krew,
         Err(reason) => {
-            eprintln!("skipped: {reason}");
+            common::missing_tool(&reason);
             return;
         }
     };
     let Some(kubectl) = kubectl() else {
-        eprintln!("skipped: no kubectl");
+        common::missing_tool("no kubectl");
         return;
     };
     let work = tempfile::tempdir().unwrap();

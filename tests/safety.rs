@@ -297,7 +297,10 @@ fn run_checked(
 }
 
 /// Reads every process's command line in the container, again and again, until stopped.
-/// Returns everything it saw. Errors (the pod going away) are skipped.
+/// Returns how many sampling rounds ran and everything they saw, one process per line
+/// (`/proc/PID/cmdline:arg0 arg1 ...`). Each exec loops inside the container for a few
+/// hundred passes of a single `grep` over all of /proc (one fork a pass), so a client that
+/// lives a few milliseconds is still caught. Errors (the pod going away) are skipped.
 fn sample_cmdlines(
     ns: &TestNamespace,
     engine: Engine,
@@ -307,33 +310,61 @@ fn sample_cmdlines(
     let pods: Api<Pod> = ns.kube.api();
     let pod = pod.to_string();
     tokio::spawn(async move {
-        let script =
-            r#"for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f 2>/dev/null; echo; done"#;
+        let script = r#"i=0
+while [ "$i" -lt 300 ]; do
+  grep -a -H '' /proc/[0-9]*/cmdline 2>/dev/null
+  i=$((i + 1))
+done | sort -u"#;
         let command = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
         let mut seen = String::new();
         let mut samples = 0;
         while !stop.load(Ordering::SeqCst) {
-            if let Ok(output) = exec::run(
+            match exec::run(
                 &pods,
                 &pod,
                 Some(engine.container_name()),
                 &command,
                 None,
-                Duration::from_secs(10),
+                Duration::from_secs(30),
             )
             .await
             {
-                samples += 1;
-                seen.push_str(&output.stdout_text());
-            } else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(output) if !output.stdout.is_empty() => {
+                    samples += 1;
+                    // Arguments are NUL-separated in /proc/PID/cmdline.
+                    seen.push_str(&String::from_utf8_lossy(&output.stdout).replace('\0', " "));
+                    seen.push('\n');
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
         (samples, seen)
     })
 }
 
-/// Runs `cmd` (blocking) while sampling command lines in the pod; checks both.
+/// The program names (first word, without its directory) of sampled command lines.
+fn programs(seen: &str) -> std::collections::BTreeSet<&str> {
+    seen.lines()
+        .filter_map(|line| line.split_once("/cmdline:").map(|(_, cmdline)| cmdline))
+        .filter_map(|cmdline| cmdline.split_whitespace().next())
+        .map(|program| program.rsplit('/').next().unwrap_or(program))
+        .collect()
+}
+
+/// The database clients a command of the suite runs in the pod (by program name).
+fn clients(engine: Engine, what: &str) -> &'static [&'static str] {
+    match (engine, what) {
+        (Engine::Postgres, "dump") => &["pg_dumpall"],
+        (Engine::Postgres, _) => &["psql"],
+        (_, "dump") => &["mariadb-dump", "mysqldump"],
+        (_, "check") => &["mariadb", "mysql", "mysqladmin", "mariadb-admin"],
+        (_, _) => &["mariadb", "mysql"],
+    }
+}
+
+/// Runs `cmd` (blocking) while sampling command lines in the pod; checks both. The sampler
+/// must have caught a database client the command runs (`clients`): one that saw nothing
+/// would prove nothing about the command lines.
 async fn run_sampled(
     ns: &TestNamespace,
     engine: Engine,
@@ -345,7 +376,7 @@ async fn run_sampled(
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_cmdlines(ns, engine, pod, stop.clone());
     // Give the sampler a head start so it sees the command's processes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let forms_owned = forms.to_vec();
     let what_owned = what.to_string();
     let result = tokio::task::spawn_blocking(move || run_checked(cmd, &what_owned, &forms_owned))
@@ -353,22 +384,19 @@ async fn run_sampled(
         .unwrap();
     stop.store(true, Ordering::SeqCst);
     let (samples, seen) = sampler.await.unwrap();
-    let tools: Vec<&str> = [
-        "pg_dump",
-        "psql",
-        "pg_isready",
-        "mysqldump",
-        "mariadb-dump",
-        "mysql ",
-        "mariadb ",
-        "mysqladmin",
-        "mariadb-admin",
-    ]
-    .into_iter()
-    .filter(|tool| seen.contains(tool))
-    .collect();
-    eprintln!("{what}: {samples} samples of /proc/*/cmdline; client tools seen: {tools:?}");
+    let programs = programs(&seen);
+    let expected = clients(engine, what);
+    let caught: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|tool| programs.contains(tool))
+        .collect();
+    eprintln!("{what}: {samples} sampling rounds of /proc/*/cmdline; clients caught: {caught:?}");
     assert!(samples > 0, "{what}: no /proc sample taken");
+    assert!(
+        !caught.is_empty(),
+        "{what}: the sampler caught none of {expected:?} in the pod (programs seen: {programs:?})"
+    );
     assert_no_secret(
         &format!("process command lines during {what}"),
         &seen,

@@ -297,3 +297,434 @@ async fn persist_survives_an_apiserver_restart() {
         other => panic!("dbpersist exit {other:?}: {stdout}\n{stderr}"),
     }
 }
+
+// --- Quiet streams and a hung API server (issue #12) -------------------------------------
+// These do not touch the shared API server: a hung server is a TCP forwarder this test
+// starts and SIGSTOPs (it keeps accepting connections in the kernel's backlog and answers
+// nothing), with a copy of the kubeconfig that points at it.
+
+/// A TCP forwarder to the real API server on 127.0.0.1:<port>, started by this test.
+struct Forwarder {
+    child: Child,
+    port: u16,
+    kubeconfig: tempfile::NamedTempFile,
+}
+
+const FORWARDER: &str = r#"
+import socket, sys, threading
+upstream = (sys.argv[1], int(sys.argv[2]))
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 0))
+server.listen(128)
+print(server.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    client, _ = server.accept()
+    try:
+        up = socket.create_connection(upstream)
+    except OSError:
+        client.close()
+        continue
+    threading.Thread(target=pipe, args=(client, up), daemon=True).start()
+    threading.Thread(target=pipe, args=(up, client), daemon=True).start()
+"#;
+
+impl Forwarder {
+    /// Starts the forwarder and writes a kubeconfig that reaches the API server through it
+    /// (TLS passes through unchanged; the server certificate is for 127.0.0.1).
+    fn start(ns: &TestNamespace) -> Forwarder {
+        let text = std::fs::read_to_string(&ns.kubeconfig).unwrap();
+        let config = kube::config::Kubeconfig::read_from(&ns.kubeconfig).unwrap();
+        let server = config.clusters[0]
+            .cluster
+            .as_ref()
+            .and_then(|c| c.server.clone())
+            .unwrap();
+        let authority = server.trim_start_matches("https://").trim_end_matches('/');
+        let (host, upstream_port) = authority.rsplit_once(':').unwrap();
+        let mut child = Command::new("python3")
+            .args(["-c", FORWARDER, host, upstream_port])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs the forwarder");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line.trim().parse().expect("forwarder prints its port");
+        let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            kubeconfig.path(),
+            text.replace(&server, &format!("https://{host}:{port}")),
+        )
+        .unwrap();
+        Forwarder {
+            child,
+            port,
+            kubeconfig,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} forwarder");
+    }
+
+    /// The API server "hangs": connections are accepted (kernel backlog), nothing answers.
+    fn hang(&self) {
+        self.signal("-STOP");
+    }
+
+    /// A binary of this package reaching the API server only through the forwarder.
+    fn spawn(&self, ns: &TestNamespace, bin: &str, args: &[&str]) -> Child {
+        Command::new(assert_cmd::cargo::cargo_bin(bin))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", self.kubeconfig.path())
+            .env("NO_COLOR", "1")
+            .args(["-n", &ns.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("forwarder on port {} stopped", self.port);
+    }
+}
+
+/// A pg_dumpall-shaped file whose SQL sleeps `seconds` in the server, with its checksum:
+/// the restore's exec stream stays quiet that long.
+fn sleeping_dump(dir: &std::path::Path, seconds: u32) -> PathBuf {
+    use sha2::Digest;
+    let sql = format!(
+        "--\n-- PostgreSQL database cluster dump\n--\n\nSET client_min_messages = warning;\nSELECT pg_sleep({seconds});\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
+    );
+    let file = dir.join(format!("sleep{seconds}.sql"));
+    std::fs::write(&file, &sql).unwrap();
+    let digest = sha2::Sha256::digest(sql.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        dir.join(format!("sleep{seconds}.sql.sha256")),
+        format!("{hex}  sleep{seconds}.sql\n"),
+    )
+    .unwrap();
+    file
+}
+
+/// Deploys the PostgreSQL these tests use (directly, not through the forwarder).
+fn deploy_postgres(ns: &TestNamespace) {
+    let image = common::postgres_image();
+    let mut args = vec!["postgres", "--image", &image, "--timeout", "4m"];
+    args.extend_from_slice(SMALL);
+    let mut deploy = spawn(ns, "kubectl-dbdeploy", &args);
+    let (code, _, stderr) = wait_bounded(&mut deploy, Duration::from_secs(300)).unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A restore whose SQL runs 8 s without a byte on the stream, with --request-timeout 2s:
+/// the quiet exec is alive, so it must finish (exit 0). kube's read timeout, which
+/// --request-timeout used to set for every connection, cut it after 2 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_restore_outlives_the_request_timeout() {
+    let kubeconfig = require_cluster!();
+    if !faults_enabled() {
+        return;
+    }
+    let ns = TestNamespace::create(&kubeconfig, "quiet", &[]).await;
+    deploy_postgres(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let file = sleeping_dump(dir.path(), 8);
+    let file = file.display().to_string();
+    let started = Instant::now();
+    let mut restore = spawn(
+        &ns,
+        "kubectl-dbbackup",
+        &[
+            "restore",
+            "postgres-0",
+            "-f",
+            &file,
+            "--yes",
+            "--request-timeout",
+            "2s",
+            "--timeout",
+            "2m",
+        ],
+    );
+    let (code, stdout, stderr) = wait_bounded(&mut restore, Duration::from_secs(150))
+        .expect("restore hung past its --timeout");
+    let took = started.elapsed();
+    eprintln!(
+        "restore: exit {code:?} after {:.1}s\n{stdout}{stderr}",
+        took.as_secs_f64()
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        took >= Duration::from_secs(8),
+        "the restore did not run the 8 s sleep ({:.1}s)",
+        took.as_secs_f64()
+    );
+}
+
+/// Waits for all the commands at once, each on its own clock (started, limit), and checks
+/// each ended with exit 3 and a message within its limit.
+fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
+    let mut ended: Vec<Option<Duration>> = vec![None; children.len()];
+    let give_up = Instant::now()
+        + children.iter().map(|c| c.3).max().unwrap_or_default()
+        + Duration::from_secs(30);
+    while ended.iter().any(Option::is_none) && Instant::now() < give_up {
+        for (i, (_, child, started, _)) in children.iter_mut().enumerate() {
+            if ended[i].is_none() && child.try_wait().unwrap().is_some() {
+                ended[i] = Some(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, (what, child, started, limit)) in children.iter_mut().enumerate() {
+        let (code, stdout, stderr) = wait_bounded(child, Duration::ZERO).unwrap_or_else(|| {
+            panic!("{what}: still running 30 s past its limit {limit:?} (hang)")
+        });
+        let took = ended[i].unwrap_or_else(|| started.elapsed());
+        eprintln!(
+            "{what}: exit {code:?} after {:.1}s\n{stdout}{stderr}",
+            took.as_secs_f64()
+        );
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert_eq!(code, Some(3), "{what}: {stdout}{stderr}");
+        assert!(stderr.contains("error:"), "{what}: no message: {stderr}");
+        assert!(
+            took <= *limit,
+            "{what}: took {:.1}s, more than {limit:?}",
+            took.as_secs_f64()
+        );
+    }
+}
+
+/// The API server hangs before the command starts (it accepts connections and answers
+/// nothing): every command ends within its own timeout, with exit 3 and a message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
+    let kubeconfig = require_cluster!();
+    if !faults_enabled() {
+        return;
+    }
+    let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
+    deploy_postgres(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let file = sleeping_dump(dir.path(), 1).display().to_string();
+    let dump = dir.path().join("dump.sql.gz").display().to_string();
+    let forwarder = Forwarder::start(&ns);
+    // Through the forwarder it works.
+    let mut list = forwarder.spawn(&ns, "kubectl-dbdeploy", &["list"]);
+    let (code, stdout, stderr) = wait_bounded(&mut list, Duration::from_secs(30)).unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("postgres"), "{stdout}");
+
+    forwarder.hang();
+    let margin = Duration::from_secs(10);
+    let image = common::postgres_image();
+    let cases: Vec<(&str, &str, Vec<&str>, u64)> = vec![
+        (
+            "dbdeploy",
+            "kubectl-dbdeploy",
+            vec!["postgres", "--image", &image, "--timeout", "8s"],
+            8,
+        ),
+        (
+            "dbdeploy list",
+            "kubectl-dbdeploy",
+            vec!["list", "--request-timeout", "5s"],
+            5,
+        ),
+        (
+            "dbcheck",
+            "kubectl-dbcheck",
+            vec!["postgres-0", "--request-timeout", "5s"],
+            5,
+        ),
+        (
+            "dbcheck (default limits)",
+            "kubectl-dbcheck",
+            vec!["postgres-0"],
+            30,
+        ),
+        (
+            "dbpersist",
+            "kubectl-dbpersist",
+            vec!["postgres-0", "--yes", "--timeout", "8s"],
+            8,
+        ),
+        (
+            "dbbackup dump",
+            "kubectl-dbbackup",
+            vec!["dump", "postgres-0", "-f", &dump, "--timeout", "8s"],
+            8,
+        ),
+        (
+            "dbbackup restore",
+            "kubectl-dbbackup",
+            vec![
+                "restore",
+                "postgres-0",
+                "-f",
+                &file,
+                "--yes",
+                "--timeout",
+                "8s",
+            ],
+            8,
+        ),
+        (
+            "dbbackup snapshot",
+            "kubectl-dbbackup",
+            vec!["snapshot", "postgres-0", "--timeout", "8s"],
+            8,
+        ),
+    ];
+    // All at once: each must end on its own clock.
+    let started = Instant::now();
+    let mut children: Vec<(&str, Child, Instant, Duration)> = cases
+        .iter()
+        .map(|(what, bin, args, seconds)| {
+            let limit = Duration::from_secs(*seconds) + margin;
+            (*what, forwarder.spawn(&ns, bin, args), started, limit)
+        })
+        .collect();
+    assert_all_end_hung(&mut children);
+    assert!(
+        !std::path::Path::new(&dump).exists(),
+        "a dump that never ran left a file"
+    );
+}
+
+/// The API server hangs while commands run: a dbdeploy waiting for a pod that never gets
+/// ready, a restore streaming SQL that sleeps, and a dbpersist waiting for the replacement
+/// pod. Each ends within its --timeout (plus a margin) with exit 3.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
+    let kubeconfig = require_cluster!();
+    if !faults_enabled() {
+        return;
+    }
+    let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
+    deploy_postgres(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let file = sleeping_dump(dir.path(), 60).display().to_string();
+    let forwarder = Forwarder::start(&ns);
+    let margin = Duration::from_secs(10);
+
+    // dbdeploy: applied, waiting (watches) for a pod that cannot start.
+    let mut args = vec![
+        "postgres",
+        "--name",
+        "neverready",
+        "--image",
+        "localhost/kdb/does-not-exist:1",
+        "--timeout",
+        "20s",
+    ];
+    args.extend_from_slice(SMALL);
+    let deploy_started = Instant::now();
+    let mut deploy = forwarder.spawn(&ns, "kubectl-dbdeploy", &args);
+    wait_for_statefulset(&ns, "neverready", &mut deploy).await;
+
+    // restore: streaming SQL that sleeps 60 s, against --timeout 20s.
+    let restore_started = Instant::now();
+    let restore = forwarder.spawn(
+        &ns,
+        "kubectl-dbbackup",
+        &[
+            "restore",
+            "postgres-0",
+            "-f",
+            &file,
+            "--yes",
+            "--timeout",
+            "20s",
+        ],
+    );
+
+    // dbpersist: the pod deleted, waiting for its replacement.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.kube.api();
+    let uid = pods.get("postgres-0").await.unwrap().metadata.uid;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let persist_started = Instant::now();
+    let mut persist = forwarder.spawn(
+        &ns,
+        "kubectl-dbpersist",
+        &["postgres-0", "--yes", "--timeout", "30s"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pod = pods.get_opt("postgres-0").await.unwrap();
+        if pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some() || p.metadata.uid != uid) {
+            break;
+        }
+        assert!(
+            persist.try_wait().unwrap().is_none(),
+            "dbpersist ended early"
+        );
+        assert!(Instant::now() < deadline, "dbpersist never deleted the pod");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        deploy.try_wait().unwrap().is_none(),
+        "dbdeploy ended before the hang"
+    );
+    forwarder.hang();
+    eprintln!("API server hung (forwarder stopped)");
+
+    let mut children = [
+        (
+            "dbdeploy --timeout 20s",
+            deploy,
+            deploy_started,
+            Duration::from_secs(20) + margin,
+        ),
+        (
+            "restore --timeout 20s",
+            restore,
+            restore_started,
+            Duration::from_secs(20) + margin,
+        ),
+        (
+            "dbpersist --timeout 30s",
+            persist,
+            persist_started,
+            Duration::from_secs(30) + margin,
+        ),
+    ];
+    assert_all_end_hung(&mut children);
+}

@@ -181,7 +181,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
     let script = dump_script(target.engine, options.database.as_deref());
     let command = vec!["sh".to_string(), "-c".to_string(), script];
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
 

@@ -130,7 +130,7 @@ pub async fn restore(
             target.engine
         )));
     }
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let listed = exec::shell(
         &pods,
         &pod,

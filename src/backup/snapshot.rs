@@ -101,9 +101,15 @@ pub async fn snapshot(kube: &Kube, options: &SnapshotOptions) -> Result<Snapshot
         progress.set(format!("waiting for VolumeSnapshot {name}"));
         names.push((name, pvc.clone()));
     }
+    // The wait is a watch, quiet until the snapshot is ready: the stream client (client.rs).
+    let watch: Api<DynamicObject> = Api::namespaced_with(
+        kube.streams.clone(),
+        &kube.namespace,
+        &resource("VolumeSnapshot"),
+    );
     let mut snapshots = Vec::new();
     for (name, pvc) in names {
-        let ready = wait_ready(&api, &name, options.timeout).await?;
+        let ready = wait_ready(&watch, &name, options.timeout).await?;
         snapshots.push(TakenSnapshot {
             restore_size: ready
                 .data

@@ -219,7 +219,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         }
     }
     let to_stdout = destination == Destination::Stdout;
-    let kube = client::connect(global).await?;
+    let kube = client::connect_within(global, args.timeout).await?;
     let options = DumpOptions {
         target,
         destination,
@@ -316,7 +316,7 @@ fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
 async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Error> {
     // Everything about the file is checked before connecting: nothing is sent from a bad file.
     let (_, kind) = backup::check_file(&args.file)?;
-    let kube = client::connect(global).await?;
+    let kube = client::connect_within(global, args.timeout).await?;
     let options = RestoreOptions {
         target: args.target,
         file: args.file,
@@ -350,7 +350,7 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
 }
 
 async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Error> {
-    let kube = client::connect(global).await?;
+    let kube = client::connect_within(global, args.timeout).await?;
     let options = SnapshotOptions {
         target: args.target,
         class: args.class,

@@ -72,7 +72,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     if !cli.global.request_timeout.is_zero() {
         options.api_timeout = cli.global.request_timeout;
     }
-    let kube = client::connect(&cli.global).await?;
+    let kube = client::connect_within(&cli.global, options.api_timeout).await?;
     let progress = Progress::spinner(cli.global.show_progress());
     match &cli.target {
         Some(target) => {

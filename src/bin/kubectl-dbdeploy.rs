@@ -206,7 +206,7 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
         return Ok(exit::SUCCESS);
     }
 
-    let kube = client::connect(global).await?;
+    let kube = client::connect_within(global, args.timeout).await?;
     let spec = spec_from(engine, &kube.namespace, &args);
     let options = DeployOptions {
         spec,

@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     };
     options.validate()?;
 
-    let kube = client::connect(&cli.global).await?;
+    let kube = client::connect_within(&cli.global, cli.timeout).await?;
     let plan = persist::plan(&kube, &options).await?;
     // A pod whose data would die with it is reported FAIL by `run` without any write or
     // delete, so there is nothing to announce or confirm.

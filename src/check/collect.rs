@@ -56,8 +56,8 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
             }
         });
         let claims = futures::future::try_join_all(reads).await?;
-        let volumes = bound_volumes(kube, &claims, budget).await;
-        Ok::<_, Error>((claims, volumes))
+        let (volumes, volume_errors) = bound_volumes(kube, &claims, budget).await;
+        Ok::<_, Error>((claims, volumes, volume_errors))
     };
     let classes = async {
         let api: Api<StorageClass> = kube.api_all();
@@ -112,7 +112,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     let (claims, classes, services, slices, objects, events, previous_logs, usage, inside) = tokio::join!(
         claims, classes, services, slices, objects, events, logs, usage, inside
     );
-    let (claims, volumes) = claims?;
+    let (claims, volumes, volume_errors) = claims?;
     let services = services?;
 
     let mut about: BTreeSet<String> = claim_names.iter().cloned().collect();
@@ -142,6 +142,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
         claims,
         storage_classes: classes,
         volumes,
+        volume_errors,
         services,
         endpoint_slices: slices?,
         objects: objects.into_iter().collect(),
@@ -153,14 +154,9 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     })
 }
 
+/// The error with the API's own reason (a 403 names the verb and resource it refused).
 fn error_text(err: &Error) -> String {
-    match err {
-        Error::Api {
-            source: kube::Error::Api(status),
-            ..
-        } => format!("{} ({})", status.reason, status.code),
-        other => other.to_string(),
-    }
+    err.chain()
 }
 
 /// The pod's claims; before the pod exists, the ones its StatefulSet will create for it.
@@ -195,12 +191,13 @@ fn claim_names(target: &Target, spec: Option<&PodSpec>) -> Vec<String> {
 }
 
 /// PersistentVolumes of bound claims. They are cluster-scoped and a namespace user may not
-/// read them; then the reclaim-policy check is skipped rather than the report failing.
+/// read them; then the reclaim-policy check is skipped (saying why) rather than the report
+/// failing. Returns the volumes read and why the others could not be.
 async fn bound_volumes(
     kube: &Kube,
     claims: &[(String, Option<PersistentVolumeClaim>)],
     budget: Duration,
-) -> Vec<PersistentVolume> {
+) -> (Vec<PersistentVolume>, Vec<String>) {
     let api: Api<PersistentVolume> = kube.api_all();
     let names: Vec<String> = claims
         .iter()
@@ -210,13 +207,25 @@ async fn bound_volumes(
     let reads = names.iter().map(|name| {
         let api = api.clone();
         async move {
-            tokio::time::timeout(budget, api.get_opt(name))
-                .await
-                .ok()?
-                .ok()?
+            within(budget, format!("PersistentVolume {name}"), async {
+                api.get_opt(name)
+                    .await
+                    .map_err(Error::api(format!("read PersistentVolume {name}")))
+            })
+            .await
+            .map_err(|e| error_text(&e))
         }
     });
-    join_all(reads).await.into_iter().flatten().collect()
+    let mut volumes = Vec::new();
+    let mut errors = Vec::new();
+    for read in join_all(reads).await {
+        match read {
+            Ok(Some(volume)) => volumes.push(volume),
+            Ok(None) => {}
+            Err(err) => errors.push(err),
+        }
+    }
+    (volumes, errors)
 }
 
 /// The key names of a Secret or ConfigMap (`None`: it does not exist). Values are dropped
@@ -289,10 +298,18 @@ async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option
         tail_lines: Some(20),
         ..Default::default()
     };
-    tokio::time::timeout(budget, api.logs(&target.pod_name, &params))
-        .await
-        .ok()?
-        .ok()
+    let pod = &target.pod_name;
+    let read = within(budget, format!("the log of pod {pod}"), async {
+        api.logs(pod, &params)
+            .await
+            .map_err(Error::api(format!("read the previous log of pod {pod}")))
+    });
+    // A log that cannot be read is said where the log would be, not silently left out.
+    Some(
+        read.await.unwrap_or_else(|err| {
+            format!("(could not read the previous log: {})", error_text(&err))
+        }),
+    )
 }
 
 /// CPU and memory use per container from the metrics API (metrics-server), when installed.
@@ -310,7 +327,13 @@ async fn pod_usage(
         Ok(Err(kube::Error::Api(status))) if status.code == 404 || status.code == 503 => {
             return Err("no metrics API (metrics-server is not installed)".into());
         }
-        Ok(Err(err)) => return Err(format!("could not read pod metrics: {err}")),
+        Ok(Err(err)) => {
+            let err = Error::Api {
+                action: "read pod metrics".into(),
+                source: err,
+            };
+            return Err(format!("could not read pod metrics: {}", error_text(&err)));
+        }
         Ok(Ok(None)) => return Err("no metrics for the pod yet".into()),
         Ok(Ok(Some(metrics))) => metrics,
     };
@@ -383,7 +406,7 @@ async fn inside_facts(
             target.container
         ));
     }
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let pod = target.pod_name.as_str();
     let container = target.container.as_str();
     let timeout = options.exec_timeout;
@@ -443,6 +466,7 @@ async fn timed(
             stderr: output.stderr_text(),
             millis: started.elapsed().as_millis() as u64,
         }),
-        Err(err) => Outcome::Error(err.to_string()),
+        // With the cause and hint: a refused exec must say it was refused.
+        Err(err) => Outcome::Error(err.chain_with_hint()),
     }
 }

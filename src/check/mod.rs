@@ -245,10 +245,7 @@ pub async fn check_all(
         .collect();
     let mut lines: Vec<DatabaseSummary> = futures::stream::iter(databases)
         .map(|(namespace, name)| async move {
-            let scoped = Kube {
-                client: kube.client.clone(),
-                namespace,
-            };
+            let scoped = kube.in_namespace(namespace);
             check(&scoped, &name, options)
                 .await
                 .map(|report| summarize(&name, report))

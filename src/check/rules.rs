@@ -44,6 +44,8 @@ pub struct Facts {
     pub storage_classes: Result<Vec<StorageClass>, String>,
     /// The PersistentVolumes bound to the claims.
     pub volumes: Vec<PersistentVolume>,
+    /// Why bound PersistentVolumes could not be read (e.g. no cluster-wide permission).
+    pub volume_errors: Vec<String>,
     /// Services of the namespace that select the pod or are named after the StatefulSet.
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,

@@ -68,6 +68,7 @@ fn facts(pod_name: &str, missing: &[&str]) -> Facts {
         claims,
         storage_classes: Ok(items(&all, "storageclasses")),
         volumes: Vec::new(),
+        volume_errors: Vec::new(),
         services: items(&all, "services"),
         endpoint_slices: items(&all, "endpointslices"),
         objects,
@@ -123,6 +124,36 @@ fn missing_storage_class_is_named_with_the_classes_that_exist() {
             .as_deref()
             .unwrap()
             .contains("pvc.bound")
+    );
+}
+
+#[test]
+fn unreadable_storage_classes_are_named_for_a_pending_claim() {
+    let mut facts = facts("noclass-0", &[]);
+    facts.storage_classes = Err("failed to list StorageClasses: storageclasses.storage.k8s.io is forbidden: User \"u\" cannot list resource \"storageclasses\"".into());
+    let checks = diagnose(&facts);
+    let pvc = find(&checks, "pvc.bound");
+    assert_eq!(pvc.verdict, Verdict::Fail);
+    assert!(
+        pvc.evidence
+            .contains("could not check its StorageClass: failed to list StorageClasses"),
+        "{pvc:?}"
+    );
+}
+
+#[test]
+fn unreadable_volumes_are_named_by_the_reclaim_policy_check() {
+    let mut facts = facts("noclass-0", &[]);
+    facts.volumes.clear();
+    facts.volume_errors = vec!["failed to read PersistentVolume pv-1: forbidden".into()];
+    let checks = diagnose(&facts);
+    let check = find(&checks, "pv.reclaim-policy");
+    assert_eq!(check.verdict, Verdict::Skipped);
+    assert!(
+        check
+            .evidence
+            .contains("could not read the PersistentVolume: failed to read PersistentVolume pv-1"),
+        "{check:?}"
     );
 }
 

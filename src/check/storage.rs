@@ -133,7 +133,12 @@ fn one_claim(facts: &Facts, name: &str, claim: Option<&PersistentVolumeClaim>) -
                 )
                 .fix("the PVC follows the pod: see pod.scheduling")
             } else {
-                Check::new(NAME, Verdict::Fail, format!("{name} {phase}{events_text}"))
+                // Without the classes the cause cannot be told apart: say why they are missing.
+                let unread = match classes {
+                    Err(err) => format!("; could not check its StorageClass: {err}"),
+                    Ok(_) => String::new(),
+                };
+                Check::new(NAME, Verdict::Fail, format!("{name} {phase}{events_text}{unread}"))
                     .fix("the provisioner has not made a volume: read the events above and the provisioner's logs (kubectl describe pvc)")
             }
         }
@@ -143,7 +148,14 @@ fn one_claim(facts: &Facts, name: &str, claim: Option<&PersistentVolumeClaim>) -
 pub(super) fn pv_reclaim_policy(facts: &Facts) -> Check {
     const NAME: &str = "pv.reclaim-policy";
     if facts.volumes.is_empty() {
-        return Check::new(NAME, Verdict::Skipped, "no bound PersistentVolume");
+        return match facts.volume_errors.first() {
+            Some(err) => Check::new(
+                NAME,
+                Verdict::Skipped,
+                format!("could not read the PersistentVolume: {err}"),
+            ),
+            None => Check::new(NAME, Verdict::Skipped, "no bound PersistentVolume"),
+        };
     }
     let deletes: Vec<String> = facts
         .volumes

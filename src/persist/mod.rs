@@ -409,7 +409,7 @@ pub async fn run(
     };
     let what = format!("delete pod {}/{}", plan.namespace, plan.pod_name);
     if let Err(err) = within(what, api(pods.delete(&plan.pod_name, &params))).await {
-        let seen = format!("the pod was not deleted: {err}");
+        let seen = format!("the pod was not deleted: {}", err.chain_with_hint());
         report.fail(steps::DELETE, step, seen, crate::cli::exit::CLUSTER);
         cleanup(kube, plan, &mut report, created).await;
         return Ok(report.finish(started));
@@ -464,7 +464,10 @@ async fn after_delete(
             report.fail(
                 steps::WAIT,
                 step,
-                format!("failed to read the new pod's volumes: {err}"),
+                format!(
+                    "failed to read the new pod's volumes: {}",
+                    err.chain_with_hint()
+                ),
                 crate::cli::exit::CLUSTER,
             );
             return;
@@ -543,8 +546,8 @@ async fn wait_for_replacement(
     let since =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(2);
     let config = watcher::Config::default().timeout(60);
-    let pods: Api<Pod> = kube.api();
-    let events: Api<Event> = kube.api();
+    let pods: Api<Pod> = kube.watch_api();
+    let events: Api<Event> = kube.watch_api();
     let pod_stream = watcher(
         pods,
         config
@@ -618,10 +621,21 @@ async fn wait_for_replacement(
                     report.warnings.push(warning);
                 }
             }
-            Err(err) => {
-                tracing::debug!(%err, "watch error; retrying");
-                report.last_seen = Some(format!("API error while watching, retrying: {err}"));
-            }
+            Err(err) => match crate::wait::refusal(err) {
+                // Retrying a refused watch until the deadline would only hide the reason.
+                Ok(source) => {
+                    let err = Error::Api {
+                        action: format!("watch pod {}/{}", plan.namespace, plan.pod_name),
+                        source,
+                    };
+                    report.last_seen = Some(err.chain_with_hint());
+                    return None;
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "watch error; retrying");
+                    report.last_seen = Some(format!("API error while watching, retrying: {err}"));
+                }
+            },
         }
     }
 }
@@ -661,7 +675,7 @@ async fn read_after(
                     sql_failure(&output)
                 ));
             }
-            Err(err) => err.to_string(),
+            Err(err) => err.chain_with_hint(),
         };
         report.last_seen = Some(format!(
             "new pod Ready but the server does not answer yet: {waiting}"
@@ -686,7 +700,7 @@ async fn read_after(
     .await
     {
         Ok(output) => output,
-        Err(err) => return ReadAfter::NoAnswer(err.to_string()),
+        Err(err) => return ReadAfter::NoAnswer(err.chain_with_hint()),
     };
     if !output.status.success() {
         let error = sql_failure(&output);
@@ -757,7 +771,12 @@ async fn cleanup(kube: &Kube, plan: &Plan, report: &mut PersistReport, created: 
             step,
             sql_failure(&output),
         ),
-        Err(err) => report.push(steps::CLEANUP, StepResult::Warning, step, err.to_string()),
+        Err(err) => report.push(
+            steps::CLEANUP,
+            StepResult::Warning,
+            step,
+            err.chain_with_hint(),
+        ),
     }
 }
 
@@ -798,7 +817,7 @@ fn sql_failure(output: &ExecOutput) -> String {
 }
 
 async fn run_sql(kube: &Kube, plan: &Plan, script: &str, timeout: Duration) -> Result<ExecOutput> {
-    let pods: Api<Pod> = kube.api();
+    let pods: Api<Pod> = kube.exec_pods();
     let command = vec![
         "sh".to_string(),
         "-c".to_string(),

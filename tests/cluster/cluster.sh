@@ -49,6 +49,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${KDB_CLUSTER_STATE:-/var/tmp/kubectl-db-cluster}
 CACHE=${KDB_CACHE:-$HOME/.cache/kubectl-db}
 K8S_VERSION=v1.34.4
+KREW_VERSION=v0.4.3  # tests/krew.rs: the Krew release the plugins are installed with
 BIN=$CACHE/k8s-$K8S_VERSION/bin
 API_PORT=${KDB_API_PORT:-16443}
 ETCD_PORT=${KDB_ETCD_PORT:-16379}
@@ -263,6 +264,15 @@ build_csi() {
   ln -sfn "../${drv##*/}" "$CSI_BIN/kdb-csi-driver"
 }
 
+build_krew() {
+  # tests/krew.rs installs the plugins with this Krew (it looks in $CACHE/krew/krew).
+  [[ -x $CACHE/krew/krew ]] && { log "krew $KREW_VERSION cached in $CACHE/krew"; return 0; }
+  need_go
+  log "building krew $KREW_VERSION"
+  mkdir -p "$CACHE/krew"
+  GOBIN="$CACHE/krew" CGO_ENABLED=0 go install -trimpath -ldflags '-s -w' "sigs.k8s.io/krew/cmd/krew@$KREW_VERSION"
+}
+
 build_images() {
   bash "$HERE/images/build-images.sh" >"$CACHE/images.list"
 }
@@ -271,6 +281,7 @@ cmd_build() {
   phase "build kubernetes binaries" build_k8s
   phase "build provisioner" build_provisioner
   phase "build coredns" build_coredns
+  phase "build krew" build_krew
   phase "build images" build_images
 }
 

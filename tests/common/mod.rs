@@ -51,6 +51,15 @@ pub fn kubeconfig() -> Option<PathBuf> {
     }
 }
 
+/// A tool the test needs (kubectl, Krew) is missing: skip with the printed reason, or fail
+/// under `KDB_REQUIRE_CLUSTER=1` (CI), where tests/cluster/cluster.sh provides every tool.
+pub fn missing_tool(reason: &str) {
+    if std::env::var("KDB_REQUIRE_CLUSTER").as_deref() == Ok("1") {
+        panic!("KDB_REQUIRE_CLUSTER=1 but {reason}: run tests/cluster/cluster.sh build");
+    }
+    eprintln!("skipped: {reason}");
+}
+
 /// Returns from the test early, with the printed reason, when there is no cluster.
 #[macro_export]
 macro_rules! require_cluster {
