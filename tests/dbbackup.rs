@@ -620,7 +620,7 @@ async fn postgres_restore_into_another_deployment() {
     );
     a.sql(PG_TRICKY).await;
     let expected = a.sql(PG_TRICKY_FINGERPRINT).await;
-    assert!(expected.starts_with("first line\nCREATE DATABASE x';\nlast line|SELECT 'a\nCREATE DATABASE x';\nb'::text|CREATE DATABASE x';|CREATE DATABASE y;\nCREATE DATABASE z|52428800 "), "{expected}");
+    assert!(expected.starts_with("first line\nCREATE DATABASE x';\nlast line|SELECT 'a\nCREATE DATABASE x'';\nb'::text|CREATE DATABASE x';|CREATE DATABASE y;\nCREATE DATABASE z|52428800 "), "{expected}");
     b.shell(
         r#"psql -X -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c 'CREATE TABLE keep_me (id int)'"#,
         "",
