@@ -345,6 +345,11 @@ async fn mariadb_round_trip() {
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     db.sql("DROP DATABASE appdb;").await;
+    // A server without any user database still dumps: a complete, empty file.
+    let empty = dir.path().join("empty.sql");
+    dump_json(&ns, "mariadb", &empty, "none");
+    assert_eq!(verify_code(&empty).0, Some(0));
+    assert!(!std::fs::read_to_string(&empty).unwrap().contains("CREATE TABLE"));
     let output = dbbackup(
         &ns,
         &["restore", "mariadb-0", "-f", &file.display().to_string()],
@@ -461,6 +466,13 @@ fn bad_input_is_refused_before_any_api_call() {
         Some(2)
     );
     assert_eq!(run(&["db", "--database", "-x"]).status.code(), Some(2));
+    // --with-credentials dumps the whole server: not with one database.
+    assert_eq!(
+        run(&["db", "--database", "appdb", "--with-credentials"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(run(&["db", "-f", "-", "-o", "json"]).status.code(), Some(2));
     assert_eq!(run(&["db", "--compress", "lz4"]).status.code(), Some(2));
     let dir = tempfile::tempdir().unwrap();
