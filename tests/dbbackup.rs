@@ -349,7 +349,11 @@ async fn mariadb_round_trip() {
     let empty = dir.path().join("empty.sql");
     dump_json(&ns, "mariadb", &empty, "none");
     assert_eq!(verify_code(&empty).0, Some(0));
-    assert!(!std::fs::read_to_string(&empty).unwrap().contains("CREATE TABLE"));
+    assert!(
+        !std::fs::read_to_string(&empty)
+            .unwrap()
+            .contains("CREATE TABLE")
+    );
     let output = dbbackup(
         &ns,
         &["restore", "mariadb-0", "-f", &file.display().to_string()],
@@ -484,20 +488,42 @@ fn bad_input_is_refused_before_any_api_call() {
 }
 
 /// Deploys `names` of one engine at the same time (each deploy waits for its pod).
-fn deploy_all<'a>(ns: &'a TestNamespace, engine: Engine, image: &str, names: &[&str]) -> Vec<Db<'a>> {
+fn deploy_all<'a>(
+    ns: &'a TestNamespace,
+    engine: Engine,
+    image: &str,
+    names: &[&str],
+) -> Vec<Db<'a>> {
     let children: Vec<_> = names
         .iter()
         .map(|name| {
             spawn_bin(
                 ns,
                 "kubectl-dbdeploy",
-                &[&[engine.as_str(), "--name", name, "--image", image, "--timeout", "6m"], SMALL].concat(),
+                &[
+                    &[
+                        engine.as_str(),
+                        "--name",
+                        name,
+                        "--image",
+                        image,
+                        "--timeout",
+                        "6m",
+                    ],
+                    SMALL,
+                ]
+                .concat(),
             )
         })
         .collect();
     for child in children {
         let output = child.wait_with_output().unwrap();
-        assert_eq!(output.status.code(), Some(0), "dbdeploy: {}", text(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "dbdeploy: {}",
+            text(&output.stderr)
+        );
     }
     names
         .iter()
@@ -624,7 +650,12 @@ async fn pg_tcp_login(db: &Db<'_>) {
 async fn postgres_restore_into_another_deployment() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-pgx", &[]).await;
-    let dbs = deploy_all(&ns, Engine::Postgres, &common::postgres_image(), &["pga", "pgb"]);
+    let dbs = deploy_all(
+        &ns,
+        Engine::Postgres,
+        &common::postgres_image(),
+        &["pga", "pgb"],
+    );
     let (a, b) = (&dbs[0], &dbs[1]);
     assert_ne!(
         secret_value(&ns, "pga-secret", "POSTGRES_PASSWORD").await,
@@ -645,13 +676,20 @@ async fn postgres_restore_into_another_deployment() {
     dump_json(&ns, "pga", &file, "gzip");
     let sql = gunzip(&file);
     assert!(sql.contains("CREATE ROLE appuser;"));
-    assert!(!sql.contains("SCRAM-SHA-256$"), "the dump carries a password hash");
+    assert!(
+        !sql.contains("SCRAM-SHA-256$"),
+        "the dump carries a password hash"
+    );
     drop(sql);
 
     // B's `postgres` database holds a table: refused without --yes, and named.
     let output = dbbackup(&ns, &["restore", "pgb", "-f", &file.display().to_string()]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).contains("postgres"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("postgres"),
+        "{}",
+        text(&output.stderr)
+    );
 
     let (output, peak_kib) = dbbackup_peak_rss(
         &ns,
@@ -660,7 +698,10 @@ async fn postgres_restore_into_another_deployment() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     eprintln!("restore of a 100 MB COPY line: peak RSS {} KiB", peak_kib);
     assert!(peak_kib > 0, "VmHWM was never sampled");
-    assert!(peak_kib < 64 << 10, "the restore peaked at {peak_kib} KiB for a 100 MB line");
+    assert!(
+        peak_kib < 64 << 10,
+        "the restore peaked at {peak_kib} KiB for a 100 MB line"
+    );
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
     pg_tcp_login(b).await;
 
@@ -668,11 +709,19 @@ async fn postgres_restore_into_another_deployment() {
     let with = dir.path().join("a-with.sql.gz");
     let output = dbbackup(
         &ns,
-        &["pga", "--with-credentials", "-f", &with.display().to_string()],
+        &[
+            "pga",
+            "--with-credentials",
+            "-f",
+            &with.display().to_string(),
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(gunzip(&with).contains("SCRAM-SHA-256$"));
-    let output = dbbackup(&ns, &["restore", "pgb", "-f", &with.display().to_string(), "--yes"]);
+    let output = dbbackup(
+        &ns,
+        &["restore", "pgb", "-f", &with.display().to_string(), "--yes"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     pg_tcp_login(b).await;
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
@@ -682,10 +731,19 @@ async fn postgres_restore_into_another_deployment() {
     let one = dir.path().join("a-appdb.sql.gz");
     let output = dbbackup(
         &ns,
-        &["pga", "--database", "appdb", "-f", &one.display().to_string()],
+        &[
+            "pga",
+            "--database",
+            "appdb",
+            "-f",
+            &one.display().to_string(),
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let output = dbbackup(&ns, &["restore", "pgb", "-f", &one.display().to_string(), "--yes"]);
+    let output = dbbackup(
+        &ns,
+        &["restore", "pgb", "-f", &one.display().to_string(), "--yes"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
     pg_tcp_login(b).await;
@@ -718,7 +776,12 @@ async fn mariadb_tcp_logins(db: &Db<'_>) {
 async fn mariadb_restore_into_another_deployment() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-mx", &[]).await;
-    let dbs = deploy_all(&ns, Engine::Mariadb, &common::mariadb_image(), &["ma", "mb"]);
+    let dbs = deploy_all(
+        &ns,
+        Engine::Mariadb,
+        &common::mariadb_image(),
+        &["ma", "mb"],
+    );
     let (a, b) = (&dbs[0], &dbs[1]);
     for key in ["MYSQL_ROOT_PASSWORD", "MYSQL_PASSWORD"] {
         assert_ne!(
@@ -736,7 +799,10 @@ async fn mariadb_restore_into_another_deployment() {
     dump_json(&ns, "ma", &file, "gzip");
     let sql = gunzip(&file);
     assert!(sql.contains("USE `appdb`;"));
-    assert!(!sql.contains("USE `mysql`;"), "the dump carries the mysql schema");
+    assert!(
+        !sql.contains("USE `mysql`;"),
+        "the dump carries the mysql schema"
+    );
     drop(sql);
     let output = dbbackup(&ns, &["restore", "mb", "-f", &file.display().to_string()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -745,11 +811,17 @@ async fn mariadb_restore_into_another_deployment() {
     mariadb_tcp_logins(b).await;
 
     // A whole-server dump with A's accounts; B has an account of its own.
-    b.sql("CREATE USER 'reporter'@'%' IDENTIFIED BY 'reporter-pw';").await;
+    b.sql("CREATE USER 'reporter'@'%' IDENTIFIED BY 'reporter-pw';")
+        .await;
     let with = dir.path().join("a-with.sql.gz");
     let output = dbbackup(
         &ns,
-        &["ma", "--with-credentials", "-f", &with.display().to_string()],
+        &[
+            "ma",
+            "--with-credentials",
+            "-f",
+            &with.display().to_string(),
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(gunzip(&with).contains("USE `mysql`;"));
@@ -760,7 +832,10 @@ async fn mariadb_restore_into_another_deployment() {
         "{}",
         text(&output.stderr)
     );
-    let output = dbbackup(&ns, &["restore", "mb", "-f", &with.display().to_string(), "--yes"]);
+    let output = dbbackup(
+        &ns,
+        &["restore", "mb", "-f", &with.display().to_string(), "--yes"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     b.sql(reload).await;
     mariadb_tcp_logins(b).await;
@@ -771,10 +846,19 @@ async fn mariadb_restore_into_another_deployment() {
     let one = dir.path().join("a-appdb.sql.gz");
     let output = dbbackup(
         &ns,
-        &["ma", "--database", "appdb", "-f", &one.display().to_string()],
+        &[
+            "ma",
+            "--database",
+            "appdb",
+            "-f",
+            &one.display().to_string(),
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let output = dbbackup(&ns, &["restore", "mb", "-f", &one.display().to_string(), "--yes"]);
+    let output = dbbackup(
+        &ns,
+        &["restore", "mb", "-f", &one.display().to_string(), "--yes"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(b.checksums(MARIADB_TABLES).await, before);
     mariadb_tcp_logins(b).await;

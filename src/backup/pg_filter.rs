@@ -38,22 +38,36 @@ enum Mode {
     Slash,
     LineComment,
     /// `/* ... */`, nested; `star`/`slash`: the previous byte was `*` / `/`.
-    Block { depth: u32, star: bool, slash: bool },
+    Block {
+        depth: u32,
+        star: bool,
+        slash: bool,
+    },
     /// `'...'`; `escapes`: an `E''` string, where a backslash escapes the next byte.
-    Str { escapes: bool, backslash: bool },
+    Str {
+        escapes: bool,
+        backslash: bool,
+    },
     /// Just after a closing `'`: another `'` continues the same string (`''`).
-    StrEnd { escapes: bool },
+    StrEnd {
+        escapes: bool,
+    },
     /// `"..."`.
     Ident,
     /// After a `$` that may open a dollar quote; the tag so far is in `Lexer::tag`.
     DollarOpen,
     /// Inside `$tag$ ... $tag$`; `matched`: bytes of the closing delimiter seen so far.
-    Dollar { matched: usize },
+    Dollar {
+        matched: usize,
+    },
     /// A psql backslash command: runs to the end of the line.
     Meta,
     /// `COPY ... FROM stdin` data; `pos`: progress through a `\.` line at a line start
     /// (0 = line start, 1 = `\`, 2 = `\.`, 3 = `\.\r`), `None` mid-line.
-    Copy { pos: Option<u8>, after: Box<Mode> },
+    Copy {
+        pos: Option<u8>,
+        after: Box<Mode>,
+    },
 }
 
 /// psql's view of the input, one byte at a time.
@@ -443,8 +457,7 @@ impl PgRestoreFilter {
                     .map_or(input.len().min(room), |n| n + 1);
                 self.held.extend_from_slice(&input[..take]);
                 input = &input[take..];
-                if self.held.ends_with(b"\n") || self.held.len() == HOLD || !self.may_rewrite()
-                {
+                if self.held.ends_with(b"\n") || self.held.len() == HOLD || !self.may_rewrite() {
                     self.release(out);
                 }
                 continue;
@@ -580,7 +593,11 @@ mod tests {
         let mut rest = input;
         let mut sizes = sizes.iter().cycle();
         while !rest.is_empty() {
-            let n = sizes.next().copied().unwrap_or(rest.len()).clamp(1, rest.len());
+            let n = sizes
+                .next()
+                .copied()
+                .unwrap_or(rest.len())
+                .clamp(1, rest.len());
             f.push(&rest[..n], &mut out);
             assert!(f.held() <= HOLD);
             rest = &rest[n..];
@@ -657,7 +674,9 @@ mod tests {
             1,
             "only the last line is a statement: {out}"
         );
-        assert!(out.ends_with("DROP DATABASE IF EXISTS real WITH (FORCE);\nCREATE DATABASE real;\n"));
+        assert!(
+            out.ends_with("DROP DATABASE IF EXISTS real WITH (FORCE);\nCREATE DATABASE real;\n")
+        );
     }
 
     #[test]
@@ -700,7 +719,11 @@ mod tests {
         }
         f.finish(&mut out);
         assert!(largest <= (64 << 10) + HOLD, "{largest}");
-        let long = b"CREATE DATABASE ".iter().copied().chain(std::iter::repeat_n(b'x', 3 * HOLD)).collect::<Vec<_>>();
+        let long = b"CREATE DATABASE "
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(b'x', 3 * HOLD))
+            .collect::<Vec<_>>();
         assert_eq!(filter_chunked(&long, &[7]).0, long);
     }
 

@@ -13,9 +13,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::dump::read_capped;
-use super::shell_quote;
 use super::format::DumpKind;
 use super::pg_filter::{self, PgRestoreFilter};
+use super::shell_quote;
 use super::verify::{self, VerifyReport};
 use crate::client::Kube;
 use crate::engine::Engine;
@@ -442,11 +442,8 @@ pub fn pump_sql<R: Read>(
     kind: DumpKind,
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) -> std::io::Result<()> {
-    let mut filter = matches!(
-        kind,
-        DumpKind::PostgresCluster | DumpKind::PostgresDatabase
-    )
-    .then(PgRestoreFilter::default);
+    let mut filter = matches!(kind, DumpKind::PostgresCluster | DumpKind::PostgresDatabase)
+        .then(PgRestoreFilter::default);
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK + pg_filter::HOLD);
     loop {
@@ -482,7 +479,10 @@ mod tests {
     fn scripts_carry_no_secret() {
         let pg = restore_script(Engine::Postgres);
         assert!(pg.contains("ON_ERROR_STOP=1"));
-        assert!(pg.contains(r#"ALTER ROLE :"kdb_user" WITH PASSWORD :'\''kdb_pw'\'';"#), "{pg}");
+        assert!(
+            pg.contains(r#"ALTER ROLE :"kdb_user" WITH PASSWORD :'\''kdb_pw'\'';"#),
+            "{pg}"
+        );
         let maria = restore_script(Engine::Mariadb);
         assert!(maria.contains("\"${MYSQL_ROOT_PASSWORD:-}\""));
         assert!(maria.contains("{ cat; kdb_credentials; } |"));
@@ -512,12 +512,24 @@ mod tests {
             ("MYSQL_PASSWORD", "p w\n'--"),
             ("MYSQL_DATABASE", "app`db"),
         ]);
-        assert!(sql.starts_with("SET SESSION sql_mode = '';\nFLUSH PRIVILEGES;\n"), "{sql}");
-        assert!(sql.contains(r"ALTER USER IF EXISTS 'root'@'localhost' IDENTIFIED BY 'r''o\\o%s`t';"), "{sql}");
+        assert!(
+            sql.starts_with("SET SESSION sql_mode = '';\nFLUSH PRIVILEGES;\n"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r"ALTER USER IF EXISTS 'root'@'localhost' IDENTIFIED BY 'r''o\\o%s`t';"),
+            "{sql}"
+        );
         assert!(sql.contains(r"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY 'r''o\\o%s`t';"));
-        assert!(sql.contains("CREATE USER IF NOT EXISTS 'app''user'@'%' IDENTIFIED BY 'p w\n''--';"), "{sql}");
+        assert!(
+            sql.contains("CREATE USER IF NOT EXISTS 'app''user'@'%' IDENTIFIED BY 'p w\n''--';"),
+            "{sql}"
+        );
         assert!(sql.contains("ALTER USER 'app''user'@'%' IDENTIFIED BY 'p w\n''--';"));
-        assert!(sql.contains("GRANT ALL ON `app``db`.* TO 'app''user'@'%';"), "{sql}");
+        assert!(
+            sql.contains("GRANT ALL ON `app``db`.* TO 'app''user'@'%';"),
+            "{sql}"
+        );
         assert!(sql.ends_with("FLUSH PRIVILEGES;\n"));
         // MARIADB_* spellings; an absent app user is left alone.
         let sql = mysql_credentials_sql(&[("MARIADB_ROOT_PASSWORD", "pw")]);
@@ -553,7 +565,11 @@ mod tests {
         std::fs::write(&with, &sql).unwrap();
         assert!(carries_mysql_schema(&with).unwrap());
         let without = dir.path().join("without.sql");
-        std::fs::write(&without, b"-- MySQL dump\nUSE `appdb`;\nINSERT INTO t VALUES ('\\nUSE `mysql`;\\n');\n").unwrap();
+        std::fs::write(
+            &without,
+            b"-- MySQL dump\nUSE `appdb`;\nINSERT INTO t VALUES ('\\nUSE `mysql`;\\n');\n",
+        )
+        .unwrap();
         assert!(!carries_mysql_schema(&without).unwrap());
     }
 
@@ -583,7 +599,9 @@ mod tests {
     #[test]
     fn a_huge_single_line_streams_in_bounded_chunks() {
         let len: u64 = 300 << 20;
-        let head = b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.b (id, b) FROM stdin;\n1\t\\\\x".to_vec();
+        let head =
+            b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.b (id, b) FROM stdin;\n1\t\\\\x"
+                .to_vec();
         let tail = b"\n\\.\n\nCREATE DATABASE later;\n".to_vec();
         let total = head.len() as u64 + len + tail.len() as u64;
         let input = OneLongRow {
@@ -603,7 +621,12 @@ mod tests {
         .unwrap();
         let inserted = "DROP DATABASE IF EXISTS later WITH (FORCE);\n".len() as u64;
         assert_eq!(sent, total + inserted);
-        assert!(largest <= 2 * CHUNK + 2 * pg_filter::HOLD, "a chunk of {largest} bytes");
-        assert!(String::from_utf8_lossy(&last).ends_with("\\.\n\nDROP DATABASE IF EXISTS later WITH (FORCE);\nCREATE DATABASE later;\n"));
+        assert!(
+            largest <= 2 * CHUNK + 2 * pg_filter::HOLD,
+            "a chunk of {largest} bytes"
+        );
+        assert!(String::from_utf8_lossy(&last).ends_with(
+            "\\.\n\nDROP DATABASE IF EXISTS later WITH (FORCE);\nCREATE DATABASE later;\n"
+        ));
     }
 }
