@@ -696,14 +696,14 @@ async fn postgres_restore_into_another_deployment() {
         &["restore", "pgb", "-f", &file.display().to_string(), "--yes"],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
+    pg_tcp_login(b).await;
     eprintln!("restore of a 100 MB COPY line: peak RSS {} KiB", peak_kib);
     assert!(peak_kib > 0, "VmHWM was never sampled");
     assert!(
         peak_kib < 64 << 10,
         "the restore peaked at {peak_kib} KiB for a 100 MB line"
     );
-    assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
-    pg_tcp_login(b).await;
 
     // A dump that carries A's password hashes (as older versions made): B still logs in.
     let with = dir.path().join("a-with.sql.gz");
