@@ -726,6 +726,43 @@ async fn postgres_restore_into_another_deployment() {
     pg_tcp_login(b).await;
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
 
+    // The same file with an error right after A's password was set: the restore fails,
+    // and B's password is set again in a session of its own.
+    let sql = gunzip(&with);
+    let role = sql.find("\nALTER ROLE appuser WITH").unwrap() + 1;
+    let after = role + sql[role..].find('\n').unwrap() + 1;
+    assert!(sql[role..after].contains(" PASSWORD 'SCRAM-SHA-256$"));
+    let broken = dir.path().join("a-broken.sql");
+    std::fs::write(
+        &broken,
+        [
+            &sql[..after],
+            "SELECT kdb_fails_on_purpose();\n",
+            &sql[after..],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    drop(sql);
+    std::fs::write(format!("{}.sha256", broken.display()), sha256_line(&broken)).unwrap();
+    let output = dbbackup(
+        &ns,
+        &[
+            "restore",
+            "pgb",
+            "-f",
+            &broken.display().to_string(),
+            "--yes",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("the target's own credentials were set again"),
+        "{}",
+        text(&output.stderr)
+    );
+    pg_tcp_login(b).await;
+
     // One database (pg_dump --create) restores over the existing one.
     b.sql("UPDATE notes SET s = 'changed';").await;
     let one = dir.path().join("a-appdb.sql.gz");
@@ -840,6 +877,36 @@ async fn mariadb_restore_into_another_deployment() {
     b.sql(reload).await;
     mariadb_tcp_logins(b).await;
     assert_eq!(b.checksums(MARIADB_TABLES).await, before);
+
+    // The same file with an error after A's grant tables were written: the restore
+    // fails, and B's accounts are set again in a session of their own.
+    let sql = gunzip(&with);
+    let end = sql.rfind("\n-- Dump completed").unwrap() + 1;
+    let broken = dir.path().join("a-broken.sql");
+    std::fs::write(
+        &broken,
+        [&sql[..end], "SELECT kdb_fails_on_purpose();\n", &sql[end..]].concat(),
+    )
+    .unwrap();
+    std::fs::write(format!("{}.sha256", broken.display()), sha256_line(&broken)).unwrap();
+    let output = dbbackup(
+        &ns,
+        &[
+            "restore",
+            "mb",
+            "-f",
+            &broken.display().to_string(),
+            "--yes",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("the target's own credentials were set again"),
+        "{}",
+        text(&output.stderr)
+    );
+    b.sql(reload).await;
+    mariadb_tcp_logins(b).await;
 
     // One database.
     b.sql("DELETE FROM appdb.texts WHERE id > 10;").await;

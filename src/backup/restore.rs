@@ -163,6 +163,27 @@ pub fn restore_script(engine: Engine) -> String {
     }
 }
 
+/// Re-asserts the target's credentials in a session of its own: after a restore that
+/// stopped at an error, whose session ended before its own re-assertion ran. The local
+/// socket still lets the target's own user in (PostgreSQL images trust it; MySQL/MariaDB
+/// keep the accounts in force until a `FLUSH PRIVILEGES`).
+pub fn credentials_script(engine: Engine) -> String {
+    match engine {
+        Engine::Postgres => {
+            let lines: Vec<String> = PG_CREDENTIALS.iter().map(|l| shell_quote(l)).collect();
+            format!(
+                r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}"; export PGPASSWORD; [ -n "$PGPASSWORD" ] || exit 0
+printf '%s\n' {} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres"#,
+                lines.join(" ")
+            )
+        }
+        Engine::Mysql | Engine::Mariadb => format!(
+            r#"{MYSQL_CREDENTIALS}MYSQL_PWD="${{MYSQL_ROOT_PASSWORD:-}}"; export MYSQL_PWD; if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi
+kdb_credentials | "$c" -uroot"#
+        ),
+    }
+}
+
 /// Lists what a restore could overwrite. PostgreSQL: databases holding at least one table,
 /// one per line (the `postgres` database too: a pg_dumpall file restores into it).
 /// MySQL/MariaDB: `database NAME` lines, `account USER@HOST` lines (the `mysql` schema an
@@ -343,8 +364,21 @@ pub async fn restore(
         } else {
             format!("; stderr: {}", exec::last_lines(stderr.trim(), 5))
         };
+        let credentials = match exec::shell(
+            &pods,
+            &pod,
+            Some(&target.container),
+            &credentials_script(target.engine),
+            Duration::from_secs(60),
+        )
+        .await
+        .and_then(|out| out.into_stdout(&pod, "setting the credentials again"))
+        {
+            Ok(_) => "the target's own credentials were set again".to_string(),
+            Err(err) => format!("the target's own credentials could not be set again ({err})"),
+        };
         return Err(Error::Failed(format!(
-            "failed to restore {} into pod {}/{pod}: remote {status}{detail} ({sent} bytes sent)",
+            "failed to restore {} into pod {}/{pod}: remote {status}{detail} ({sent} bytes sent; the databases may be half restored; {credentials})",
             options.file.display(),
             target.namespace
         )));
