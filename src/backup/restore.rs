@@ -427,29 +427,38 @@ async fn stream(
     let stdin = process.stdin();
     let stdout = process.stdout();
     let stderr = process.stderr();
-    let feed = async move {
-        let mut sent = 0u64;
-        let Some(mut stdin) = stdin else { return sent };
+    let sent = std::sync::atomic::AtomicU64::new(0);
+    let feed = async {
+        let Some(mut stdin) = stdin else { return };
         while let Some(chunk) = rx.recv().await {
-            // A remote that stops reading has exited; its status says why.
             if stdin.write_all(&chunk).await.is_err() {
                 break;
             }
-            sent += chunk.len() as u64;
+            sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
             progress.inc(chunk.len() as u64);
         }
         let _ = stdin.shutdown().await;
-        sent
     };
-    let (sent, _, stderr) = tokio::join!(
-        feed,
+    let status = async move {
+        match status {
+            Some(fut) => fut.await,
+            None => None,
+        }
+    };
+    tokio::pin!(status);
+    // A remote that stopped at an error exits without reading the rest of the file, and
+    // writes to its stdin need not fail: its exit status ends the feeding.
+    let (status, _, stderr) = tokio::join!(
+        async {
+            tokio::select! {
+                () = feed => (&mut status).await,
+                status = &mut status => status,
+            }
+        },
         read_capped(stdout, 4096),
         read_capped(stderr, 64 << 10)
     );
-    let status = match status {
-        Some(fut) => fut.await,
-        None => None,
-    };
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(10), process.join()).await;
     reader
         .await
