@@ -52,6 +52,8 @@ pub struct DumpOptions {
     pub compression: Compression,
     /// One database instead of all of them.
     pub database: Option<String>,
+    /// Also dump role passwords (PostgreSQL) / the `mysql` schema with the accounts.
+    pub with_credentials: bool,
     /// Time limit for the whole dump.
     pub timeout: Duration,
     /// Draw live progress on stderr.
@@ -87,10 +89,24 @@ pub struct DumpReport {
 }
 
 /// The script that writes the dump to stdout. Passwords come from the container's env.
-pub fn dump_script(engine: Engine, database: Option<&str>) -> String {
+///
+/// Unless `with_credentials`, a dump carries no credentials, so that restoring it into
+/// another deployment leaves that deployment's own Secret working: pg_dumpall runs with
+/// `--no-role-passwords` (roles and their rights are kept, their passwords are not), and
+/// MySQL/MariaDB dump the user databases (`--databases`, every schema but `mysql`, `sys`,
+/// `information_schema` and `performance_schema`) instead of `--all-databases`, whose
+/// `mysql` schema holds the accounts and their password hashes.
+pub fn dump_script(engine: Engine, database: Option<&str>, with_credentials: bool) -> String {
     match (engine, database) {
         (Engine::Postgres, None) => {
-            r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dumpall -w -U "${POSTGRES_USER:-postgres}""#.to_string()
+            let passwords = if with_credentials {
+                ""
+            } else {
+                " --no-role-passwords"
+            };
+            format!(
+                r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}" exec pg_dumpall -w -U "${{POSTGRES_USER:-postgres}}"{passwords}"#
+            )
         }
         // --create: the file makes its own database, so restoring needs no name.
         (Engine::Postgres, Some(db)) => format!(
@@ -98,15 +114,24 @@ pub fn dump_script(engine: Engine, database: Option<&str>) -> String {
             shell_quote(db)
         ),
         (Engine::Mysql | Engine::Mariadb, database) => {
-            let what = match database {
-                None => "--all-databases".to_string(),
-                // --databases: CREATE DATABASE and USE are written, as for --all-databases.
-                Some(db) => format!("--databases {}", shell_quote(db)),
-            };
             // MariaDB 11 drops the mysql* names; older images lack the mariadb* ones.
-            format!(
-                r#"MYSQL_PWD="${{MYSQL_ROOT_PASSWORD:-}}"; export MYSQL_PWD; if command -v mariadb-dump >/dev/null 2>&1; then d=mariadb-dump; else d=mysqldump; fi; exec "$d" -uroot --single-transaction --routines --triggers --events --hex-blob --default-character-set=utf8mb4 {what}"#
-            )
+            let setup = r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}"; export MYSQL_PWD; if command -v mariadb-dump >/dev/null 2>&1; then d=mariadb-dump c=mariadb; else d=mysqldump c=mysql; fi; set -- -uroot --single-transaction --routines --triggers --events --hex-blob --default-character-set=utf8mb4"#;
+            match database {
+                // --databases: CREATE DATABASE and USE are written, as for --all-databases.
+                Some(db) => format!(r#"{setup}; exec "$d" "$@" --databases {}"#, shell_quote(db)),
+                None if with_credentials => format!(r#"{setup}; exec "$d" "$@" --all-databases"#),
+                // One name per line (-r: unescaped); no user database at all still
+                // makes a complete, empty dump (header and trailer only).
+                None => format!(
+                    r#"{setup}
+dbs=$("$c" -uroot -N -B -r -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','sys','information_schema','performance_schema') ORDER BY 1") || exit 1
+if [ -z "$dbs" ]; then exec "$d" "$@" --no-create-info --no-data --skip-routines --skip-triggers --skip-events mysql; fi
+IFS='
+'
+set -f
+exec "$d" "$@" --databases $dbs"#
+                ),
+            }
         }
     }
 }
@@ -179,7 +204,11 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     };
 
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
-    let script = dump_script(target.engine, options.database.as_deref());
+    let script = dump_script(
+        target.engine,
+        options.database.as_deref(),
+        options.with_credentials,
+    );
     let command = vec!["sh".to_string(), "-c".to_string(), script];
     let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
@@ -589,11 +618,13 @@ mod tests {
 
     #[test]
     fn scripts_carry_no_secret_and_quote_names() {
-        let all = dump_script(Engine::Postgres, None);
+        let all = dump_script(Engine::Postgres, None, false);
         assert!(all.contains("pg_dumpall") && all.contains("\"${POSTGRES_PASSWORD:-}\""));
-        let one = dump_script(Engine::Postgres, Some("it's"));
+        assert!(all.ends_with(" --no-role-passwords"), "{all}");
+        assert!(!dump_script(Engine::Postgres, None, true).contains("--no-role-passwords"));
+        let one = dump_script(Engine::Postgres, Some("it's"), false);
         assert!(one.ends_with(r#"--create -d 'it'\''s'"#), "{one}");
-        let maria = dump_script(Engine::Mariadb, None);
+        let maria = dump_script(Engine::Mariadb, None, true);
         for flag in [
             "--all-databases",
             "--single-transaction",
@@ -603,7 +634,12 @@ mod tests {
         ] {
             assert!(maria.contains(flag), "{flag}");
         }
-        assert!(dump_script(Engine::Mysql, Some("shop")).contains("--databases 'shop'"));
+        assert!(dump_script(Engine::Mysql, Some("shop"), false).contains("--databases 'shop'"));
+        // Without credentials: the user databases only, never the mysql schema.
+        let users = dump_script(Engine::Mariadb, None, false);
+        assert!(!users.contains("--all-databases"), "{users}");
+        assert!(users.contains("NOT IN ('mysql','sys','information_schema','performance_schema')"));
+        assert!(users.contains("--databases $dbs"));
     }
 
     #[test]

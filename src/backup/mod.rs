@@ -5,12 +5,14 @@
 
 pub mod dump;
 pub mod format;
+pub mod pg_filter;
 pub mod restore;
 pub mod snapshot;
 pub mod verify;
 
 pub use dump::{Destination, DumpOptions, DumpReport, dump};
 pub use format::{Compression, DumpKind};
+pub use pg_filter::PgRestoreFilter;
 pub use restore::{RestoreOptions, RestoreReport, check_file, restore};
 pub use snapshot::{SnapshotOptions, SnapshotReport, snapshot};
 pub use verify::{VerifyReport, verify};

@@ -62,6 +62,12 @@ struct DumpArgs {
     /// without it an existing one is refused (exit 2)
     #[arg(long)]
     force: bool,
+    /// Also dump credentials: role passwords (pg_dumpall without --no-role-passwords) or
+    /// the mysql system schema with accounts and grants (mysqldump --all-databases).
+    /// Restoring such a dump into another deployment replaces its accounts' passwords
+    /// until the restore re-asserts the target's own (see docs/dbbackup.md)
+    #[arg(long, conflicts_with = "database")]
+    with_credentials: bool,
     /// Time limit for the whole dump
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
@@ -86,7 +92,9 @@ struct RestoreArgs {
     /// Backup file (plain, gzip or zstd)
     #[arg(short, long)]
     file: PathBuf,
-    /// Restore even when the target already holds data (databases in the file are replaced)
+    /// Restore even when the target already holds data (databases in the file are replaced).
+    /// After the file, the target's own credentials (from its container's environment,
+    /// i.e. its Secret) are set again, so its applications can still log in
     #[arg(short, long)]
     yes: bool,
     /// Time limit for the whole restore
@@ -225,6 +233,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         destination,
         compression: args.compress,
         database: args.database,
+        with_credentials: args.with_credentials,
         timeout: args.timeout,
         progress: global.show_progress(),
         force: args.force,
