@@ -755,14 +755,7 @@ async fn ctrl_c_after_the_delete_still_reports_what_was_seen() {
     assert!(seen.ready, "{:?}", seen.diagnosis());
     let (code, report, stderr) = persist(
         &ns,
-        &[
-            "slowstop-0",
-            "--yes",
-            "--timeout",
-            "5s",
-            "-o",
-            "json",
-        ],
+        &["slowstop-0", "--yes", "--timeout", "5s", "-o", "json"],
     );
     assert_eq!(code, Some(3), "{stderr}\n{report:#}");
     assert_eq!(report["verdict"], "FAIL", "{report:#}");
