@@ -21,11 +21,31 @@ fn unreachable_kubeconfig() -> PathBuf {
     path
 }
 
+/// The shipped `kubectl_complete-<plugin>` scripts (completion/).
+fn helpers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("completion")
+}
+
+/// PATH with this build's plugins first, where the helper scripts find them.
+fn path_with_plugins() -> String {
+    let bins = assert_cmd::cargo::cargo_bin("kubectl-dbcheck");
+    format!(
+        "{}:{}",
+        bins.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// Runs `kubectl_complete-<plugin> <words>` as kubectl would; returns its stdout.
 fn helper(plugin: &str, kubeconfig: &Path, words: &[&str]) -> String {
-    let output = common::clean_bin(&format!("kubectl_complete-{plugin}"))
-        .env("KUBECONFIG", kubeconfig)
+    let output = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(helpers_dir().join(format!("kubectl_complete-{plugin}")))
         .args(words)
+        .env_clear()
+        .env("PATH", path_with_plugins())
+        .env("HOME", std::env::temp_dir().join("kdb-test-home"))
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
@@ -266,13 +286,7 @@ async fn database_names_come_from_the_cluster() {
         eprintln!("skipped the kubectl part: no kubectl 1.26+ found");
         return;
     };
-    let bins = assert_cmd::cargo::cargo_bin("kubectl-dbcheck");
-    let bin_dir = bins.parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", helpers_dir().display(), path_with_plugins());
     let output = std::process::Command::new("timeout")
         .arg("30")
         .arg(kubectl)
