@@ -143,8 +143,10 @@ impl Session {
         match source {
             Source::Files => {
                 let files = Arc::clone(&self.files);
-                ArgValueCompleter::new(move |_: &OsStr| {
-                    files.store(true, Ordering::Relaxed);
+                ArgValueCompleter::new(move |current: &OsStr| {
+                    if !is_flag(current) {
+                        files.store(true, Ordering::Relaxed);
+                    }
                     Vec::new()
                 })
             }
@@ -168,7 +170,7 @@ impl Session {
 }
 
 /// The engine also asks a positional's completer when the word is a flag (`--output=j`):
-/// no name starts with a dash, so no cluster round trip for it.
+/// no name starts with a dash, so no cluster round trip and no file names for it.
 fn is_flag(current: &OsStr) -> bool {
     current.to_string_lossy().starts_with('-')
 }
