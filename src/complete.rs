@@ -294,7 +294,11 @@ pub async fn cluster_names(
 fn typed_globals(command: &Command, done: &[String]) -> GlobalArgs {
     let words = std::iter::once(command.get_name()).chain(done.iter().map(String::as_str));
     let mut global = GlobalArgs::default();
-    let Ok(matches) = command.clone().ignore_errors(true).try_get_matches_from(words) else {
+    let Ok(matches) = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(words)
+    else {
         return global;
     };
     // Global flags may be given at any level; the deepest one is what clap would use.
@@ -344,7 +348,11 @@ fn with_default_subcommand(command: Command, default_subcommand: Option<&str>) -
 
 /// The candidates for the last of `words` (the partial word, possibly empty) from a plugin's
 /// clap definition. `default_subcommand` is the subcommand a bare positional runs (`dump`).
-pub fn complete(command: Command, words: &[String], default_subcommand: Option<&str>) -> Completions {
+pub fn complete(
+    command: Command,
+    words: &[String],
+    default_subcommand: Option<&str>,
+) -> Completions {
     let mut words = words.to_vec();
     if words.is_empty() {
         words.push(String::new());
@@ -360,7 +368,8 @@ pub fn complete(command: Command, words: &[String], default_subcommand: Option<&
         .chain(words.iter().map(OsString::from))
         .collect();
     let index = args.len() - 1;
-    let found = clap_complete::engine::complete(&mut command, args, index, None).unwrap_or_default();
+    let found =
+        clap_complete::engine::complete(&mut command, args, index, None).unwrap_or_default();
     // Flags are offered once the word starts with a dash, as kubectl's own completion does.
     let flags = current.starts_with('-');
     let mut candidates: Vec<(String, String)> = found
@@ -398,7 +407,10 @@ pub fn hook(command: impl FnOnce() -> Command, default_subcommand: Option<&str>)
         return;
     }
     let words: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-    print!("{}", complete(command(), &words, default_subcommand).render());
+    print!(
+        "{}",
+        complete(command(), &words, default_subcommand).render()
+    );
     std::process::exit(0)
 }
 
@@ -490,7 +502,10 @@ mod tests {
             let cmd = command.find_subcommand(sub).unwrap();
             source_of(cmd.get_arguments().find(|a| a.get_id() == id).unwrap())
         };
-        assert_eq!(source("dump", "target"), Some(Source::Cluster(Names::Targets)));
+        assert_eq!(
+            source("dump", "target"),
+            Some(Source::Cluster(Names::Targets))
+        );
         assert_eq!(source("dump", "file"), Some(Source::Files));
         assert_eq!(source("dump", "namespace"), Some(Source::Namespaces));
         assert_eq!(
