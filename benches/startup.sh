@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-30}
 KUBECTL=${KUBECTL:-$HOME/.cache/kubectl-db/k8s-v1.34.4/bin/kubectl}
 [[ -x $KUBECTL ]] || KUBECTL=/usr/lib/google-cloud-sdk/bin/kubectl.1.32
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 [[ -n "${SKIP_BUILD:-}" ]] || cargo build --release --locked -q
 
 # mean wall time in ms of RUNS runs of a command
@@ -24,7 +25,7 @@ printf '%-38s %10s %8s\n' command "mean (us)" "x kubectl"
 printf '%-38s %10s %8s\n' "kubectl version --client" "$base" "1.00"
 for bin in dbdeploy dbcheck dbbackup dbpersist; do
   for arg in --version --help; do
-    t=$(mean_ms "target/release/kubectl-$bin" "$arg")
+    t=$(mean_ms "$BIN_DIR/kubectl-$bin" "$arg")
     printf '%-38s %10s %8s\n' "kubectl-$bin $arg" "$t" "$(awk "BEGIN{printf \"%.3f\", $t/$base}")"
   done
 done

@@ -2,7 +2,8 @@
 # Builds the release archives and renders the Krew manifests from one template, so versions
 # and checksums never drift:
 #   dist/kubectl-db-<plugin>_<version>_<os>_<arch>.tar.gz   (+ .sha256)
-#       kubectl-<plugin>, kubectl_complete-<plugin>, LICENSE, README.md
+#       kubectl-<plugin>, kubectl_complete-<plugin> (a shell script from completion/),
+#       LICENSE, README.md
 #   krew/<plugin>.yaml   from krew/plugin.yaml.tmpl + krew/platform.yaml.tmpl
 #
 # Only the host platform is built here (linux/amd64 on the project's machines: there is no
@@ -14,7 +15,7 @@
 # Environment:
 #   KDB_RELEASE_DIST      output directory of the archives (default dist/)
 #   KDB_RELEASE_KREW_DIR  output directory of the manifests (default krew/)
-#   KDB_RELEASE_BIN_DIR   take the binaries from here instead of `cargo build --release`
+#   KDB_RELEASE_BIN_DIR   take the plugin binaries from here instead of `cargo build --release`
 #   KDB_RELEASE_BASE_URL  where the archives are published
 #                         (default <repository>/releases/download/v<version>)
 set -euo pipefail
@@ -100,10 +101,12 @@ mtime=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 for plugin in "${PLUGINS[@]}"; do
   dir=$stage/$plugin
   mkdir -p "$dir"
-  for exe in "kubectl-$plugin" "kubectl_complete-$plugin"; do
-    [[ -x $bin_dir/$exe ]] || { echo "error: $bin_dir/$exe was not built" >&2; exit 1; }
-    cp "$bin_dir/$exe" "$dir/"
-  done
+  exe=$bin_dir/kubectl-$plugin
+  [[ -x $exe ]] || { echo "error: $exe was not built" >&2; exit 1; }
+  cp "$exe" "$dir/"
+  # The completion helper is a script (completion/), the same on every platform.
+  cp "completion/kubectl_complete-$plugin" "$dir/"
+  chmod 755 "$dir/kubectl_complete-$plugin"
   cp LICENSE README.md "$dir/"
   archive=$dist/$(archive_name "$plugin" "$host")
   tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$mtime" \

@@ -2,15 +2,23 @@
 //! with the words after the plugin name, the partial word last, and reads one candidate per
 //! line (`candidate<TAB>description`) ending with a Cobra directive line `:<number>`
 //! (<https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/#shell-completion>).
-//! The helper binaries run `kubectl-<plugin> __complete <words>`; the plugin answers from its
-//! own clap definition ([`hook`]) and, for database targets, from the cluster.
+//! The helpers are two-line shell scripts (completion/kubectl_complete-<plugin>) that run
+//! `kubectl-<plugin> __complete <words>` ([`hook`]). clap_complete's engine walks the words
+//! against the plugin's own clap definition; this module gives it the values only the
+//! environment knows, as `ArgValueCompleter`s: database pods and StatefulSets and namespaces
+//! from the cluster (within [`CLUSTER_TIMEOUT`]), contexts, clusters and users from the
+//! kubeconfig file (no API call), and prints Cobra's format.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Command;
+use clap::{Arg, Command};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::ListParams;
 
@@ -32,7 +40,7 @@ pub mod directive {
     pub const NO_FILE: u32 = 4;
 }
 
-/// How long the cluster may take to list database names before completion gives up.
+/// How long the cluster may take to list names before completion gives up.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Candidates for the word being completed, and the directive for the shell.
@@ -44,13 +52,6 @@ pub struct Completions {
 }
 
 impl Completions {
-    fn new(directive: u32) -> Self {
-        Completions {
-            candidates: Vec::new(),
-            directive,
-        }
-    }
-
     /// The lines kubectl reads: `candidate\tdescription` each, then `:<directive>`.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -78,155 +79,45 @@ pub enum Names {
     Managed,
 }
 
-/// What the words say: the static candidates, and the cluster lookup still to do.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub completions: Completions,
-    /// Names to add from the cluster, found with these global flags.
-    pub cluster: Option<(Names, GlobalArgs)>,
-    /// The partial word; cluster names are filtered by it.
-    pub prefix: String,
+/// Which names of the kubeconfig file to offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeconfigNames {
+    Contexts,
+    Clusters,
+    Users,
 }
 
-/// Works out the candidates for the last word of `words` from a binary's clap definition.
-/// `default_subcommand` is the subcommand a bare positional runs (`dump` in dbbackup).
-pub fn plan(command: &Command, words: &[String], default_subcommand: Option<&str>) -> Plan {
-    let mut command = command.clone();
-    command.build();
-    let (current, done) = match words.split_last() {
-        Some((last, rest)) => (last.clone(), rest),
-        None => (String::new(), &[][..]),
-    };
-    let mut global = GlobalArgs::default();
-    let mut path: Vec<Command> = vec![command];
-    let mut positionals = 0usize;
-    let mut pending: Option<clap::Arg> = None;
-    let mut only_positionals = false;
-    for word in done {
-        let cmd = path.last().cloned().unwrap_or_default();
-        if let Some(arg) = pending.take() {
-            record_global(&mut global, arg.get_id().as_str(), word);
-            continue;
-        }
-        if !only_positionals && word == "--" {
-            only_positionals = true;
-            continue;
-        }
-        if !only_positionals && word.starts_with('-') && word.len() > 1 {
-            if let Some((arg, inline)) = find_flag(&cmd, word) {
-                match inline {
-                    Some(value) => record_global(&mut global, arg.get_id().as_str(), &value),
-                    None if takes_value(&arg) => pending = Some(arg),
-                    None => {}
-                }
-            }
-            continue;
-        }
-        if positionals == 0
-            && let Some(sub) = cmd.find_subcommand(word)
-        {
-            path.push(sub.clone());
-            continue;
-        }
-        if positionals == 0
-            && cmd.has_subcommands()
-            && let Some(sub) = default_subcommand.and_then(|d| cmd.find_subcommand(d))
-            && path.len() == 1
-        {
-            path.push(sub.clone());
-        }
-        positionals += 1;
-    }
-    let cmd = path.last().cloned().unwrap_or_default();
-    let mut plan = Plan {
-        completions: Completions::new(directive::NO_FILE),
-        cluster: None,
-        prefix: current.clone(),
-    };
-    if let Some(arg) = pending {
-        value_candidates(&mut plan, &arg, &current, &global);
-        return plan;
-    }
-    if !only_positionals && current.starts_with('-') {
-        if let Some((name, value)) = current.split_once('=')
-            && let Some((arg, _)) = find_flag(&cmd, name)
-        {
-            value_candidates(&mut plan, &arg, value, &global);
-            let flag = format!("{name}=");
-            for candidate in &mut plan.completions.candidates {
-                candidate.0.insert_str(0, &flag);
-            }
-            plan.prefix = current.clone();
-            return plan;
-        }
-        plan.completions.candidates = flag_candidates(&cmd, &current);
-        return plan;
-    }
-    let mut candidates = Vec::new();
-    let mut slot_cmd = cmd.clone();
-    if positionals == 0 && cmd.has_subcommands() {
-        candidates.extend(
-            cmd.get_subcommands()
-                .filter(|s| !s.is_hide_set() && s.get_name().starts_with(&current))
-                .map(|s| (s.get_name().to_string(), about(s))),
-        );
-        // dbcheck and dbpersist take a target or a subcommand at the same place.
-        if cmd.get_positionals().next().is_none() {
-            match default_subcommand.and_then(|d| cmd.find_subcommand(d)) {
-                Some(sub) => slot_cmd = sub.clone(),
-                None => {
-                    plan.completions.candidates = candidates;
-                    return plan;
-                }
-            }
-        }
-    }
-    plan.completions.candidates = candidates;
-    if let Some(arg) = slot_cmd.get_positionals().nth(positionals) {
-        let arg = arg.clone();
-        value_candidates(&mut plan, &arg, &current, &global);
-    }
-    plan
+/// Where the values of an argument come from, beyond what clap knows (possible values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cluster(Names),
+    Namespaces,
+    Kubeconfig(KubeconfigNames),
+    /// A file name: the shell completes it (directive 0).
+    Files,
 }
 
-/// Where a flag's or positional's values come from.
-fn value_candidates(plan: &mut Plan, arg: &clap::Arg, current: &str, global: &GlobalArgs) {
-    plan.prefix = current.to_string();
-    let values = arg.get_possible_values();
-    if !values.is_empty() {
-        plan.completions.candidates.extend(
-            values
-                .iter()
-                .filter(|v| !v.is_hide_set() && v.get_name().starts_with(current))
-                .map(|v| {
-                    let help = v.get_help().map(|h| h.to_string()).unwrap_or_default();
-                    (v.get_name().to_string(), help)
-                }),
-        );
-        return;
+/// The source of an argument's values, by its id across the four plugins (`target`, `--pod`,
+/// dbdeploy delete's `name`, the global kubeconfig flags, file arguments).
+pub fn source_of(arg: &Arg) -> Option<Source> {
+    if arg.get_value_parser().possible_values().is_some() {
+        return None;
     }
-    let names = match arg.get_id().as_str() {
-        "target" => Some(Names::Targets),
-        "pod" => Some(Names::Pods),
-        "name" if arg.is_positional() => Some(Names::Managed),
-        "context" => {
-            plan.completions
-                .candidates
-                .extend(contexts(global, current));
-            None
-        }
-        _ if is_file(arg) => {
-            plan.completions.directive = directive::DEFAULT;
-            None
-        }
-        _ => None,
+    let source = match arg.get_id().as_str() {
+        "target" => Source::Cluster(Names::Targets),
+        "pod" => Source::Cluster(Names::Pods),
+        "name" if arg.is_positional() => Source::Cluster(Names::Managed),
+        "namespace" => Source::Namespaces,
+        "context" => Source::Kubeconfig(KubeconfigNames::Contexts),
+        "cluster" => Source::Kubeconfig(KubeconfigNames::Clusters),
+        "user" => Source::Kubeconfig(KubeconfigNames::Users),
+        _ if is_file(arg) => Source::Files,
+        _ => return None,
     };
-    if let Some(names) = names {
-        plan.cluster = Some((names, global.clone()));
-    }
+    Some(source)
 }
 
-fn is_file(arg: &clap::Arg) -> bool {
+fn is_file(arg: &Arg) -> bool {
     use clap::ValueHint;
     matches!(
         arg.get_value_hint(),
@@ -237,76 +128,110 @@ fn is_file(arg: &clap::Arg) -> bool {
         || matches!(arg.get_id().as_str(), "file" | "kubeconfig")
 }
 
-fn takes_value(arg: &clap::Arg) -> bool {
-    arg.get_action().takes_values()
+/// What the completers of one completion share. clap hands a completer only the word being
+/// completed, so the kubeconfig flags typed before it are parsed first and captured here.
+#[derive(Clone, Default)]
+struct Session {
+    global: Arc<GlobalArgs>,
+    /// Set when a file argument is being completed: the shell then offers file names.
+    files: Arc<AtomicBool>,
 }
 
-/// The flag a word names (`--namespace`, `--namespace=x`, `-n`, `-nx`), with an inline value.
-fn find_flag(cmd: &Command, word: &str) -> Option<(clap::Arg, Option<String>)> {
-    if let Some(long) = word.strip_prefix("--") {
-        let (name, value) = match long.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (long, None),
-        };
-        return cmd
-            .get_arguments()
-            .find(|a| {
-                a.get_long() == Some(name)
-                    || a.get_all_aliases()
-                        .is_some_and(|aliases| aliases.contains(&name))
-            })
-            .map(|a| (a.clone(), value));
-    }
-    let mut chars = word.strip_prefix('-')?.chars();
-    let short = chars.next()?;
-    let rest: String = chars.collect();
-    let arg = cmd.get_arguments().find(|a| a.get_short() == Some(short))?;
-    let value = (takes_value(arg) && !rest.is_empty()).then_some(rest);
-    Some((arg.clone(), value))
-}
-
-fn record_global(global: &mut GlobalArgs, id: &str, value: &str) {
-    let value = Some(value.to_string());
-    match id {
-        "namespace" => global.namespace = value,
-        "kubeconfig" => global.kubeconfig = value,
-        "context" => global.context = value,
-        "cluster" => global.cluster = value,
-        "user" => global.user = value,
-        _ => {}
-    }
-}
-
-fn about(cmd: &Command) -> String {
-    cmd.get_about().map(|a| a.to_string()).unwrap_or_default()
-}
-
-fn flag_candidates(cmd: &Command, current: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
-        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-        if let Some(long) = arg.get_long() {
-            out.push((format!("--{long}"), help.clone()));
-        }
-        if let Some(short) = arg.get_short() {
-            out.push((format!("-{short}"), help));
+impl Session {
+    fn completer(&self, source: Source) -> ArgValueCompleter {
+        let global = Arc::clone(&self.global);
+        match source {
+            Source::Files => {
+                let files = Arc::clone(&self.files);
+                ArgValueCompleter::new(move |current: &OsStr| {
+                    if !is_flag(current) {
+                        files.store(true, Ordering::Relaxed);
+                    }
+                    Vec::new()
+                })
+            }
+            Source::Kubeconfig(kind) => ArgValueCompleter::new(move |current: &OsStr| {
+                candidates(kubeconfig_names(kind, &global), current)
+            }),
+            Source::Namespaces => ArgValueCompleter::new(move |current: &OsStr| {
+                if is_flag(current) {
+                    return Vec::new();
+                }
+                candidates(within_budget(namespace_names(&global)), current)
+            }),
+            Source::Cluster(names) => ArgValueCompleter::new(move |current: &OsStr| {
+                if is_flag(current) {
+                    return Vec::new();
+                }
+                candidates(within_budget(cluster_names(names, &global)), current)
+            }),
         }
     }
-    out.retain(|(flag, _)| flag.starts_with(current));
-    out.sort();
-    out
 }
 
-fn contexts(global: &GlobalArgs, current: &str) -> Vec<(String, String)> {
-    client::load_kubeconfig(global)
-        .map(|k| {
-            k.contexts
-                .into_iter()
-                .filter(|c| c.name.starts_with(current))
-                .map(|c| (c.name, String::new()))
-                .collect()
+/// The engine also asks a positional's completer when the word is a flag (`--output=j`):
+/// no name starts with a dash, so no cluster round trip and no file names for it.
+fn is_flag(current: &OsStr) -> bool {
+    current.to_string_lossy().starts_with('-')
+}
+
+/// The `(name, description)` pairs that start with the partial word.
+fn candidates(found: Vec<(String, String)>, current: &OsStr) -> Vec<CompletionCandidate> {
+    let current = current.to_string_lossy();
+    found
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(current.as_ref()))
+        .map(|(name, description)| {
+            let help = (!description.is_empty()).then(|| description.into());
+            CompletionCandidate::new(name).help(help)
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// Runs a cluster lookup within [`CLUSTER_TIMEOUT`]. Any error or timeout gives no names:
+/// completion must never hang or print an error.
+fn within_budget(
+    lookup: impl Future<Output = crate::Result<Vec<(String, String)>>>,
+) -> Vec<(String, String)> {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    match runtime.block_on(async { tokio::time::timeout(CLUSTER_TIMEOUT, lookup).await }) {
+        Ok(Ok(found)) => found,
+        _ => Vec::new(),
+    }
+}
+
+/// Context, cluster or user names from the kubeconfig file the flags select.
+fn kubeconfig_names(kind: KubeconfigNames, global: &GlobalArgs) -> Vec<(String, String)> {
+    let Ok(kubeconfig) = client::load_kubeconfig(global) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = match kind {
+        KubeconfigNames::Contexts => kubeconfig.contexts.into_iter().map(|c| c.name).collect(),
+        KubeconfigNames::Clusters => kubeconfig.clusters.into_iter().map(|c| c.name).collect(),
+        KubeconfigNames::Users => kubeconfig.auth_infos.into_iter().map(|u| u.name).collect(),
+    };
+    names.into_iter().map(|n| (n, String::new())).collect()
+}
+
+async fn namespace_names(global: &GlobalArgs) -> crate::Result<Vec<(String, String)>> {
+    let mut global = global.clone();
+    global.request_timeout = CLUSTER_TIMEOUT;
+    let kube = client::connect(&global).await?;
+    let list = kube
+        .api_all::<Namespace>()
+        .list(&ListParams::default())
+        .await
+        .map_err(crate::Error::api("list namespaces"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|ns| (ns.name_any(), String::new()))
+        .collect())
 }
 
 /// Database names in the namespace the flags select: `(name, "<engine> pod|StatefulSet")`.
@@ -364,127 +289,142 @@ pub async fn cluster_names(
     Ok(found.into_iter().collect())
 }
 
-/// Plans, adds cluster names within [`CLUSTER_TIMEOUT`], and returns what to print. Any
-/// cluster error leaves just the static candidates: completion must never print an error.
-pub async fn complete(
-    command: &Command,
+/// The kubeconfig flags among the words typed before the one being completed, parsed by
+/// clap itself (errors ignored: the command line is unfinished).
+fn typed_globals(command: &Command, done: &[String]) -> GlobalArgs {
+    let words = std::iter::once(command.get_name()).chain(done.iter().map(String::as_str));
+    let mut global = GlobalArgs::default();
+    let Ok(matches) = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(words)
+    else {
+        return global;
+    };
+    // Global flags may be given at any level; the deepest one is what clap would use.
+    let mut level = Some(&matches);
+    while let Some(matches) = level {
+        let value = |id: &str| matches.try_get_one::<String>(id).ok().flatten().cloned();
+        global.namespace = value("namespace").or(global.namespace);
+        global.kubeconfig = value("kubeconfig").or(global.kubeconfig);
+        global.context = value("context").or(global.context);
+        global.cluster = value("cluster").or(global.cluster);
+        global.user = value("user").or(global.user);
+        level = matches.subcommand().map(|(_, sub)| sub);
+    }
+    global
+}
+
+/// Adds the completers to every argument of the command and its subcommands.
+fn with_completers(mut command: Command, session: &Session) -> Command {
+    let sources: Vec<(String, Source)> = command
+        .get_arguments()
+        .filter_map(|arg| source_of(arg).map(|s| (arg.get_id().to_string(), s)))
+        .collect();
+    for (id, source) in sources {
+        let completer = session.completer(source);
+        command = command.mut_arg(id, |arg| arg.add(completer));
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, |sub| with_completers(sub, session));
+    }
+    command
+}
+
+/// `kubectl dbbackup mysql-0` runs `dump`: for completion, the default subcommand's
+/// arguments also stand at the top, so a first word offers subcommands and targets, and the
+/// words after a target complete as the default subcommand's.
+fn with_default_subcommand(command: Command, default_subcommand: Option<&str>) -> Command {
+    let Some(sub) = default_subcommand.and_then(|name| command.find_subcommand(name)) else {
+        return command;
+    };
+    let arguments: Vec<Arg> = sub.get_arguments().cloned().collect();
+    command.args(arguments).subcommand_negates_reqs(true)
+}
+
+/// The candidates for the last of `words` (the partial word, possibly empty) from a plugin's
+/// clap definition. `default_subcommand` is the subcommand a bare positional runs (`dump`).
+pub fn complete(
+    command: Command,
     words: &[String],
     default_subcommand: Option<&str>,
 ) -> Completions {
-    let plan = plan(command, words, default_subcommand);
-    let mut completions = plan.completions;
-    if let Some((names, global)) = plan.cluster
-        && let Ok(Ok(found)) =
-            tokio::time::timeout(CLUSTER_TIMEOUT, cluster_names(names, &global)).await
-    {
-        completions.candidates.extend(
-            found
-                .into_iter()
-                .filter(|(name, _)| name.starts_with(&plan.prefix)),
-        );
+    let mut words = words.to_vec();
+    if words.is_empty() {
+        words.push(String::new());
     }
-    completions
+    let command = with_default_subcommand(command, default_subcommand);
+    let (current, done) = words.split_last().unwrap_or((&words[0], &[]));
+    let session = Session {
+        global: Arc::new(typed_globals(&command, done)),
+        files: Arc::default(),
+    };
+    let mut command = with_completers(command, &session);
+    let args: Vec<OsString> = std::iter::once(OsString::from(command.get_name()))
+        .chain(words.iter().map(OsString::from))
+        .collect();
+    let index = args.len() - 1;
+    let found =
+        clap_complete::engine::complete(&mut command, args, index, None).unwrap_or_default();
+    // Flags are offered once the word starts with a dash, as kubectl's own completion does.
+    let flags = current.starts_with('-');
+    let mut candidates: Vec<(String, String)> = found
+        .into_iter()
+        .map(|c| {
+            let value = c.get_value().to_string_lossy().into_owned();
+            let help = c
+                .get_help()
+                .map(|h| h.to_string().lines().next().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            (value, help)
+        })
+        .filter(|(value, _)| flags || !value.starts_with('-'))
+        .collect();
+    if flags {
+        // Flags in alphabetical order (the engine lists them in declaration order).
+        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let directive = if session.files.load(Ordering::Relaxed) {
+        directive::DEFAULT
+    } else {
+        directive::NO_FILE
+    };
+    Completions {
+        candidates,
+        directive,
+    }
 }
-
-/// The first argument that makes a plugin print its man page (roff) instead of running.
-pub const MAN_REQUEST: &str = "__man";
 
 /// Call first in a plugin's `main`: on `<plugin> __complete <words>` prints the completions
-/// for the words and exits, on `<plugin> __man` its man page; otherwise returns and the
-/// plugin runs normally.
+/// for the words and exits; otherwise returns and the plugin runs normally.
 pub fn hook(command: impl FnOnce() -> Command, default_subcommand: Option<&str>) {
-    let mut args = std::env::args();
-    let program = args.next().unwrap_or_default();
-    match args.next().as_deref() {
-        Some(REQUEST) => {}
-        Some(MAN_REQUEST) => {
-            let name = std::path::Path::new(&program)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(program);
-            // `__man SUBCOMMAND`: the subcommand's own page, `kubectl-dbdeploy-postgres(1)`.
-            let mut command = command();
-            command.build();
-            let (command, name) = match args.next() {
-                Some(sub) => match command.find_subcommand(&sub) {
-                    Some(found) => {
-                        let name = format!("{name}-{sub}");
-                        let page = found
-                            .clone()
-                            .display_name(name.clone())
-                            .version(env!("CARGO_PKG_VERSION"));
-                        (page, name)
-                    }
-                    None => std::process::exit(crate::cli::exit::USAGE),
-                },
-                None => (command.display_name(name.clone()), name),
-            };
-            let code = match print_man(command, &name) {
-                Ok(()) => 0,
-                Err(_) => crate::cli::exit::UNHEALTHY,
-            };
-            std::process::exit(code)
-        }
-        _ => return,
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(REQUEST)) {
+        return;
     }
-    let words: Vec<String> = args.collect();
-    let command = command();
-    let output = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime
-            .block_on(complete(&command, &words, default_subcommand))
-            .render(),
-        Err(_) => format!(":{}\n", directive::NO_FILE),
-    };
-    print!("{output}");
+    let words: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    print!(
+        "{}",
+        complete(command(), &words, default_subcommand).render()
+    );
     std::process::exit(0)
-}
-
-/// Writes the man page of a binary, generated from its clap definition, to stdout.
-fn print_man(command: Command, name: &str) -> std::io::Result<()> {
-    clap_mangen::Man::new(command)
-        .title(name.to_uppercase())
-        .section("1")
-        .manual("kubectl-db")
-        .render(&mut std::io::stdout().lock())
-}
-
-/// The `kubectl_complete-<plugin>` helper: runs `kubectl-<plugin> __complete <args>` from
-/// the helper's own directory, else from PATH. Without the plugin: just a directive.
-pub fn helper(plugin_binary: &str) -> ! {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(plugin_binary)))
-        .filter(|path| path.is_file());
-    let program = beside.unwrap_or_else(|| plugin_binary.into());
-    let status = std::process::Command::new(program)
-        .arg(REQUEST)
-        .args(std::env::args_os().skip(1))
-        .status();
-    match status {
-        Ok(status) if status.success() => std::process::exit(0),
-        _ => {
-            println!(":{}", directive::NO_FILE);
-            std::process::exit(0)
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{Arg, ArgAction};
+    use clap::ArgAction;
 
     fn words(text: &str) -> Vec<String> {
-        let mut words: Vec<String> = text.split(' ').map(String::from).collect();
-        if text.is_empty() {
-            words = vec![String::new()];
-        }
-        words
+        text.split(' ').map(String::from).collect()
     }
 
+    /// A plugin-shaped command; `--kubeconfig` is always a missing file, so no test here
+    /// reaches a cluster (tests/completion.rs does, with the real plugins).
     fn command() -> Command {
         Command::new("kubectl dbx")
             .arg(
@@ -494,6 +434,7 @@ mod tests {
                     .global(true),
             )
             .arg(Arg::new("kubeconfig").long("kubeconfig").global(true))
+            .arg(Arg::new("context").long("context").global(true))
             .arg(
                 Arg::new("quiet")
                     .short('q')
@@ -518,69 +459,104 @@ mod tests {
             )
     }
 
-    fn names(plan: &Plan) -> Vec<&str> {
-        plan.completions
-            .candidates
-            .iter()
-            .map(|(c, _)| c.as_str())
-            .collect()
+    fn run(text: &str, default: Option<&str>) -> Completions {
+        let text = format!("--kubeconfig /nonexistent/kubeconfig {text}");
+        complete(command(), &words(&text), default)
+    }
+
+    fn names(c: &Completions) -> Vec<&str> {
+        c.candidates.iter().map(|(c, _)| c.as_str()).collect()
     }
 
     #[test]
     fn subcommands_then_their_arguments() {
-        let p = plan(&command(), &words(""), None);
-        assert_eq!(names(&p), ["dump", "verify", "completion", "help"]);
-        assert!(p.cluster.is_none());
-        let p = plan(&command(), &words("completion "), None);
-        assert_eq!(names(&p), ["bash", "zsh", "fish"]);
-        let p = plan(&command(), &words("completion z"), None);
-        assert_eq!(names(&p), ["zsh"]);
-        assert_eq!(p.completions.render(), "zsh\n:4\n");
+        let c = run("", None);
+        assert_eq!(names(&c), ["dump", "verify", "completion", "help"]);
+        assert_eq!(c.candidates[0].1, "Dump it");
+        assert_eq!(names(&run("completion ", None)), ["bash", "zsh", "fish"]);
+        let c = run("completion z", None);
+        assert_eq!(c.render(), "zsh\n:4\n");
     }
 
     #[test]
-    fn targets_come_from_the_cluster_with_the_flags_given() {
-        let p = plan(
-            &command(),
-            &words("-n team dump --kubeconfig /k --quiet my"),
-            None,
+    fn the_flags_typed_before_the_word_select_the_cluster() {
+        let command = command();
+        let global = typed_globals(
+            &command,
+            &words("-n team dump --kubeconfig /k --quiet --context=c"),
         );
-        let (names, global) = p.cluster.expect("a cluster lookup");
-        assert_eq!(names, Names::Targets);
         assert_eq!(global.namespace.as_deref(), Some("team"));
         assert_eq!(global.kubeconfig.as_deref(), Some("/k"));
-        assert_eq!(p.prefix, "my");
+        assert_eq!(global.context.as_deref(), Some("c"));
+        // An unfinished line (`-n` without its value) still gives what is there.
+        let global = typed_globals(&command, &words("--kubeconfig /k dump -n"));
+        assert_eq!(global.kubeconfig.as_deref(), Some("/k"));
+        assert_eq!(global.namespace, None);
     }
 
     #[test]
-    fn default_subcommand_offers_subcommands_and_targets() {
-        let p = plan(&command(), &words("v"), Some("dump"));
-        assert_eq!(names(&p), ["verify"]);
-        assert_eq!(p.cluster.map(|c| c.0), Some(Names::Targets));
+    fn sources_by_argument() {
+        let mut command = command();
+        command.build();
+        let source = |sub: &str, id: &str| {
+            let cmd = command.find_subcommand(sub).unwrap();
+            source_of(cmd.get_arguments().find(|a| a.get_id() == id).unwrap())
+        };
+        assert_eq!(
+            source("dump", "target"),
+            Some(Source::Cluster(Names::Targets))
+        );
+        assert_eq!(source("dump", "file"), Some(Source::Files));
+        assert_eq!(source("dump", "namespace"), Some(Source::Namespaces));
+        assert_eq!(
+            source("dump", "context"),
+            Some(Source::Kubeconfig(KubeconfigNames::Contexts))
+        );
+        assert_eq!(source("completion", "shell"), None);
+        assert_eq!(source("dump", "quiet"), None);
+    }
+
+    #[test]
+    fn default_subcommand_offers_subcommands_and_its_flags() {
+        assert_eq!(names(&run("v", Some("dump"))), ["verify"]);
         // A bare target runs dump: its flags come next.
-        let p = plan(&command(), &words("mysql-0 --f"), Some("dump"));
-        assert_eq!(names(&p), ["--file"]);
+        assert_eq!(names(&run("mysql-0 --f", Some("dump"))), ["--file"]);
+        assert!(names(&run("mysql-0 --f", None)).is_empty());
     }
 
     #[test]
     fn flags_and_their_values() {
-        let p = plan(&command(), &words("dump --"), None);
+        let c = run("dump --", None);
+        for flag in ["--file", "--help", "--kubeconfig", "--namespace", "--quiet"] {
+            assert!(names(&c).contains(&flag), "{flag}: {c:?}");
+        }
+        // Flags only once the word starts with a dash.
+        assert!(names(&run("dump x ", None)).is_empty());
+        assert_eq!(run("dump x -f ", None).directive, directive::DEFAULT);
+        assert_eq!(run("verify ", None).directive, directive::DEFAULT);
+        assert_eq!(run("dump x ", None).directive, directive::NO_FILE);
         assert_eq!(
-            names(&p),
-            ["--file", "--help", "--kubeconfig", "--namespace", "--quiet"]
+            names(&run("completion --namespace=x --quiet b", None)),
+            ["bash"]
         );
-        let p = plan(&command(), &words("dump x -f "), None);
-        assert_eq!(p.completions.directive, directive::DEFAULT);
-        let p = plan(&command(), &words("verify "), None);
-        assert_eq!(p.completions.directive, directive::DEFAULT);
-        let p = plan(&command(), &words("dump -n"), None);
-        assert_eq!(names(&p), ["-n"]);
-        let p = plan(
-            &command(),
-            &words("completion --namespace=x --quiet b"),
-            None,
-        );
-        assert_eq!(names(&p), ["bash"]);
+    }
+
+    #[test]
+    fn contexts_come_from_the_kubeconfig_file() {
+        let dir = std::env::temp_dir().join(format!("kdb-complete-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c1\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: east\n  context:\n    cluster: c1\n    user: u1\n- name: west\n  context:\n    cluster: c1\n    user: u1\nusers:\n- name: u1\n  user: {}\n",
+        )
+        .unwrap();
+        let line = |rest: &str| words(&format!("--kubeconfig {} {rest}", path.display()));
+        let c = complete(command(), &line("--context w"), None);
+        assert_eq!(names(&c), ["west"]);
+        let c = complete(command(), &line("--context="), None);
+        assert_eq!(names(&c), ["--context=east", "--context=west"]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod man;
 pub mod output;
 pub mod persist;
 pub mod render;

@@ -21,11 +21,31 @@ fn unreachable_kubeconfig() -> PathBuf {
     path
 }
 
+/// The shipped `kubectl_complete-<plugin>` scripts (completion/).
+fn helpers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("completion")
+}
+
+/// PATH with this build's plugins first, where the helper scripts find them.
+fn path_with_plugins() -> String {
+    let bins = assert_cmd::cargo::cargo_bin("kubectl-dbcheck");
+    format!(
+        "{}:{}",
+        bins.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// Runs `kubectl_complete-<plugin> <words>` as kubectl would; returns its stdout.
 fn helper(plugin: &str, kubeconfig: &Path, words: &[&str]) -> String {
-    let output = common::clean_bin(&format!("kubectl_complete-{plugin}"))
-        .env("KUBECONFIG", kubeconfig)
+    let output = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(helpers_dir().join(format!("kubectl_complete-{plugin}")))
         .args(words)
+        .env_clear()
+        .env("PATH", path_with_plugins())
+        .env("HOME", std::env::temp_dir().join("kdb-test-home"))
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
@@ -102,6 +122,15 @@ fn flags_and_flag_values() {
         candidates(&helper("dbpersist", &kubeconfig, &["--context", "e"])),
         (vec!["elsewhere"], ":4")
     );
+    // So do clusters and users.
+    assert_eq!(
+        candidates(&helper("dbcheck", &kubeconfig, &["--cluster", "n"])),
+        (vec!["nowhere"], ":4")
+    );
+    assert_eq!(
+        candidates(&helper("dbbackup", &kubeconfig, &["verify", "--user="])),
+        (vec!["--user=nobody"], ":4")
+    );
 }
 
 #[test]
@@ -118,6 +147,25 @@ fn unreachable_cluster_gives_static_candidates_quickly() {
     );
     assert_eq!(candidates(&out), (vec!["completion", "help"], ":4"));
     assert!(start.elapsed() < Duration::from_secs(15));
+}
+
+/// A server that never answers (a non-routable address: connecting hangs, it is not
+/// refused): names from the cluster give up within the 3 s budget.
+#[test]
+fn silent_cluster_gives_up_within_the_budget() {
+    let dir = std::env::temp_dir().join("kdb-completion-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig-silent");
+    let text = std::fs::read_to_string(unreachable_kubeconfig())
+        .unwrap()
+        .replace("https://127.0.0.1:1", "https://10.255.255.1:6443");
+    std::fs::write(&path, text).unwrap();
+    for words in [&["-n", "team-a", "my"][..], &["-n", "te"][..]] {
+        let start = Instant::now();
+        let out = helper("dbcheck", &path, words);
+        assert_eq!(out, ":4\n", "{words:?}");
+        assert!(start.elapsed() < Duration::from_secs(6), "{words:?}");
+    }
 }
 
 #[test]
@@ -228,6 +276,9 @@ async fn database_names_come_from_the_cluster() {
         out,
         "orders\tpostgres StatefulSet\norders-0\tpostgres pod\n:4\n"
     );
+    // Namespaces for -n come from the cluster too.
+    let out = helper("dbcheck", &kubeconfig, &["-n", &ns.name]);
+    assert_eq!(candidates(&out), (vec![ns.name.as_str()], ":4"));
     // dbdeploy delete offers the databases it manages; dbpersist --pod offers pods.
     assert_eq!(
         candidates(&helper(
@@ -266,13 +317,7 @@ async fn database_names_come_from_the_cluster() {
         common::missing_tool("no kubectl 1.26+ found for the kubectl part");
         return;
     };
-    let bins = assert_cmd::cargo::cargo_bin("kubectl-dbcheck");
-    let bin_dir = bins.parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", helpers_dir().display(), path_with_plugins());
     let output = std::process::Command::new("timeout")
         .arg("30")
         .arg(kubectl)

@@ -55,17 +55,14 @@ fn kubectl() -> Option<PathBuf> {
     })
 }
 
-/// Copies of this build's binaries, stripped (debug builds are ~200 MB each).
+/// Copies of this build's plugins, stripped (debug builds are ~200 MB each). The
+/// `kubectl_complete-*` helpers are scripts that scripts/release.sh takes from completion/.
 fn binaries(dir: &Path) {
     let all = [
         env!("CARGO_BIN_EXE_kubectl-dbdeploy"),
         env!("CARGO_BIN_EXE_kubectl-dbcheck"),
         env!("CARGO_BIN_EXE_kubectl-dbbackup"),
         env!("CARGO_BIN_EXE_kubectl-dbpersist"),
-        env!("CARGO_BIN_EXE_kubectl_complete-dbdeploy"),
-        env!("CARGO_BIN_EXE_kubectl_complete-dbcheck"),
-        env!("CARGO_BIN_EXE_kubectl_complete-dbbackup"),
-        env!("CARGO_BIN_EXE_kubectl_complete-dbpersist"),
     ];
     for bin in all {
         let bin = Path::new(bin);

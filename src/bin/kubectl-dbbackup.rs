@@ -179,6 +179,7 @@ fn with_default_subcommand(args: Vec<String>) -> Vec<String> {
 }
 
 fn main() {
+    kubectl_db::man::hook(Cli::command);
     kubectl_db::complete::hook(Cli::command, Some("dump"));
     let cli = Cli::parse_from(with_default_subcommand(std::env::args().collect()));
     cli::init_tracing(cli.global.verbose);

@@ -134,6 +134,7 @@ struct ListArgs {
 }
 
 fn main() {
+    kubectl_db::man::hook(Cli::command);
     kubectl_db::complete::hook(Cli::command, None);
     let cli = Cli::parse();
     cli::init_tracing(cli.global.verbose);
