@@ -152,28 +152,16 @@ pub fn restore_script(engine: Engine) -> String {
             let lines: Vec<String> = PG_CREDENTIALS.iter().map(|l| shell_quote(l)).collect();
             format!(
                 r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}"; export PGPASSWORD
-{{ cat; if [ -n "${{POSTGRES_PASSWORD:-}}" ]; then printf '%s\n' {}; fi; }} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres
-{STOPPED_EARLY}"#,
+{{ cat; if [ -n "${{POSTGRES_PASSWORD:-}}" ]; then printf '%s\n' {}; fi; }} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres"#,
                 lines.join(" ")
             )
         }
         Engine::Mysql | Engine::Mariadb => format!(
             r#"{MYSQL_CREDENTIALS}MYSQL_PWD="${{MYSQL_ROOT_PASSWORD:-}}"; export MYSQL_PWD; if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi
-{{ cat; kdb_credentials; }} | "$c" -uroot --default-character-set=utf8mb4 --binary-mode
-{STOPPED_EARLY}"#
+{{ cat; kdb_credentials; }} | "$c" -uroot --default-character-set=utf8mb4 --binary-mode"#
         ),
     }
 }
-
-/// Said on stderr, followed by the exit status, when the SQL client stopped before the
-/// end of the file.
-const STOPPED_MARK: &[u8] = b"kubectl-db: the restore stopped with exit status ";
-
-/// The end of a restore script. A client that stopped at an error leaves the rest of our
-/// stdin unread, and the exec stream through the API server then stalls with the remote
-/// exit status stuck behind it: the script says so on stderr at once (the client ends the
-/// stream when it reads that) and drains stdin meanwhile.
-const STOPPED_EARLY: &str = r#"rc=$?; if [ "$rc" -ne 0 ]; then printf '%s%s\n' 'kubectl-db: the restore stopped with exit status ' "$rc" >&2; exec cat >/dev/null; fi; exit "$rc""#;
 
 /// Re-asserts the target's credentials in a session of its own: after a restore that
 /// stopped at an error, whose session ended before its own re-assertion ran. The local
@@ -458,82 +446,26 @@ async fn stream(
         }
     };
     tokio::pin!(status);
-    let (status, stderr) = {
-        // A remote that stopped at an error exits without reading the rest of the file, and
-        // writes to its stdin need not fail: its exit status ends the feeding.
-        let finished = async {
-            tokio::join!(
-                async {
-                    tokio::select! {
-                        () = feed => (&mut status).await,
-                        status = &mut status => status,
-                    }
-                },
-                read_capped(stdout, 4096)
-            )
-        };
-        tokio::pin!(finished);
-        let watch = watch_stderr(stderr);
-        tokio::pin!(watch);
-        tokio::select! {
-            (status, _) = &mut finished => (ExecStatus::from_status(status), (&mut watch).await.0),
-            (stderr, stopped) = &mut watch => match stopped {
-                Some(code) => (
-                    ExecStatus::Failure { code: Some(code), message: "the SQL client stopped before the end of the file".into() },
-                    stderr,
-                ),
-                None => (ExecStatus::from_status(finished.await.0), stderr),
-            },
-        }
-    };
+    // A remote that stopped at an error exits without reading the rest of the file, and
+    // writes to its stdin need not fail: its exit status ends the feeding.
+    let (status, _, stderr) = tokio::join!(
+        async {
+            tokio::select! {
+                () = feed => (&mut status).await,
+                status = &mut status => status,
+            }
+        },
+        read_capped(stdout, 4096),
+        read_capped(stderr, 64 << 10)
+    );
     let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
-    // A remote that stopped early leaves the reader blocked on a full channel: closing the
-    // receiving end lets it finish.
+    // Once the stream is over nobody reads the file any more: let the reader finish.
     drop(rx);
-    if !matches!(status, ExecStatus::Failure { .. }) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), process.join()).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), process.join()).await;
     reader
         .await
         .map_err(|err| Error::Failed(format!("failed to read the backup file: {err}")))??;
-    Ok((status, sent, stderr))
-}
-
-/// Keeps the last 64 KiB of stderr until it ends, or until the restore script says its
-/// SQL client stopped early ([`STOPPED_MARK`]): then returns at once with that exit status.
-async fn watch_stderr<R: tokio::io::AsyncRead + Unpin>(
-    reader: Option<R>,
-) -> (Vec<u8>, Option<i32>) {
-    use tokio::io::AsyncReadExt;
-    const KEEP: usize = 64 << 10;
-    let mut kept = Vec::new();
-    let Some(mut reader) = reader else {
-        return (kept, None);
-    };
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return (kept, None),
-            Ok(n) => n,
-        };
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > 2 * KEEP {
-            kept.drain(..kept.len() - KEEP);
-        }
-        if let Some(code) = stopped_status(&kept) {
-            return (kept, Some(code));
-        }
-    }
-}
-
-/// The exit status in a complete `STOPPED_MARK N` line, if stderr holds one.
-fn stopped_status(stderr: &[u8]) -> Option<i32> {
-    let at = stderr
-        .windows(STOPPED_MARK.len())
-        .rposition(|w| w == STOPPED_MARK)?;
-    let rest = &stderr[at + STOPPED_MARK.len()..];
-    let end = rest.iter().position(|&b| b == b'\n')?;
-    std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
+    Ok((ExecStatus::from_status(status), sent, stderr))
 }
 
 /// Reads the SQL file and streams it to the channel (see [`pump_sql`]).
@@ -587,25 +519,6 @@ pub fn pump_sql<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_early_stop_is_read_from_stderr() {
-        let said = b"ERROR:  function kdb() does not exist\nkubectl-db: the restore stopped with exit status 3\n";
-        assert_eq!(stopped_status(said), Some(3));
-        assert_eq!(
-            stopped_status(b"kubectl-db: the restore stopped with exit status 3"),
-            None
-        );
-        assert_eq!(stopped_status(b"ERROR: x\n"), None);
-        for engine in [Engine::Postgres, Engine::Mariadb] {
-            let script = restore_script(engine);
-            assert!(
-                script.contains(std::str::from_utf8(STOPPED_MARK).unwrap()),
-                "{script}"
-            );
-            assert!(script.ends_with(r#"exit "$rc""#), "{script}");
-        }
-    }
 
     #[test]
     fn scripts_carry_no_secret() {
