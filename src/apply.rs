@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
-/// The field manager recorded on every field dbdeploy owns.
-pub const FIELD_MANAGER: &str = "kubectl-dbdeploy";
+/// The field manager recorded on every field dbdeploy owns: the managed-by value, so
+/// `kubectl get -o yaml --show-managed-fields` and the labels name the same tool.
+pub const FIELD_MANAGER: &str = crate::render::MANAGED_BY;
 
 /// What an apply did to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,5 +1,6 @@
-//! Flags every binary shares (kubectl's global flags), output format, exit codes, and the
-//! `main` wrapper that turns a library result into one readable message and an exit code.
+//! Flags every binary shares (kubectl's global flags), output format, and the `main`
+//! wrapper that turns a library result into one readable message and an exit code (the
+//! codes themselves are in [`crate::exit`]).
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -8,20 +9,9 @@ use clap::{Args, ValueEnum};
 
 use crate::error::Error;
 
-/// Exit codes, documented in docs/exit-codes.md.
-pub mod exit {
-    /// Success.
-    pub const SUCCESS: i32 = 0;
-    /// The thing checked is unhealthy, or the test failed.
-    pub const UNHEALTHY: i32 = 1;
-    /// Bad usage or input, caught before any API call.
-    pub const USAGE: i32 = 2;
-    /// Cluster or API error: unreachable, forbidden, timed out.
-    pub const CLUSTER: i32 = 3;
-    /// Interrupted by SIGINT (Ctrl-C) or SIGTERM. One code for both: a script or a CI job
-    /// asks "was it stopped?", not "by which signal?"; 128 + SIGINT is the shell's own.
-    pub const INTERRUPTED: i32 = 130;
-}
+/// The exit codes (defined in [`crate::exit`]), re-exported so binaries import them with
+/// the other shared pieces.
+pub use crate::exit;
 
 /// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM (`kill`, a CI
 /// job's cancel, systemd, a Kubernetes Job's deletion). Long flows race their work

@@ -67,7 +67,6 @@ pub async fn config_from_args(args: &GlobalArgs, timeout: Duration) -> Result<Co
         cluster: args.cluster.clone(),
         user: args.user.clone(),
     };
-    #[allow(clippy::disallowed_methods)] // the one sanctioned constructor
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|source| Error::Kubeconfig {
@@ -199,15 +198,6 @@ impl Kube {
         <K as kube::Resource>::DynamicType: Default,
     {
         kube::Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    /// A namespaced API handle in another namespace.
-    pub fn api_in<K>(&self, namespace: &str) -> kube::Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        kube::Api::namespaced(self.client.clone(), namespace)
     }
 
     /// An API handle across all namespaces (for `-A`).

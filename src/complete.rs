@@ -24,8 +24,8 @@ use kube::api::ListParams;
 
 use crate::cli::GlobalArgs;
 use crate::client;
-use crate::deploy::MANAGED_SELECTOR;
-use crate::target::engine_of;
+use crate::render::managed_selector;
+use crate::target::{pod_engine, statefulset_engine};
 
 /// The first argument that makes a plugin print completions instead of running.
 pub const REQUEST: &str = "__complete";
@@ -244,7 +244,7 @@ pub async fn cluster_names(
     let kube = client::connect(&global).await?;
     let sts_api = kube.api::<StatefulSet>();
     let pod_api = kube.api::<Pod>();
-    let managed = ListParams::default().labels(MANAGED_SELECTOR);
+    let managed = ListParams::default().labels(&managed_selector());
     let (statefulsets, pods) = tokio::join!(
         async {
             match names {
@@ -263,26 +263,12 @@ pub async fn cluster_names(
     let action = "list database pods and StatefulSets";
     let mut found = BTreeMap::new();
     for sts in statefulsets.map_err(crate::Error::api(action))? {
-        let template = sts.spec.as_ref().map(|s| &s.template);
-        let labels = template
-            .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        let containers = template
-            .and_then(|t| t.spec.as_ref())
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
-        if let Some((engine, _)) = engine_of(&labels, &containers) {
+        if let Some((engine, _)) = statefulset_engine(&sts) {
             found.insert(sts.name_any(), format!("{engine} StatefulSet"));
         }
     }
     for pod in pods.map_err(crate::Error::api(action))? {
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
-        if let Some((engine, _)) = engine_of(pod.labels(), &containers) {
+        if let Some((engine, _)) = pod_engine(&pod) {
             found.insert(pod.name_any(), format!("{engine} pod"));
         }
     }
@@ -411,7 +397,7 @@ pub fn hook(command: impl FnOnce() -> Command, default_subcommand: Option<&str>)
         "{}",
         complete(command(), &words, default_subcommand).render()
     );
-    std::process::exit(0)
+    std::process::exit(crate::exit::SUCCESS)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use rand::distr::Alphanumeric;
 use serde::Serialize;
 
 use crate::apply::{Applied, ApplyOptions, apply};
+use crate::check::storage::is_default_class;
 use crate::client::Kube;
 use crate::engine::catalogue::{Catalogue, Flavour};
 use crate::engine::{Engine, image_version, server_version};
@@ -23,12 +24,11 @@ use crate::error::{Error, Result, is_not_found};
 use crate::exec;
 use crate::output::Progress;
 use crate::render::{self, DeploySpec, Manifests, Names};
+use crate::target;
 use crate::wait::{self, WaitReport};
 
 /// Length of generated passwords: alphanumeric, so no shell or URL quoting issues.
 pub const PASSWORD_LENGTH: usize = 32;
-/// Label selector for everything dbdeploy manages.
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kubectl-dbdeploy";
 /// Time limit for the version query after the pod is ready.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -233,15 +233,15 @@ pub async fn deploy(
     }
 
     let waited = wait::statefulset_ready(kube, &spec.name, options.timeout, progress).await?;
-    let ready = waited.ready;
-    report.wait = Some(waited);
-    if !ready {
+    if !waited.ready {
         return Err(Error::NotReady {
             what: format!("StatefulSet {}/{}", spec.namespace, spec.name),
             after: options.timeout,
-            seen: Box::new(report.wait.take().unwrap_or_default()),
+            pod: waited.pods.keys().next().cloned(),
+            seen: waited.diagnosis(),
         });
     }
+    report.wait = Some(waited);
 
     progress.set(format!("querying {}-0", spec.name));
     let (version, databases) = query_server(kube, spec.engine, &format!("{}-0", spec.name)).await?;
@@ -295,26 +295,24 @@ async fn storage_class_warning(kube: &Kube, spec: &DeploySpec) -> Option<String>
             return Some(format!("skipped the StorageClass check: {}", err.chain()));
         }
     };
-    match &spec.storage_class {
-        Some(class) if !list.items.iter().any(|c| c.name_any() == *class) => Some(format!(
+    class_warning(spec.storage_class.as_deref(), &list.items)
+}
+
+/// Why a PVC asking for `class` (none: the default) would stay Pending among `classes`.
+fn class_warning(class: Option<&str>, classes: &[StorageClass]) -> Option<String> {
+    match class {
+        Some(class) if !classes.iter().any(|c| c.name_any() == class) => Some(format!(
             "StorageClass {class:?} does not exist; the PVC will stay Pending (available: {})",
-            list.items
+            classes
                 .iter()
                 .map(|c| c.name_any())
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
         Some(_) => None,
-        None => {
-            let has_default = list.items.iter().any(|c| {
-                c.annotations()
-                    .get("storageclass.kubernetes.io/is-default-class")
-                    .is_some_and(|v| v == "true")
-            });
-            (!has_default).then(|| {
-                "the cluster has no default StorageClass; the PVC will stay Pending unless you pass --storage-class".to_string()
-            })
-        }
+        None => (!classes.iter().any(is_default_class)).then(|| {
+            "the cluster has no default StorageClass; the PVC will stay Pending unless you pass --storage-class".to_string()
+        }),
     }
 }
 
@@ -459,24 +457,9 @@ async fn settings_catalogue(
     pod: &str,
     flavour: Flavour,
 ) -> Result<Catalogue> {
-    let pods: Api<Pod> = kube.api();
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        engine.sql_script().to_string(),
-    ];
-    let sql = format!("{}\n", flavour.sql());
-    let output = exec::run(
-        &pods,
-        pod,
-        Some(engine.container_name()),
-        &command,
-        Some(sql.as_bytes()),
-        QUERY_TIMEOUT,
-    )
-    .await?;
     let what = "the query of the server's settings";
-    let catalogue = Catalogue::parse(flavour, &output.into_stdout(pod, what)?);
+    let output = run_sql(kube, engine, pod, &format!("{}\n", flavour.sql()), what).await?;
+    let catalogue = Catalogue::parse(flavour, &output);
     if catalogue.is_empty() {
         return Err(Error::Exec {
             pod: pod.to_string(),
@@ -489,19 +472,27 @@ async fn settings_catalogue(
 
 /// Runs the version query and lists databases inside the pod.
 pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(String, Vec<String>)> {
-    let pods: Api<Pod> = kube.exec_pods();
     let sql = format!(
         "{}\n{}\n",
         engine.version_sql(),
         engine.list_databases_sql()
     );
+    let text = run_sql(kube, engine, pod, &sql, "the version query").await?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let version = lines.next().unwrap_or_default().to_string();
+    Ok((version, lines.map(str::to_string).collect()))
+}
+
+/// Runs `sql` in the pod's database container as the admin user (the password from the
+/// container's environment) and returns its output; `what` names it in errors.
+async fn run_sql(kube: &Kube, engine: Engine, pod: &str, sql: &str, what: &str) -> Result<String> {
     let command = vec![
         "sh".to_string(),
         "-c".to_string(),
         engine.sql_script().to_string(),
     ];
     let output = exec::run(
-        &pods,
+        &kube.exec_pods(),
         pod,
         Some(engine.container_name()),
         &command,
@@ -509,10 +500,7 @@ pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(Str
         QUERY_TIMEOUT,
     )
     .await?;
-    let text = output.into_stdout(pod, "the version query")?;
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let version = lines.next().unwrap_or_default().to_string();
-    Ok((version, lines.map(str::to_string).collect()))
+    output.into_stdout(pod, what)
 }
 
 /// What `delete` removed and kept.
@@ -580,7 +568,7 @@ pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteR
         .items
         .iter()
         .map(|p| p.name_any())
-        .filter(|n| is_data_claim_of(n, name))
+        .filter(|n| render::is_data_claim_of(n, name))
         .collect();
     pvc_names.sort();
     for pvc in &pvc_names {
@@ -610,14 +598,6 @@ pub async fn delete(kube: &Kube, name: &str, purge_data: bool) -> Result<DeleteR
         )));
     }
     Ok(report)
-}
-
-/// `data-<name>-<ordinal>`: a PVC of the database's volumeClaimTemplate. The ordinal must
-/// be all digits, so database `pg` does not claim `data-pg-2-0` of database `pg-2`.
-pub fn is_data_claim_of(claim: &str, name: &str) -> bool {
-    claim
-        .strip_prefix(&format!("{}-{name}-", render::DATA_VOLUME))
-        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Reads an object's metadata: `None` when it does not exist.
@@ -721,7 +701,7 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ListedDatabas
         kube.api()
     };
     let list = api
-        .list(&ListParams::default().labels(MANAGED_SELECTOR))
+        .list(&ListParams::default().labels(&render::managed_selector()))
         .await
         .map_err(Error::api("list StatefulSets"))?;
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -747,10 +727,7 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ListedDatabas
                 service: format!("{}.{ns}.svc", sts.name_any()),
                 namespace: ns,
                 name: sts.name_any(),
-                engine: sts
-                    .labels()
-                    .get("app.kubernetes.io/name")
-                    .and_then(|n| Engine::from_name(n)),
+                engine: target::statefulset_engine(sts).map(|(engine, _)| engine),
                 ready: format!("{ready}/{want}"),
                 image,
                 age_seconds: sts
@@ -795,15 +772,30 @@ mod tests {
     }
 
     #[test]
-    fn data_claims_are_matched_by_exact_name_and_ordinal() {
-        assert!(is_data_claim_of("data-pg-0", "pg"));
-        assert!(is_data_claim_of("data-pg-12", "pg"));
+    fn a_default_class_marked_with_the_beta_annotation_counts_as_dbcheck_says() {
+        let class = |name: &str, annotation: &str| -> StorageClass {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "annotations": {annotation: "true"}},
+                "provisioner": "example.com/csi"
+            }))
+            .unwrap()
+        };
+        let beta = [class(
+            "old",
+            "storageclass.beta.kubernetes.io/is-default-class",
+        )];
+        assert_eq!(class_warning(None, &beta), None);
+        let none = [class("fast", "example.com/unrelated")];
         assert!(
-            !is_data_claim_of("data-pg-2-0", "pg"),
-            "database pg-2's PVC"
+            class_warning(None, &none)
+                .unwrap()
+                .contains("no default StorageClass")
         );
-        assert!(!is_data_claim_of("data-pg-", "pg"));
-        assert!(!is_data_claim_of("data-pgx-0", "pg"));
-        assert!(!is_data_claim_of("wal-pg-0", "pg"));
+        assert!(
+            class_warning(Some("slow"), &none)
+                .unwrap()
+                .contains("(available: fast)")
+        );
+        assert_eq!(class_warning(Some("fast"), &none), None);
     }
 }

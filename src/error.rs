@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cli::exit;
+use crate::exit;
 
 /// Everything a flow can fail with. Messages name the object and step; the cause is
 /// kept as `source` so the binary can print the chain.
@@ -32,16 +32,26 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A watch of an object failed (refused, or its stream broke): a cluster error (exit 3).
+    #[error("failed to watch {what}")]
+    Watch {
+        what: String,
+        #[source]
+        source: kube::runtime::wait::Error,
+    },
+
     /// Something did not happen within its time budget.
     #[error("timed out after {}s waiting for {what}", .after.as_secs())]
     Timeout { what: String, after: Duration },
 
-    /// A wait ran out of time; `seen` is what the cluster showed, printed as the diagnosis.
+    /// A wait ran out of time. `seen` is what the cluster showed (one line per pod, PVC and
+    /// Warning event), printed under the error; `pod` is the first pod, named in the hint.
     #[error("timed out after {}s waiting for {what} to become ready", .after.as_secs())]
     NotReady {
         what: String,
         after: Duration,
-        seen: Box<crate::wait::WaitReport>,
+        pod: Option<String>,
+        seen: Vec<String>,
     },
 
     /// An object the command needs is not there.
@@ -131,7 +141,7 @@ impl Error {
     /// Extra lines that explain the error (what a timed-out wait saw).
     pub fn details(&self) -> Vec<String> {
         match self {
-            Error::NotReady { seen, .. } => seen.diagnosis(),
+            Error::NotReady { seen, .. } => seen.clone(),
             _ => Vec::new(),
         }
     }
@@ -144,9 +154,9 @@ impl Error {
                     .into(),
             ),
             Error::Api { source, .. } => api_hint(source),
-            Error::NotReady { seen, .. } => Some(format!(
+            Error::NotReady { pod, .. } => Some(format!(
                 "run `kubectl dbcheck {}` for a full diagnosis",
-                seen.pods.keys().next().map(String::as_str).unwrap_or("NAME")
+                pod.as_deref().unwrap_or("NAME")
             )),
             Error::Client(source) if timed_out(source) => Some(NO_ANSWER_HINT.into()),
             Error::Client(_) => Some("check the cluster address and credentials in your kubeconfig".into()),
@@ -225,5 +235,33 @@ mod tests {
             source: kube::Error::Service(Box::new(refused)),
         };
         assert!(err.hint().unwrap().contains("is the cluster reachable"));
+    }
+
+    #[test]
+    fn a_failed_watch_is_a_cluster_error() {
+        let err = Error::Watch {
+            what: "VolumeSnapshot data-pg-0-x".into(),
+            source: kube::runtime::wait::Error::ProbeFailed(
+                kube::runtime::watcher::Error::NoResourceVersion,
+            ),
+        };
+        assert_eq!(err.exit_code(), exit::CLUSTER);
+        assert!(
+            err.chain()
+                .starts_with("failed to watch VolumeSnapshot data-pg-0-x: ")
+        );
+    }
+
+    #[test]
+    fn a_timed_out_wait_prints_what_it_saw_and_names_the_pod() {
+        let err = Error::NotReady {
+            what: "StatefulSet ns/pg".into(),
+            after: Duration::from_secs(5),
+            pod: Some("pg-0".into()),
+            seen: vec!["pod pg-0: Pending".into()],
+        };
+        assert_eq!(err.exit_code(), exit::CLUSTER);
+        assert_eq!(err.details(), ["pod pg-0: Pending"]);
+        assert!(err.hint().unwrap().contains("kubectl dbcheck pg-0"));
     }
 }

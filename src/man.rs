@@ -4,7 +4,7 @@
 
 use clap::Command;
 
-use crate::cli::exit;
+use crate::exit;
 
 /// The first argument that makes a plugin print its man page (roff) instead of running.
 pub const REQUEST: &str = "__man";
@@ -38,7 +38,7 @@ pub fn hook(command: impl FnOnce() -> Command) {
         None => (command.display_name(name.clone()), name),
     };
     let code = match print(command, &name) {
-        Ok(()) => 0,
+        Ok(()) => exit::SUCCESS,
         Err(_) => exit::UNHEALTHY,
     };
     std::process::exit(code)

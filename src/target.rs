@@ -2,6 +2,8 @@
 //! container — from dbdeploy's labels, or for hand-made deployments (the guide's YAML,
 //! `app: mysql`) from the container image and ports.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::{Api, ResourceExt};
@@ -25,7 +27,7 @@ pub struct Target {
 
 /// The engine and container of a pod spec: the label first, then image, then ports.
 pub fn engine_of(
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
     containers: &[Container],
 ) -> Option<(Engine, String)> {
     let labelled = labels.get(ENGINE_LABEL).and_then(|n| Engine::from_name(n));
@@ -44,6 +46,27 @@ pub fn engine_of(
     }
     let first = containers.first()?;
     labelled.map(|engine| (engine, first.name.clone()))
+}
+
+/// Which engine a StatefulSet runs, and in which container: [`engine_of`] its pod template.
+pub fn statefulset_engine(sts: &StatefulSet) -> Option<(Engine, String)> {
+    let template = sts.spec.as_ref().map(|s| &s.template);
+    let labels = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
+    let containers = template
+        .and_then(|t| t.spec.as_ref())
+        .map(|s| s.containers.as_slice());
+    engine_of(
+        labels.unwrap_or(&BTreeMap::new()),
+        containers.unwrap_or_default(),
+    )
+}
+
+/// Which engine a pod runs, and in which container: [`engine_of`] its labels and spec.
+pub fn pod_engine(pod: &Pod) -> Option<(Engine, String)> {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice());
+    engine_of(pod.labels(), containers.unwrap_or_default())
 }
 
 /// Pod names of a StatefulSet, `<name>-0` .. `<name>-(replicas-1)`.
@@ -81,12 +104,7 @@ pub async fn resolve(kube: &Kube, name: &str) -> Result<Target> {
                 .map_err(Error::api(format!("read StatefulSet {ns}/{owner}")))?,
             None => None,
         };
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
-        let (engine, container) = engine_of(pod.labels(), &containers).ok_or_else(|| {
+        let (engine, container) = pod_engine(&pod).ok_or_else(|| {
             Error::NotFound(format!(
                 "pod {ns}/{name} does not look like PostgreSQL, MySQL or MariaDB (no engine label, image or port matched)"
             ))
@@ -109,18 +127,7 @@ pub async fn resolve(kube: &Kube, name: &str) -> Result<Target> {
             "no pod or StatefulSet named {name} in namespace {ns}"
         )));
     };
-    let template = sts
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let containers = template.spec.map(|s| s.containers).unwrap_or_default();
-    let (engine, container) = engine_of(&labels, &containers).ok_or_else(|| {
+    let (engine, container) = statefulset_engine(&sts).ok_or_else(|| {
         Error::NotFound(format!(
             "StatefulSet {ns}/{name} does not look like PostgreSQL, MySQL or MariaDB"
         ))
@@ -144,7 +151,6 @@ pub async fn resolve(kube: &Kube, name: &str) -> Result<Target> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ContainerPort;
-    use std::collections::BTreeMap;
 
     fn container(name: &str, image: &str, port: i32) -> Container {
         Container {
@@ -176,5 +182,26 @@ mod tests {
             ],
         );
         assert_eq!(found, Some((Engine::Mariadb, "db".into())));
+    }
+
+    #[test]
+    fn a_statefulset_runs_what_its_pod_template_says() {
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db"},
+            "spec": {
+                "selector": {},
+                "serviceName": "db",
+                "template": {
+                    "metadata": {"labels": {ENGINE_LABEL: "mariadb"}},
+                    "spec": {"containers": [{"name": "db", "image": "mysql:8.0"}]}
+                }
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            statefulset_engine(&sts),
+            Some((Engine::Mariadb, "db".into()))
+        );
+        assert_eq!(statefulset_engine(&StatefulSet::default()), None);
     }
 }

@@ -232,7 +232,7 @@ pub async fn statefulset_ready(
     let started = Instant::now();
     let since =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(5);
-    let selector = format!("app={name}");
+    let selector = crate::render::selector(name);
     let config = watcher::Config::default().timeout(60);
     // Watches may be quiet for long: the stream client has no read timeout (client.rs).
     let sts_api: Api<StatefulSet> = kube.watch_api();
@@ -283,13 +283,12 @@ pub async fn statefulset_ready(
     ]);
 
     let pod_prefix = format!("{name}-");
-    let pvc_prefix = format!("{}-{name}-", crate::render::DATA_VOLUME);
     let ours = |kind: &str, object: &str| match kind {
         "StatefulSet" => object == name,
         "Pod" => object
             .strip_prefix(&pod_prefix)
             .is_some_and(|o| o.parse::<u32>().is_ok()),
-        "PersistentVolumeClaim" => object.starts_with(&pvc_prefix),
+        "PersistentVolumeClaim" => crate::render::is_data_claim_of(object, name),
         _ => false,
     };
 

@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
+use kubectl_db::render::Names;
 use serde_json::Value;
 
 use common::SMALL;
@@ -127,6 +128,7 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
     assert_eq!(listed[0]["ready"], "1/1");
 
     // delete keeps the data and the Secret that opens it.
+    let pvc = Names::pvc(engine, 0);
     let deleted = run_json(&ns, &["delete", engine]);
     let kept: Vec<&str> = deleted["kept"]
         .as_array()
@@ -135,10 +137,10 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
         .map(|k| k.as_str().unwrap())
         .collect();
     assert!(
-        kept.contains(&format!("PersistentVolumeClaim/data-{engine}-0").as_str()),
+        kept.contains(&format!("PersistentVolumeClaim/{pvc}").as_str()),
         "{deleted}"
     );
-    assert!(pvc_names(&ns).await.contains(&format!("data-{engine}-0")));
+    assert!(pvc_names(&ns).await.contains(&pvc));
     secret_data(&ns, &format!("{engine}-secret")).await;
 
     // --purge-data without --yes and without a terminal is refused.
@@ -148,7 +150,7 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(pvc_names(&ns).await.contains(&format!("data-{engine}-0")));
+    assert!(pvc_names(&ns).await.contains(&pvc));
 
     let purged = run_json(&ns, &["delete", engine, "--purge-data", "--yes"]);
     assert!(
@@ -156,11 +158,11 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| d == &format!("PersistentVolumeClaim/data-{engine}-0"))
+            .any(|d| d == &format!("PersistentVolumeClaim/{pvc}"))
     );
     // PVC deletion is asynchronous (finalizers); it must at least be marked for deletion.
     let api: Api<PersistentVolumeClaim> = ns.kube.api();
-    let pvc = api.get_opt(&format!("data-{engine}-0")).await.unwrap();
+    let pvc = api.get_opt(&pvc).await.unwrap();
     assert!(pvc.is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
 }
 
@@ -366,7 +368,10 @@ async fn delete_leaves_alone_what_dbdeploy_did_not_make() {
     let secret_uid = replace(&ns, hand_made_secret("own-secret")).await;
     let pvc_api: Api<PersistentVolumeClaim> = ns.kube.api();
     pvc_api
-        .create(&PostParams::default(), &hand_made_pvc("data-own-1"))
+        .create(
+            &PostParams::default(),
+            &hand_made_pvc(&Names::pvc("own", 1)),
+        )
         .await
         .unwrap();
 
@@ -393,7 +398,7 @@ async fn delete_leaves_alone_what_dbdeploy_did_not_make() {
         Some(secret_uid)
     );
     assert!(
-        live_uid::<PersistentVolumeClaim>(&ns, "data-own-1")
+        live_uid::<PersistentVolumeClaim>(&ns, &Names::pvc("own", 1))
             .await
             .is_some()
     );
@@ -403,7 +408,7 @@ async fn delete_leaves_alone_what_dbdeploy_did_not_make() {
     assert_eq!(live_uid::<NetworkPolicy>(&ns, "own").await, None);
     if stdout.contains("deleted PersistentVolumeClaim/data-own-0") {
         assert_eq!(
-            live_uid::<PersistentVolumeClaim>(&ns, "data-own-0").await,
+            live_uid::<PersistentVolumeClaim>(&ns, &Names::pvc("own", 0)).await,
             None
         );
     }

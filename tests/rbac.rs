@@ -471,7 +471,10 @@ impl Shared {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         loop {
             let pod = pods.get_opt(&format!("{name}-0")).await.unwrap();
-            let pvc = claims.get_opt(&format!("data-{name}-0")).await.unwrap();
+            let pvc = claims
+                .get_opt(&kubectl_db::render::Names::pvc(name, 0))
+                .await
+                .unwrap();
             let pod_going = pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
             let going = pod_going || pvc.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
             if !going {

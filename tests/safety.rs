@@ -606,7 +606,7 @@ async fn delete_keeps_data(engine: Engine) {
     .await;
     let secret_before = secret_data(&ns, &format!("{name}-secret")).await;
     let pvcs: Api<PersistentVolumeClaim> = ns.kube.api();
-    let pvc_name = format!("data-{name}-0");
+    let pvc_name = kubectl_db::render::Names::pvc(name, 0);
     let uid_before = pvcs.get(&pvc_name).await.unwrap().metadata.uid;
 
     let deleted = deploy_json(&ns, &["delete".into(), name.into()]);

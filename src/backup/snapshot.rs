@@ -218,7 +218,10 @@ async fn wait_ready(
         what: format!("VolumeSnapshot {name} to be readyToUse"),
         after: timeout,
     })?
-    .map_err(|err| Error::Failed(format!("failed to watch VolumeSnapshot {name}: {err}")))?;
+    .map_err(|source| Error::Watch {
+        what: format!("VolumeSnapshot {name}"),
+        source,
+    })?;
     let Some(object) = found else {
         return Err(Error::Failed(format!(
             "VolumeSnapshot {name} was deleted while waiting"

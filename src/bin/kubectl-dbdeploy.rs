@@ -200,8 +200,8 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
         print_objects(&objects, args.output)?;
         if !args.show_password {
             eprintln!(
-                "note: Secret {}-secret is left out (it would hold passwords); kubectl dbdeploy generates it at apply time, or add --show-password to include generated ones",
-                spec.name
+                "note: Secret {} is left out (it would hold passwords); kubectl dbdeploy generates it at apply time, or add --show-password to include generated ones",
+                kubectl_db::render::Names::of(&spec.name).secret
             );
         }
         return Ok(exit::SUCCESS);

@@ -13,13 +13,32 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::{Api, ResourceExt};
 
-use super::inside::{self, InsideFacts, Outcome, Run};
-use super::rules::{self, Facts, RefKind};
-use super::{CheckOptions, within};
+use super::facts::{Facts, InsideFacts, ObjectKeys, Outcome, RefKind, Run};
+use super::inside;
+use super::podspec::references;
 use crate::client::Kube;
 use crate::error::{Error, Result};
 use crate::exec;
+use crate::render::claim_name;
 use crate::target::Target;
+
+/// Knobs of a check run.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Budget of each command run in the pod.
+    pub exec_timeout: Duration,
+    /// Budget of each API read.
+    pub api_timeout: Duration,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            exec_timeout: Duration::from_secs(10),
+            api_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Reads everything the rules need about `target`.
 pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Result<Facts> {
@@ -34,7 +53,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
             .and_then(|s| s.template.spec.clone()),
     };
     let claim_names = claim_names(target, spec.as_ref());
-    let references = spec.as_ref().map(rules::references).unwrap_or_default();
+    let references = spec.as_ref().map(references).unwrap_or_default();
     let wanted: BTreeSet<(RefKind, String)> = references
         .iter()
         .map(|r| (r.kind, r.name.clone()))
@@ -184,7 +203,7 @@ fn claim_names(target: &Target, spec: Option<&PodSpec>) -> Vec<String> {
         .and_then(|s| s.volume_claim_templates.as_ref())
         .map(|t| {
             t.iter()
-                .map(|c| format!("{}-{}-{ordinal}", c.name_any(), sts.name_any()))
+                .map(|c| claim_name(&c.name_any(), &sts.name_any(), ordinal))
                 .collect()
         })
         .unwrap_or_default()
@@ -230,12 +249,7 @@ async fn bound_volumes(
 
 /// The key names of a Secret or ConfigMap (`None`: it does not exist). Values are dropped
 /// here and never reach the report.
-async fn object_keys(
-    kube: &Kube,
-    kind: RefKind,
-    name: &str,
-    budget: Duration,
-) -> rules::ObjectKeys {
+async fn object_keys(kube: &Kube, kind: RefKind, name: &str, budget: Duration) -> ObjectKeys {
     let ns = &kube.namespace;
     let read = async {
         match kind {
@@ -469,4 +483,18 @@ async fn timed(
         // With the cause and hint: a refused exec must say it was refused.
         Err(err) => Outcome::Error(err.chain_with_hint()),
     }
+}
+
+/// Runs an API read within its budget.
+pub(super) async fn within<T>(
+    budget: Duration,
+    what: String,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(budget, work)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: format!("the API server to return {what}"),
+            after: budget,
+        })?
 }

@@ -6,56 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::rules::Facts;
-use super::{Check, Verdict};
+use super::facts::{Facts, Outcome, Run};
+use super::verdict::{Check, Verdict};
 use crate::engine::Engine;
-
-/// How one in-pod command went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Not run; the text says why (e.g. the container is not running).
-    NotRun(String),
-    /// Could not be run or did not finish (exec refused, timed out).
-    Error(String),
-    /// Ran to completion.
-    Done(Run),
-}
-
-/// A finished command.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Run {
-    /// Exit status 0.
-    pub success: bool,
-    /// `exit status N` or the API's message.
-    pub status: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub millis: u64,
-}
-
-/// Results of every in-pod command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InsideFacts {
-    pub readiness: Outcome,
-    pub permissions: Outcome,
-    pub sql: Outcome,
-    pub status: Outcome,
-    pub volume: Outcome,
-}
-
-impl InsideFacts {
-    /// Every command not run, for the same reason.
-    pub fn not_run(why: &str) -> Self {
-        let o = Outcome::NotRun(why.to_string());
-        InsideFacts {
-            readiness: o.clone(),
-            permissions: o.clone(),
-            sql: o.clone(),
-            status: o.clone(),
-            volume: o,
-        }
-    }
-}
 
 /// `id`, then the data directory (PGDATA, else the engine's data dir, else the mount),
 /// its owner, mode and whether this uid can write it. The mount path (from the pod spec)

@@ -3,13 +3,15 @@
 //! with its own timeout), decide (pure rules in [`rules`] and [`inside`]), report.
 
 mod collect;
+pub mod facts;
 pub mod inside;
 pub mod podspec;
 pub mod rules;
 pub mod services;
 pub mod storage;
+pub mod verdict;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -22,95 +24,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::target;
 
-pub use collect::collect;
-pub use rules::Facts;
-
-/// How a check came out. Ordered from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Fine.
-    Ok,
-    /// Could not be run (e.g. the pod is not running); the evidence says why.
-    Skipped,
-    /// Works, but something deserves attention.
-    Warn,
-    /// Broken; the fix says what to do.
-    Fail,
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Verdict::Ok => "ok",
-            Verdict::Skipped => "skipped",
-            Verdict::Warn => "warn",
-            Verdict::Fail => "fail",
-        })
-    }
-}
-
-/// One diagnosis: what was checked, the verdict, what was seen, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// Stable identifier, e.g. `pvc.bound` (listed in docs/dbcheck.md).
-    pub name: String,
-    pub verdict: Verdict,
-    /// What the check saw (may span lines, e.g. log lines).
-    pub evidence: String,
-    /// What to do, when there is something to do.
-    pub fix: Option<String>,
-}
-
-impl Check {
-    /// A check with no fix.
-    pub fn new(name: &str, verdict: Verdict, evidence: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            verdict,
-            evidence: evidence.into(),
-            fix: None,
-        }
-    }
-
-    /// Adds the fix.
-    pub fn fix(mut self, fix: impl Into<String>) -> Self {
-        self.fix = Some(fix.into());
-        self
-    }
-}
-
-/// Counts of verdicts and the worst one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub verdict: Option<Verdict>,
-    pub ok: usize,
-    pub warn: usize,
-    pub fail: usize,
-    pub skipped: usize,
-}
-
-impl Summary {
-    /// Counts the verdicts of `checks`.
-    pub fn of(checks: &[Check]) -> Self {
-        let mut summary = Summary::default();
-        for check in checks {
-            match check.verdict {
-                Verdict::Ok => summary.ok += 1,
-                Verdict::Warn => summary.warn += 1,
-                Verdict::Fail => summary.fail += 1,
-                Verdict::Skipped => summary.skipped += 1,
-            }
-        }
-        summary.verdict = checks
-            .iter()
-            .map(|c| c.verdict)
-            .filter(|v| *v != Verdict::Skipped)
-            .max()
-            .or(checks.first().map(|_| Verdict::Skipped));
-        summary
-    }
-}
+use collect::within;
+pub use collect::{CheckOptions, collect};
+pub use facts::Facts;
+pub use verdict::{Check, Summary, Verdict};
 
 /// The report of one database: the `-o json` schema (docs/dbcheck.md).
 #[derive(Debug, Clone, Serialize)]
@@ -130,24 +47,6 @@ impl CheckReport {
     /// True when no check failed.
     pub fn healthy(&self) -> bool {
         self.summary.fail == 0
-    }
-}
-
-/// Knobs of a check run.
-#[derive(Debug, Clone)]
-pub struct CheckOptions {
-    /// Budget of each command run in the pod.
-    pub exec_timeout: Duration,
-    /// Budget of each API read.
-    pub api_timeout: Duration,
-}
-
-impl Default for CheckOptions {
-    fn default() -> Self {
-        CheckOptions {
-            exec_timeout: Duration::from_secs(10),
-            api_timeout: Duration::from_secs(30),
-        }
     }
 }
 
@@ -224,18 +123,7 @@ pub async fn check_all(
     let databases: Vec<(String, String)> = list
         .items
         .iter()
-        .filter(|sts| {
-            let template = sts.spec.as_ref().map(|s| &s.template);
-            let labels = template
-                .and_then(|t| t.metadata.as_ref())
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            let containers = template
-                .and_then(|t| t.spec.as_ref())
-                .map(|s| s.containers.clone())
-                .unwrap_or_default();
-            target::engine_of(&labels, &containers).is_some()
-        })
+        .filter(|sts| target::statefulset_engine(sts).is_some())
         .map(|sts| {
             (
                 sts.namespace().unwrap_or_else(|| kube.namespace.clone()),
@@ -293,40 +181,5 @@ fn summarize(name: &str, report: CheckReport) -> DatabaseSummary {
             })
             .collect(),
         summary: report.summary,
-    }
-}
-
-/// Runs an API read within its budget.
-pub(crate) async fn within<T>(
-    budget: Duration,
-    what: String,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::time::timeout(budget, work)
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("the API server to return {what}"),
-            after: budget,
-        })?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_takes_the_worst_verdict_and_ignores_skipped() {
-        let checks = vec![
-            Check::new("a", Verdict::Ok, ""),
-            Check::new("b", Verdict::Skipped, ""),
-            Check::new("c", Verdict::Warn, ""),
-        ];
-        let summary = Summary::of(&checks);
-        assert_eq!(summary.verdict, Some(Verdict::Warn));
-        assert_eq!(
-            (summary.ok, summary.warn, summary.fail, summary.skipped),
-            (1, 1, 0, 1)
-        );
-        assert_eq!(Summary::of(&checks[1..2]).verdict, Some(Verdict::Skipped));
     }
 }

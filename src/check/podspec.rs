@@ -5,24 +5,8 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::PodSpec;
 
-use super::rules::Facts;
-use super::{Check, Verdict};
-
-/// Whether a reference is to a Secret or a ConfigMap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RefKind {
-    Secret,
-    ConfigMap,
-}
-
-impl std::fmt::Display for RefKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RefKind::Secret => "Secret",
-            RefKind::ConfigMap => "ConfigMap",
-        })
-    }
-}
+use super::facts::{Facts, RefKind};
+use super::verdict::{Check, Verdict};
 
 /// A key (or a whole object, for envFrom) of a Secret or ConfigMap the pod needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,171 +1,20 @@
-//! Pure diagnosis rules over objects already fetched from the API server: the facts, the
-//! StatefulSet, pod and event rules, and the order of the report. Storage, Service and
+//! Pure diagnosis rules over objects already fetched from the API server (the
+//! [`super::facts`]): the StatefulSet, pod and event rules, and the order of the report. Storage, Service and
 //! pod-spec rules are in [`super::storage`], [`super::services`] and [`super::podspec`]. No I/O here, so every rule is tested with
 //! recorded objects. Rules that read the results of commands run in the pod are in
 //! [`super::inside`].
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Event, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec,
-    Service,
-};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
 
-use super::inside::{self, InsideFacts};
-pub use super::podspec::{RefKind, Reference, references};
+use super::facts::{Facts, event_line};
+use super::inside;
 use super::podspec::{config_references, probes_configured, security_context};
 use super::services::{service_endpoints, service_headless};
 use super::storage::{pv_reclaim_policy, pvc_bound};
-use super::{Check, Verdict};
-use crate::engine::Engine;
-use crate::wait::pod_state;
-
-/// Key names of a Secret or ConfigMap (`None`: it does not exist), or why it could not be read.
-pub type ObjectKeys = Result<Option<BTreeSet<String>>, String>;
-
-/// Everything the rules look at, fetched by [`super::collect`].
-#[derive(Debug, Clone)]
-pub struct Facts {
-    pub namespace: String,
-    pub pod_name: String,
-    pub engine: Engine,
-    /// The database container's name.
-    pub container: String,
-    pub pod: Option<Pod>,
-    pub statefulset: Option<StatefulSet>,
-    /// Claims the pod uses (or will use), with the object when it exists.
-    pub claims: Vec<(String, Option<PersistentVolumeClaim>)>,
-    /// Every StorageClass, or why they could not be read.
-    pub storage_classes: Result<Vec<StorageClass>, String>,
-    /// The PersistentVolumes bound to the claims.
-    pub volumes: Vec<PersistentVolume>,
-    /// Why bound PersistentVolumes could not be read (e.g. no cluster-wide permission).
-    pub volume_errors: Vec<String>,
-    /// Services of the namespace that select the pod or are named after the StatefulSet.
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    /// Keys of each referenced Secret/ConfigMap (`None` = it does not exist), or why it
-    /// could not be read. Values are never fetched into these facts.
-    pub objects: BTreeMap<(RefKind, String), ObjectKeys>,
-    /// Events about the StatefulSet, pod, PVCs and Services.
-    pub events: Result<Vec<Event>, String>,
-    /// Last lines of the previous container's log, when it restarted.
-    pub previous_logs: Option<String>,
-    /// Resource use of each container from the metrics API (`name -> (cpu, memory)`), or
-    /// why there is none (no metrics-server).
-    pub usage: Result<BTreeMap<String, (String, String)>, String>,
-    /// Results of the commands run inside the container.
-    pub inside: InsideFacts,
-    pub now: Timestamp,
-}
-
-impl Facts {
-    /// The pod's spec, else the StatefulSet template's.
-    pub fn pod_spec(&self) -> Option<&PodSpec> {
-        match &self.pod {
-            Some(pod) => pod.spec.as_ref(),
-            None => self
-                .statefulset
-                .as_ref()?
-                .spec
-                .as_ref()?
-                .template
-                .spec
-                .as_ref(),
-        }
-    }
-
-    /// The pod's labels, else the StatefulSet template's.
-    pub fn pod_labels(&self) -> BTreeMap<String, String> {
-        match &self.pod {
-            Some(pod) => pod.labels().clone(),
-            None => self
-                .statefulset
-                .as_ref()
-                .and_then(|s| s.spec.as_ref())
-                .and_then(|s| s.template.metadata.as_ref())
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The database container's spec.
-    pub fn container_spec(&self) -> Option<&Container> {
-        self.pod_spec()?
-            .containers
-            .iter()
-            .find(|c| c.name == self.container)
-    }
-
-    /// The database container's status.
-    pub fn container_status(&self) -> Option<&ContainerStatus> {
-        self.pod
-            .as_ref()?
-            .status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find(|c| c.name == self.container)
-    }
-
-    /// True when the database container is running (so commands can be run in it).
-    pub fn container_running(&self) -> bool {
-        self.pod
-            .as_ref()
-            .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
-            && self
-                .container_status()
-                .and_then(|s| s.state.as_ref())
-                .is_some_and(|s| s.running.is_some())
-    }
-
-    /// Whether the pod's Ready condition is True, and since when.
-    pub fn ready_since(&self) -> Option<Timestamp> {
-        let conditions = self.pod.as_ref()?.status.as_ref()?.conditions.as_ref()?;
-        let ready = conditions
-            .iter()
-            .find(|c| c.type_ == "Ready" && c.status == "True")?;
-        Some(
-            ready
-                .last_transition_time
-                .as_ref()
-                .map(|t| t.0)
-                .unwrap_or(Timestamp::UNIX_EPOCH),
-        )
-    }
-
-    /// Warning events, newest first.
-    pub fn warnings(&self) -> Vec<&Event> {
-        let mut events: Vec<&Event> = self
-            .events
-            .as_ref()
-            .map(|e| {
-                e.iter()
-                    .filter(|e| e.type_.as_deref() == Some("Warning"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        events.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
-        events
-    }
-
-    /// Warning events about one object (`kind`, `name`), newest first.
-    pub fn warnings_about(&self, kind: &str, name: &str) -> Vec<&Event> {
-        self.warnings()
-            .into_iter()
-            .filter(|e| {
-                e.involved_object.kind.as_deref() == Some(kind)
-                    && e.involved_object.name.as_deref() == Some(name)
-            })
-            .collect()
-    }
-}
+use super::verdict::{Check, Verdict};
+use crate::quantity;
+use crate::wait::{event_time, pod_state};
 
 /// Runs every rule; the order is the report's order.
 pub fn diagnose(facts: &Facts) -> Vec<Check> {
@@ -191,32 +40,6 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
         resources_usage(facts),
         events(facts),
     ]
-}
-
-/// When an event last happened.
-pub fn event_time(event: &Event) -> Option<Timestamp> {
-    event
-        .last_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-}
-
-/// One line per event: `Kind/name Reason (xN): message`.
-pub(super) fn event_line(event: &Event) -> String {
-    let count = event
-        .count
-        .filter(|c| *c > 1)
-        .map(|c| format!(" (x{c})"))
-        .unwrap_or_default();
-    format!(
-        "{}/{} {}{count}: {}",
-        event.involved_object.kind.as_deref().unwrap_or("?"),
-        event.involved_object.name.as_deref().unwrap_or("?"),
-        event.reason.as_deref().unwrap_or(""),
-        event.message.as_deref().unwrap_or("").trim()
-    )
 }
 
 fn statefulset(facts: &Facts) -> Check {
@@ -559,31 +382,6 @@ fn pod_ready(facts: &Facts) -> Check {
         .fix("the container is not running: see the pod.* checks above")
 }
 
-/// A Kubernetes quantity in base units (cores, bytes): `250m`, `1`, `512Mi`, `1G`, `12345n`.
-pub fn quantity(text: &str) -> Option<f64> {
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    Some(number * factor)
-}
-
 fn resources_usage(facts: &Facts) -> Check {
     const NAME: &str = "resources.usage";
     let usage = match &facts.usage {
@@ -606,15 +404,15 @@ fn resources_usage(facts: &Facts) -> Check {
     let share = |used: &str, limit: Option<String>| {
         let percent = limit
             .as_deref()
-            .and_then(quantity)
-            .zip(quantity(used))
+            .and_then(quantity::parse)
+            .zip(quantity::parse(used))
             .map(|(l, u)| u / l * 100.0);
         (limit.unwrap_or_else(|| "no limit".into()), percent)
     };
     let (cpu_limit, cpu_pct) = share(cpu, limit("cpu"));
     let (mem_limit, mem_pct) = share(memory, limit("memory"));
     let pct = |p: Option<f64>| p.map(|p| format!(" ({p:.0}%)")).unwrap_or_default();
-    let mib = quantity(memory)
+    let mib = quantity::parse(memory)
         .map(|b| format!("{:.0}Mi", b / 1048576.0))
         .unwrap_or_else(|| memory.clone());
     let evidence = format!(

@@ -8,8 +8,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::rules::Facts;
-use super::{Check, Verdict};
+use super::facts::Facts;
+use super::verdict::{Check, Verdict};
+use crate::render::{APP_LABEL, INSTANCE_LABEL};
 
 fn selects(service: &Service, labels: &BTreeMap<String, String>) -> bool {
     match service.spec.as_ref().and_then(|s| s.selector.as_ref()) {
@@ -65,7 +66,7 @@ pub(super) fn service_endpoints(facts: &Facts) -> Check {
     const NAME: &str = "service.endpoints";
     let labels = facts.pod_labels();
     let sts_name = facts.statefulset.as_ref().map(|s| s.name_any());
-    let app = labels.get("app").cloned();
+    let app = labels.get(APP_LABEL).cloned();
     let candidates: Vec<&Service> = facts
         .services
         .iter()
@@ -104,7 +105,7 @@ fn one_service(facts: &Facts, service: &Service, labels: &BTreeMap<String, Strin
     let dns = format!("{name}.{}.svc.cluster.local", facts.namespace);
     let labels_text = labels
         .iter()
-        .filter(|(k, _)| k.as_str() == "app" || k.starts_with("app.kubernetes.io/instance"))
+        .filter(|(k, _)| k.as_str() == APP_LABEL || k.as_str() == INSTANCE_LABEL)
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 
-use super::rules::{Facts, event_line};
-use super::{Check, Verdict};
+use super::facts::{Facts, event_line};
+use super::verdict::{Check, Verdict};
 
 fn class_list(classes: &[StorageClass]) -> String {
     let names: Vec<String> = classes

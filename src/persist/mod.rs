@@ -29,9 +29,6 @@ use crate::wait::{event_time, pod_ready, pod_state, warning_about};
 pub use report::{ClaimRecord, PersistReport, PodRecord, Step, StepResult, Verdict};
 use sql::Created;
 
-/// Exit code when the run was interrupted with Ctrl-C (the shell's convention, 128 + SIGINT).
-pub const INTERRUPTED: i32 = 130;
-
 /// Time limit of the API calls made outside watches.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 

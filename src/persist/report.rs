@@ -6,9 +6,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-use super::{INTERRUPTED, Plan, sql, steps};
-use crate::cli::exit;
+use super::{Plan, sql, steps};
 use crate::engine::Engine;
+use crate::exit;
 use crate::wait::WarningEvent;
 
 /// The outcome of the test.
@@ -244,7 +244,7 @@ impl PersistReport {
             None => "the test".into(),
         };
         self.verdict = Verdict::Interrupted;
-        self.exit_code = INTERRUPTED;
+        self.exit_code = exit::INTERRUPTED;
         self.failed_step = Some(step.clone());
         self.message = format!(
             "interrupted during {step}; last seen: {last_seen}; the StatefulSet {} recreates the pod by itself, and the marker row may remain in {}.{}",

@@ -29,8 +29,15 @@ use sha2::{Digest, Sha256};
 
 pub use spec::{DeploySpec, Resources, parse_setting, validate_name, validate_quantity};
 
-/// Value of `app.kubernetes.io/managed-by` on everything dbdeploy creates.
+/// Value of [`MANAGED_BY_LABEL`] on everything dbdeploy creates; also its field manager
+/// in server-side apply (`crate::apply::FIELD_MANAGER`).
 pub const MANAGED_BY: &str = "kubectl-dbdeploy";
+/// The recommended label that names the tool managing an object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The recommended label that names the database (the instance) an object belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// The guide's `app: <name>` label, also on hand-made deployments dbcheck looks at.
+pub const APP_LABEL: &str = "app";
 /// Pod-template annotation that changes when the server configuration does, so a
 /// `--set` change rolls the pod (the servers read their config only at start).
 pub const CONFIG_HASH_ANNOTATION: &str = "kubectl-db.io/config-hash";
@@ -67,8 +74,22 @@ impl Names {
 
     /// The PVC of pod `ordinal`.
     pub fn pvc(name: &str, ordinal: i32) -> String {
-        format!("{DATA_VOLUME}-{name}-{ordinal}")
+        claim_name(DATA_VOLUME, name, ordinal)
     }
+}
+
+/// The PVC a StatefulSet makes for pod `ordinal` from its volumeClaimTemplate `template`:
+/// `<template>-<statefulset>-<ordinal>` (the StatefulSet controller's naming).
+pub fn claim_name(template: &str, statefulset: &str, ordinal: impl std::fmt::Display) -> String {
+    format!("{template}-{statefulset}-{ordinal}")
+}
+
+/// Whether `claim` is a data PVC of database `name` ([`Names::pvc`] of some ordinal). The
+/// ordinal must be all digits, so database `pg` does not claim `data-pg-2-0` of `pg-2`.
+pub fn is_data_claim_of(claim: &str, name: &str) -> bool {
+    claim
+        .strip_prefix(&claim_name(DATA_VOLUME, name, ""))
+        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Every object of one database, in the order they are applied.
@@ -87,11 +108,11 @@ pub struct Manifests {
 pub fn labels(spec: &DeploySpec) -> BTreeMap<String, String> {
     let mut labels = selector_labels(&spec.name);
     labels.insert(
-        "app.kubernetes.io/name".into(),
+        crate::engine::ENGINE_LABEL.into(),
         spec.engine.app_name().into(),
     );
     labels.insert("app.kubernetes.io/component".into(), "database".into());
-    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     labels
 }
 
@@ -99,19 +120,38 @@ pub fn labels(spec: &DeploySpec) -> BTreeMap<String, String> {
 /// managed-by and instance labels [`labels`] puts on every object (PVCs inherit them from
 /// the volumeClaimTemplate). `delete` removes nothing without them.
 pub fn made_for(labels: &BTreeMap<String, String>, name: &str) -> bool {
-    labels
-        .get("app.kubernetes.io/managed-by")
-        .map(String::as_str)
-        == Some(MANAGED_BY)
-        && labels.get("app.kubernetes.io/instance").map(String::as_str) == Some(name)
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && labels.get(INSTANCE_LABEL).map(String::as_str) == Some(name)
 }
 
 /// The labels that select the database's pods (immutable once the StatefulSet exists).
 pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app".to_string(), name.to_string()),
-        ("app.kubernetes.io/instance".to_string(), name.to_string()),
+        (APP_LABEL.to_string(), name.to_string()),
+        (INSTANCE_LABEL.to_string(), name.to_string()),
     ])
+}
+
+/// [`selector_labels`] as a label selector, for lists and watches of the database's pods
+/// and PVCs.
+pub fn selector(name: &str) -> String {
+    to_selector(&selector_labels(name))
+}
+
+/// The selector of everything dbdeploy manages.
+pub fn managed_selector() -> String {
+    to_selector(&BTreeMap::from([(
+        MANAGED_BY_LABEL.to_string(),
+        MANAGED_BY.to_string(),
+    )]))
+}
+
+fn to_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The label a client pod needs to reach the database through the NetworkPolicy.
@@ -411,7 +451,8 @@ fn stateful_set(spec: &DeploySpec, names: &Names, config_text: &str) -> Stateful
     }));
 
     let pod_labels = labels(spec);
-    let config_hash = hex(&Sha256::digest(config_text.as_bytes()))[..16].to_string();
+    let config_hash =
+        crate::backup::format::hex(&Sha256::digest(config_text.as_bytes()))[..16].to_string();
 
     let pod_spec = PodSpec {
         // The pod never talks to the API server.
@@ -500,10 +541,6 @@ fn stateful_set(spec: &DeploySpec, names: &Names, config_text: &str) -> Stateful
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Manifests {
     /// All objects as JSON values in apply order; the Secret only when `with_secret`.
     pub fn to_values(&self, with_secret: bool) -> Vec<serde_json::Value> {
@@ -525,4 +562,32 @@ impl Manifests {
 fn to_value<T: serde::Serialize>(object: &T) -> serde_json::Value {
     // k8s-openapi types always serialize; Null would only hide a bug in a snapshot.
     serde_json::to_value(object).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_claims_are_named_and_matched_by_exact_name_and_ordinal() {
+        assert_eq!(Names::pvc("pg", 0), "data-pg-0");
+        assert!(is_data_claim_of("data-pg-0", "pg"));
+        assert!(is_data_claim_of("data-pg-12", "pg"));
+        assert!(
+            !is_data_claim_of("data-pg-2-0", "pg"),
+            "database pg-2's PVC"
+        );
+        assert!(!is_data_claim_of("data-pg-", "pg"));
+        assert!(!is_data_claim_of("data-pgx-0", "pg"));
+        assert!(!is_data_claim_of("wal-pg-0", "pg"));
+    }
+
+    #[test]
+    fn selectors_are_the_labels_put_on_the_objects() {
+        assert_eq!(selector("pg"), "app=pg,app.kubernetes.io/instance=pg");
+        assert_eq!(
+            managed_selector(),
+            "app.kubernetes.io/managed-by=kubectl-dbdeploy"
+        );
+    }
 }

@@ -82,7 +82,7 @@ impl DeploySpec {
         validate_identifier("--db-user", &self.user, 32)?;
         if self.engine != Engine::Postgres && self.user == "root" {
             return usage(
-                "--user root is the admin user the image creates; pick another name".into(),
+                "--db-user root is the admin user the image creates; pick another name".into(),
             );
         }
         validate_quantity("--storage-size", &self.storage_size)?;
@@ -230,39 +230,7 @@ pub fn validate_quantity(what: &str, value: &str) -> Result<()> {
 }
 
 fn is_quantity(value: &str) -> bool {
-    let number_end = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, suffix) = value.split_at(number_end);
-    let number_ok = !number.is_empty()
-        && number.matches('.').count() <= 1
-        && number.chars().any(|c| c.is_ascii_digit())
-        && number.parse::<f64>().is_ok_and(|n| n > 0.0);
-    let suffix_ok = matches!(
-        suffix,
-        "" | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-    ) || (suffix.len() > 1
-        && suffix.starts_with(['e', 'E'])
-        && suffix[1..]
-            .trim_start_matches(['+', '-'])
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        && !suffix[1..].trim_start_matches(['+', '-']).is_empty());
-    number_ok && suffix_ok
+    crate::quantity::parse(value).is_some_and(|n| n > 0.0)
 }
 
 #[cfg(test)]
@@ -288,6 +256,14 @@ mod tests {
         for bad in ["", "10GB", "ten", "-1", "0", "1.2.3", "Gi", "1 Gi", "1e"] {
             assert!(!is_quantity(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn root_as_db_user_is_refused_naming_the_db_user_flag() {
+        let mut s = DeploySpec::new(Engine::Mysql, "default");
+        s.user = "root".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--db-user root is the admin user"), "{err}");
     }
 
     #[test]
