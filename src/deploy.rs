@@ -25,6 +25,8 @@ use crate::output::Progress;
 use crate::render::{self, DeploySpec, Manifests, Names};
 use crate::wait::{self, WaitReport};
 
+mod print;
+
 /// Length of generated passwords: alphanumeric, so no shell or URL quoting issues.
 pub const PASSWORD_LENGTH: usize = 32;
 /// Label selector for everything dbdeploy manages.

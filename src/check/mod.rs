@@ -5,6 +5,7 @@
 mod collect;
 pub mod inside;
 pub mod podspec;
+mod print;
 pub mod rules;
 pub mod services;
 pub mod storage;
