@@ -19,9 +19,9 @@ use kubectl_db::{Error, client};
     bin_name = "kubectl dbbackup",
     version,
     about = "Back up and restore PostgreSQL, MySQL and MariaDB: streamed, verified dumps and volume snapshots",
-    // `kubectl dbbackup POD` dumps: the dump arguments stand at the top as well, and a
-    // subcommand cannot follow them.
-    args_conflicts_with_subcommands = true,
+    // `kubectl dbbackup POD` dumps: the dump arguments stand at the top as well. Not
+    // `args_conflicts_with_subcommands`: it would take `verify` in `-n prod verify FILE`
+    // for a TARGET, since clap counts the global `-n` as an argument given.
     subcommand_negates_reqs = true,
     arg_required_else_help = true,
     after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass"
@@ -50,10 +50,13 @@ enum Command {
     Completion(CompletionArgs),
 }
 
+/// Declared field by field, without the shared groups: clap tells whether the top-level
+/// `Option<DumpArgs>` was given from the arguments a struct declares itself, and sees none
+/// in a struct holding a nested `flatten`.
 #[derive(Args)]
 struct DumpArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Pod or StatefulSet of the database
+    target: String,
     /// Backup file, or - for stdout (default: <name>-<UTC timestamp>.sql.gz)
     #[arg(short, long, value_name = "FILE|-")]
     file: Option<String>,
@@ -77,8 +80,9 @@ struct DumpArgs {
     /// Time limit for the whole dump
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
-    #[command(flatten)]
-    output: OutputArgs,
+    /// Output: table | json | yaml
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
 }
 
 #[derive(Args)]
@@ -132,23 +136,32 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<i32, Error> {
     let global = cli.global;
-    match (cli.command, cli.dump) {
-        (Some(Command::Dump(args)), _) | (None, Some(args)) => run_dump(&global, args).await,
-        (Some(Command::Verify(args)), _) => run_verify(args),
-        (Some(Command::Restore(args)), _) => run_restore(&global, args).await,
-        (Some(Command::Snapshot(args)), _) => run_snapshot(&global, args).await,
-        (Some(Command::Completion(args)), _) => {
+    let command = match (cli.command, cli.dump) {
+        (Some(command), None) => command,
+        (None, Some(args)) => Command::Dump(args),
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "dump's arguments (a TARGET, -f, -o ...) go after `dump`, not before another subcommand".into(),
+            ));
+        }
+        // clap requires a target when no subcommand is named.
+        (None, None) => return Err(Error::Usage("name a database pod or a subcommand".into())),
+    };
+    match command {
+        Command::Dump(args) => run_dump(&global, args).await,
+        Command::Verify(args) => run_verify(args),
+        Command::Restore(args) => run_restore(&global, args).await,
+        Command::Snapshot(args) => run_snapshot(&global, args).await,
+        Command::Completion(args) => {
             args.print(Cli::command(), "kubectl-dbbackup");
             Ok(exit::SUCCESS)
         }
-        // clap requires a target when no subcommand is named.
-        (None, None) => Err(Error::Usage("name a database pod or a subcommand".into())),
     }
 }
 
 async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
-    let target = args.target.target;
-    let format = args.output.format;
+    let target = args.target;
+    let format = args.output;
     if let Some(db) = &args.database {
         backup::dump::validate_database(db)?;
     }
@@ -254,7 +267,7 @@ mod tests {
         let cli = parse("kdb -n ns --compress zstd mysql-0 -f x").unwrap();
         assert!(cli.command.is_none());
         let dump = cli.dump.unwrap();
-        assert_eq!(dump.target.target, "mysql-0");
+        assert_eq!(dump.target, "mysql-0");
         assert_eq!(dump.compress, Compression::Zstd);
         assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
         let cli = parse("kdb dump mysql-0 -o json").unwrap();
@@ -262,8 +275,9 @@ mod tests {
         let cli = parse("kdb -n ns verify f").unwrap();
         assert!(matches!(cli.command, Some(Command::Verify(_))));
         assert!(cli.dump.is_none());
-        // A target and a subcommand together are refused.
-        assert!(parse("kdb mysql-0 verify f").is_err());
+        // A target before a subcommand: both are parsed, and `run` refuses the mix.
+        let cli = parse("kdb mysql-0 verify f").unwrap();
+        assert!(cli.dump.is_some() && cli.command.is_some());
         assert!(parse("kdb").is_err());
         Cli::command().debug_assert();
     }

@@ -18,6 +18,7 @@ use kubectl_db::{Error, client};
     version,
     about = "Check a database's health and diagnose what is wrong, with the fix",
     args_conflicts_with_subcommands = true,
+    mut_arg("all_namespaces", |arg| arg.help("Every namespace (without a target)")),
     after_help = "Examples:\n  kubectl dbcheck postgres-0\n  kubectl dbcheck mysql            # a StatefulSet: checks its pod -0\n  kubectl dbcheck                  # every database in the namespace, one line each\n  kubectl dbcheck -A -o json       # every namespace, for CI\n\nExit status: 0 nothing failed, 1 a check failed, 2 bad usage, 3 the cluster could not be read."
 )]
 struct Cli {
