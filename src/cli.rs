@@ -91,6 +91,50 @@ pub enum OutputFormat {
     Yaml,
 }
 
+/// `-o/--output`, on every command that prints a report.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct OutputArgs {
+    /// Output: table | json | yaml
+    #[arg(
+        id = "output",
+        short,
+        long = "output",
+        value_name = "OUTPUT",
+        value_enum,
+        default_value = "table"
+    )]
+    pub format: OutputFormat,
+}
+
+/// The database a command works on, by pod or StatefulSet name.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Pod or StatefulSet of the database
+    pub target: String,
+}
+
+/// `-A/--all-namespaces`, for commands that look at every database.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct AllNamespacesArgs {
+    /// Every namespace instead of one
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+/// `completion SHELL`, the subcommand every plugin has.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+impl CompletionArgs {
+    /// Prints the plugin's completion script on stdout.
+    pub fn print(&self, mut command: clap::Command, bin_name: &str) {
+        print_completion(&mut command, self.shell, bin_name);
+    }
+}
+
 /// Parses kubectl-style durations: `30s`, `5m`, `1h`, `1m30s`, `250ms`, or bare seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

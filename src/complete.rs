@@ -321,29 +321,13 @@ fn with_completers(mut command: Command, session: &Session) -> Command {
     command
 }
 
-/// `kubectl dbbackup mysql-0` runs `dump`: for completion, the default subcommand's
-/// arguments also stand at the top, so a first word offers subcommands and targets, and the
-/// words after a target complete as the default subcommand's.
-fn with_default_subcommand(command: Command, default_subcommand: Option<&str>) -> Command {
-    let Some(sub) = default_subcommand.and_then(|name| command.find_subcommand(name)) else {
-        return command;
-    };
-    let arguments: Vec<Arg> = sub.get_arguments().cloned().collect();
-    command.args(arguments).subcommand_negates_reqs(true)
-}
-
 /// The candidates for the last of `words` (the partial word, possibly empty) from a plugin's
-/// clap definition. `default_subcommand` is the subcommand a bare positional runs (`dump`).
-pub fn complete(
-    command: Command,
-    words: &[String],
-    default_subcommand: Option<&str>,
-) -> Completions {
+/// clap definition.
+pub fn complete(command: Command, words: &[String]) -> Completions {
     let mut words = words.to_vec();
     if words.is_empty() {
         words.push(String::new());
     }
-    let command = with_default_subcommand(command, default_subcommand);
     let (current, done) = words.split_last().unwrap_or((&words[0], &[]));
     let session = Session {
         global: Arc::new(typed_globals(&command, done)),
@@ -387,16 +371,13 @@ pub fn complete(
 
 /// Call first in a plugin's `main`: on `<plugin> __complete <words>` prints the completions
 /// for the words and exits; otherwise returns and the plugin runs normally.
-pub fn hook(command: impl FnOnce() -> Command, default_subcommand: Option<&str>) {
+pub fn hook(command: impl FnOnce() -> Command) {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(REQUEST)) {
         return;
     }
     let words: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-    print!(
-        "{}",
-        complete(command(), &words, default_subcommand).render()
-    );
+    print!("{}", complete(command(), &words).render());
     std::process::exit(crate::exit::SUCCESS)
 }
 
@@ -445,9 +426,9 @@ mod tests {
             )
     }
 
-    fn run(text: &str, default: Option<&str>) -> Completions {
+    fn run(text: &str) -> Completions {
         let text = format!("--kubeconfig /nonexistent/kubeconfig {text}");
-        complete(command(), &words(&text), default)
+        complete(command(), &words(&text))
     }
 
     fn names(c: &Completions) -> Vec<&str> {
@@ -456,11 +437,11 @@ mod tests {
 
     #[test]
     fn subcommands_then_their_arguments() {
-        let c = run("", None);
+        let c = run("");
         assert_eq!(names(&c), ["dump", "verify", "completion", "help"]);
         assert_eq!(c.candidates[0].1, "Dump it");
-        assert_eq!(names(&run("completion ", None)), ["bash", "zsh", "fish"]);
-        let c = run("completion z", None);
+        assert_eq!(names(&run("completion ")), ["bash", "zsh", "fish"]);
+        let c = run("completion z");
         assert_eq!(c.render(), "zsh\n:4\n");
     }
 
@@ -503,28 +484,34 @@ mod tests {
     }
 
     #[test]
-    fn default_subcommand_offers_subcommands_and_its_flags() {
-        assert_eq!(names(&run("v", Some("dump"))), ["verify"]);
-        // A bare target runs dump: its flags come next.
-        assert_eq!(names(&run("mysql-0 --f", Some("dump"))), ["--file"]);
-        assert!(names(&run("mysql-0 --f", None)).is_empty());
+    fn arguments_beside_subcommands_complete_too() {
+        // dbbackup's shape: `kubectl dbbackup mysql-0` dumps, dump's arguments at the top.
+        let command = command()
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+            .arg(Arg::new("target").required(true))
+            .arg(Arg::new("file").short('f').long("file"));
+        let run = |text: &str| {
+            let text = format!("--kubeconfig /nonexistent/kubeconfig {text}");
+            complete(command.clone(), &words(&text))
+        };
+        assert_eq!(names(&run("v")), ["verify"]);
+        assert_eq!(names(&run("mysql-0 --f")), ["--file"]);
+        assert_eq!(run("mysql-0 -f ").directive, directive::DEFAULT);
     }
 
     #[test]
     fn flags_and_their_values() {
-        let c = run("dump --", None);
+        let c = run("dump --");
         for flag in ["--file", "--help", "--kubeconfig", "--namespace", "--quiet"] {
             assert!(names(&c).contains(&flag), "{flag}: {c:?}");
         }
         // Flags only once the word starts with a dash.
-        assert!(names(&run("dump x ", None)).is_empty());
-        assert_eq!(run("dump x -f ", None).directive, directive::DEFAULT);
-        assert_eq!(run("verify ", None).directive, directive::DEFAULT);
-        assert_eq!(run("dump x ", None).directive, directive::NO_FILE);
-        assert_eq!(
-            names(&run("completion --namespace=x --quiet b", None)),
-            ["bash"]
-        );
+        assert!(names(&run("dump x ")).is_empty());
+        assert_eq!(run("dump x -f ").directive, directive::DEFAULT);
+        assert_eq!(run("verify ").directive, directive::DEFAULT);
+        assert_eq!(run("dump x ").directive, directive::NO_FILE);
+        assert_eq!(names(&run("completion --namespace=x --quiet b")), ["bash"]);
     }
 
     #[test]
@@ -538,9 +525,9 @@ mod tests {
         )
         .unwrap();
         let line = |rest: &str| words(&format!("--kubeconfig {} {rest}", path.display()));
-        let c = complete(command(), &line("--context w"), None);
+        let c = complete(command(), &line("--context w"));
         assert_eq!(names(&c), ["west"]);
-        let c = complete(command(), &line("--context="), None);
+        let c = complete(command(), &line("--context="));
         assert_eq!(names(&c), ["--context=east", "--context=west"]);
         std::fs::remove_dir_all(dir).unwrap();
     }

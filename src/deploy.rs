@@ -27,6 +27,8 @@ use crate::render::{self, DeploySpec, Manifests, Names};
 use crate::target;
 use crate::wait::{self, WaitReport};
 
+mod print;
+
 /// Length of generated passwords: alphanumeric, so no shell or URL quoting issues.
 pub const PASSWORD_LENGTH: usize = 32;
 /// Time limit for the version query after the pod is ready.

@@ -2,7 +2,8 @@
 //! (`dbdeploy`), diagnose them (`dbcheck`), back them up (`dbbackup`) and prove their data
 //! survives a pod's death (`dbpersist`). The binaries in `src/bin/` parse flags and call one
 //! flow here; flows talk to the API server through `kube` (exec included) and return report
-//! values the binaries print as tables, JSON or YAML.
+//! values. A report's table is a pure function next to it (`output::Render`, in the flow's
+//! `print` module); the binaries only choose it, JSON or YAML.
 #![forbid(unsafe_code)]
 
 pub mod apply;

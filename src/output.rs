@@ -1,5 +1,7 @@
-//! Printing reports (table, JSON, YAML) to stdout and progress to stderr.
+//! Printing reports (table, JSON, YAML) to stdout and progress to stderr. A report prints
+//! for a person through its [`Render`] impl, a pure function next to the report.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
@@ -8,6 +10,48 @@ use serde::Serialize;
 
 use crate::cli::OutputFormat;
 use crate::error::{Error, Result};
+
+/// How many columns a printed report may use; wrapping tables (evidence, fixes) wrap to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Width(pub u16);
+
+impl Width {
+    /// Off a terminal without `$COLUMNS` (CI logs, pipes).
+    pub const DEFAULT: Width = Width(160);
+
+    /// The terminal's width when stdout is one; otherwise `$COLUMNS`, else [`Width::DEFAULT`]
+    /// (off a terminal comfy-table cannot know the width and would never wrap).
+    pub fn of_stdout() -> Width {
+        if std::io::stdout().is_terminal()
+            && let Some(columns) = Table::new().width()
+        {
+            return Width(columns);
+        }
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .map(Width)
+            .unwrap_or(Width::DEFAULT)
+    }
+}
+
+/// A report as text for a person (`-o table`): a pure function of the report and the width,
+/// so it is snapshot-tested; `-o json|yaml` print the report's own serialization instead.
+pub trait Render {
+    /// The text printed, each line ending in a newline.
+    fn render(&self, width: Width) -> String;
+}
+
+/// Prints a report on stdout in the format asked for.
+pub fn print_report<R: Render + Serialize>(report: &R, format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Table => {
+            print!("{}", report.render(Width::of_stdout()));
+            Ok(())
+        }
+        format => print_document(report, format),
+    }
+}
 
 /// Prints a value as JSON or YAML on stdout.
 pub fn print_document<T: Serialize>(value: &T, format: OutputFormat) -> Result<()> {
@@ -54,21 +98,24 @@ pub fn table(headers: &[&str]) -> Table {
     table
 }
 
-/// A table with borders, for reports whose cells wrap (evidence, fixes).
-pub fn boxed_table(headers: &[&str]) -> Table {
+/// A table with borders whose cells wrap to fit `width` (evidence, fixes).
+pub fn boxed_table(headers: &[&str], width: Width) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(width.0)
         .set_header(headers.iter().map(|h| h.to_uppercase()));
     table
 }
 
-/// Prints a table with its lines' trailing spaces removed.
-pub fn print_table(table: &Table) {
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end());
-    }
+/// A table's text with its lines' trailing spaces removed, each line ending in a newline.
+pub fn table_text(table: &Table) -> String {
+    table
+        .to_string()
+        .lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
 /// A spinner on stderr with a live message; invisible when progress is off.

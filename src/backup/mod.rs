@@ -6,6 +6,7 @@
 pub mod dump;
 pub mod format;
 pub mod pg_filter;
+mod print;
 pub mod restore;
 pub mod snapshot;
 pub mod verify;

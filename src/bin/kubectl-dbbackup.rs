@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use indicatif::HumanBytes;
 use kubectl_db::backup::{
     self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions,
 };
-use kubectl_db::cli::{self, GlobalArgs, OutputFormat, Shell, exit, parse_duration};
-use kubectl_db::output;
+use kubectl_db::cli::{
+    self, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, TargetArgs, exit, parse_duration,
+};
+use kubectl_db::output::{self, Render, Width};
 use kubectl_db::{Error, client};
 
 #[derive(Parser)]
@@ -18,13 +19,21 @@ use kubectl_db::{Error, client};
     bin_name = "kubectl dbbackup",
     version,
     about = "Back up and restore PostgreSQL, MySQL and MariaDB: streamed, verified dumps and volume snapshots",
+    // `kubectl dbbackup POD` dumps: the dump arguments stand at the top as well. Not
+    // `args_conflicts_with_subcommands`: it would take `verify` in `-n prod verify FILE`
+    // for a TARGET, since clap counts the global `-n` as an argument given.
+    subcommand_negates_reqs = true,
+    arg_required_else_help = true,
     after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass"
 )]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    // `dump`'s arguments, when no subcommand is named.
+    #[command(flatten)]
+    dump: Option<DumpArgs>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -38,12 +47,12 @@ enum Command {
     /// Take a CSI VolumeSnapshot of each of the pod's volumes
     Snapshot(SnapshotArgs),
     /// Print a shell completion script
-    Completion {
-        #[arg(value_enum)]
-        shell: Shell,
-    },
+    Completion(CompletionArgs),
 }
 
+/// Declared field by field, without the shared groups: clap tells whether the top-level
+/// `Option<DumpArgs>` was given from the arguments a struct declares itself, and sees none
+/// in a struct holding a nested `flatten`.
 #[derive(Args)]
 struct DumpArgs {
     /// Pod or StatefulSet of the database
@@ -80,15 +89,14 @@ struct DumpArgs {
 struct VerifyArgs {
     /// Backup file
     file: PathBuf,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
 struct RestoreArgs {
-    /// Pod or StatefulSet of the database
-    target: String,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Backup file (plain, gzip or zstd)
     #[arg(short, long)]
     file: PathBuf,
@@ -100,101 +108,52 @@ struct RestoreArgs {
     /// Time limit for the whole restore
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
 struct SnapshotArgs {
-    /// Pod or StatefulSet of the database
-    target: String,
+    #[command(flatten)]
+    target: TargetArgs,
     /// VolumeSnapshotClass (default: the cluster's default class)
     #[arg(long, value_name = "CLASS")]
     class: Option<String>,
     /// How long to wait for the snapshots to be readyToUse
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
-}
-
-/// Subcommand names; any other first word is a dump target (`kubectl dbbackup mysql-0`).
-const SUBCOMMANDS: &[&str] = &[
-    "dump",
-    "verify",
-    "restore",
-    "snapshot",
-    "completion",
-    "help",
-];
-/// Flags that take their value as the next word, to skip while looking for the first word.
-const FLAGS_WITH_VALUE: &[&str] = &[
-    "--kubeconfig",
-    "--context",
-    "--cluster",
-    "--user",
-    "-n",
-    "--namespace",
-    "--request-timeout",
-    "-f",
-    "--file",
-    "--compress",
-    "--database",
-    "--timeout",
-    "-o",
-    "--output",
-];
-
-/// `dump` is the default action: inserts it when the first word is not a subcommand.
-fn with_default_subcommand(args: Vec<String>) -> Vec<String> {
-    let mut skip_next = false;
-    for word in args.iter().skip(1) {
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
-        if word == "--" {
-            break;
-        }
-        if word.starts_with('-') {
-            skip_next = FLAGS_WITH_VALUE.contains(&word.as_str());
-            if matches!(word.as_str(), "-h" | "--help" | "-V" | "--version") {
-                return args;
-            }
-            continue;
-        }
-        if SUBCOMMANDS.contains(&word.as_str()) {
-            return args;
-        }
-        break;
-    }
-    if args.len() < 2 {
-        return args;
-    }
-    let mut with_dump = args;
-    with_dump.insert(1, "dump".into());
-    with_dump
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 fn main() {
     kubectl_db::man::hook(Cli::command);
-    kubectl_db::complete::hook(Cli::command, Some("dump"));
-    let cli = Cli::parse_from(with_default_subcommand(std::env::args().collect()));
+    kubectl_db::complete::hook(Cli::command);
+    let cli = Cli::parse();
     cli::init_tracing(cli.global.verbose);
     cli::run_main(|| run(cli))
 }
 
 async fn run(cli: Cli) -> Result<i32, Error> {
     let global = cli.global;
-    match cli.command {
+    let command = match (cli.command, cli.dump) {
+        (Some(command), None) => command,
+        (None, Some(args)) => Command::Dump(args),
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "dump's arguments (a TARGET, -f, -o ...) go after `dump`, not before another subcommand".into(),
+            ));
+        }
+        // clap requires a target when no subcommand is named.
+        (None, None) => return Err(Error::Usage("name a database pod or a subcommand".into())),
+    };
+    match command {
         Command::Dump(args) => run_dump(&global, args).await,
         Command::Verify(args) => run_verify(args),
         Command::Restore(args) => run_restore(&global, args).await,
         Command::Snapshot(args) => run_snapshot(&global, args).await,
-        Command::Completion { shell } => {
-            cli::print_completion(&mut Cli::command(), shell, "kubectl-dbbackup");
+        Command::Completion(args) => {
+            args.print(Cli::command(), "kubectl-dbbackup");
             Ok(exit::SUCCESS)
         }
     }
@@ -202,6 +161,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 
 async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
     let target = args.target;
+    let format = args.output;
     if let Some(db) = &args.database {
         backup::dump::validate_database(db)?;
     }
@@ -210,7 +170,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         Some("-") => Destination::Stdout,
         Some(path) => Destination::File(PathBuf::from(path)),
     };
-    if destination == Destination::Stdout && args.output != OutputFormat::Table {
+    if destination == Destination::Stdout && format != OutputFormat::Table {
         return Err(Error::Usage(
             "-o json/yaml needs stdout; write the dump to a file with -f FILE".into(),
         ));
@@ -240,43 +200,11 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         force: args.force,
     };
     let report = backup::dump(&kube, &options).await?;
-    match args.output {
-        OutputFormat::Table => {
-            let lines = [
-                format!(
-                    "dumped {}/{} ({}) to {}",
-                    report.namespace, report.pod, report.engine, report.file
-                ),
-                format!(
-                    "  {} SQL, {} written ({}) in {:.1}s ({}/s)",
-                    HumanBytes(report.bytes_raw),
-                    HumanBytes(report.bytes_written),
-                    report.compression,
-                    report.duration_seconds,
-                    HumanBytes(
-                        (report.bytes_raw as f64 / report.duration_seconds.max(0.001)) as u64
-                    )
-                ),
-                format!("  sha256 {}", report.sha256),
-                format!(
-                    "  remote {}, trailer {:?} present",
-                    report.remote_status,
-                    report.kind.trailer()
-                ),
-            ];
-            for line in lines {
-                // With -f - stdout is the dump itself.
-                if to_stdout {
-                    eprintln!("{line}")
-                } else {
-                    println!("{line}")
-                }
-            }
-            if let Some(checksum) = &report.checksum_file {
-                println!("  checksum file {checksum}");
-            }
-        }
-        format => output::print_document(&report, format)?,
+    if to_stdout {
+        // stdout is the dump itself.
+        eprint!("{}", report.render(Width::of_stdout()));
+    } else {
+        output::print_report(&report, format)?;
     }
     Ok(exit::SUCCESS)
 }
@@ -289,33 +217,7 @@ fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
         )));
     }
     let report = backup::verify(&args.file)?;
-    match args.output {
-        OutputFormat::Table => {
-            println!(
-                "{}: {} ({} file, {} SQL)",
-                report.file,
-                if report.ok { "OK" } else { "BAD" },
-                report.compression,
-                HumanBytes(report.bytes_raw)
-            );
-            println!(
-                "  checksum {}",
-                if report.checksum_ok { "ok" } else { "FAILED" }
-            );
-            println!(
-                "  trailer  {}",
-                match (report.kind, report.complete) {
-                    (Some(kind), true) => format!("ok ({:?})", kind.trailer()),
-                    (Some(kind), false) => format!("MISSING ({:?})", kind.trailer()),
-                    (None, _) => "unknown dump format".into(),
-                }
-            );
-            for problem in &report.problems {
-                println!("  problem: {problem}");
-            }
-        }
-        format => output::print_document(&report, format)?,
-    }
+    output::print_report(&report, args.output.format)?;
     Ok(if report.ok {
         exit::SUCCESS
     } else {
@@ -328,61 +230,27 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
     let (_, kind) = backup::check_file(&args.file)?;
     let kube = client::connect_within(global, args.timeout).await?;
     let options = RestoreOptions {
-        target: args.target,
+        target: args.target.target,
         file: args.file,
         yes: args.yes,
         timeout: args.timeout,
         progress: global.show_progress(),
     };
     let report = backup::restore(&kube, &options, kind).await?;
-    match args.output {
-        OutputFormat::Table => {
-            println!(
-                "restored {} into {}/{} ({})",
-                report.file, report.namespace, report.pod, report.engine
-            );
-            println!(
-                "  {} SQL sent in {:.1}s; remote {}",
-                HumanBytes(report.bytes_sent),
-                report.duration_seconds,
-                report.remote_status
-            );
-            if !report.databases_with_data.is_empty() {
-                println!(
-                    "  databases that held data before: {}",
-                    report.databases_with_data.join(", ")
-                );
-            }
-        }
-        format => output::print_document(&report, format)?,
-    }
+    output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
 async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Error> {
     let kube = client::connect_within(global, args.timeout).await?;
     let options = SnapshotOptions {
-        target: args.target,
+        target: args.target.target,
         class: args.class,
         timeout: args.timeout,
         progress: global.show_progress(),
     };
     let report = backup::snapshot(&kube, &options).await?;
-    match args.output {
-        OutputFormat::Table => {
-            let mut table = output::table(&["snapshot", "pvc", "ready", "size"]);
-            for s in &report.snapshots {
-                table.add_row(vec![
-                    s.name.clone(),
-                    s.pvc.clone(),
-                    s.ready.to_string(),
-                    s.restore_size.clone().unwrap_or_default(),
-                ]);
-            }
-            output::print_table(&table);
-        }
-        format => output::print_document(&report, format)?,
-    }
+    output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -390,29 +258,27 @@ async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Er
 mod tests {
     use super::*;
 
-    fn words(text: &str) -> Vec<String> {
-        text.split_whitespace().map(String::from).collect()
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace())
     }
 
     #[test]
     fn dump_is_the_default_action() {
-        assert_eq!(
-            with_default_subcommand(words("kdb postgres")),
-            words("kdb dump postgres")
-        );
-        assert_eq!(
-            with_default_subcommand(words("kdb -n ns --compress zstd mysql-0 -f x")),
-            words("kdb dump -n ns --compress zstd mysql-0 -f x")
-        );
-        assert_eq!(
-            with_default_subcommand(words("kdb -n ns verify f")),
-            words("kdb -n ns verify f")
-        );
-        assert_eq!(
-            with_default_subcommand(words("kdb --help")),
-            words("kdb --help")
-        );
-        assert_eq!(with_default_subcommand(words("kdb")), words("kdb"));
+        let cli = parse("kdb -n ns --compress zstd mysql-0 -f x").unwrap();
+        assert!(cli.command.is_none());
+        let dump = cli.dump.unwrap();
+        assert_eq!(dump.target, "mysql-0");
+        assert_eq!(dump.compress, Compression::Zstd);
+        assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
+        let cli = parse("kdb dump mysql-0 -o json").unwrap();
+        assert!(matches!(cli.command, Some(Command::Dump(_))));
+        let cli = parse("kdb -n ns verify f").unwrap();
+        assert!(matches!(cli.command, Some(Command::Verify(_))));
+        assert!(cli.dump.is_none());
+        // A target before a subcommand: both are parsed, and `run` refuses the mix.
+        let cli = parse("kdb mysql-0 verify f").unwrap();
+        assert!(cli.dump.is_some() && cli.command.is_some());
+        assert!(parse("kdb").is_err());
         Cli::command().debug_assert();
     }
 }

@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use kubectl_db::cli::{self, GlobalArgs, OutputFormat, Shell, exit, parse_duration};
+use kubectl_db::cli::{
+    self, AllNamespacesArgs, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, exit,
+    parse_duration,
+};
 use kubectl_db::deploy::{self, DeployOptions, DeployReport, DryRun};
 use kubectl_db::engine::Engine;
 use kubectl_db::output::{self, Progress};
-use kubectl_db::render::{DeploySpec, Resources, parse_setting};
+use kubectl_db::render::{DeploySpec, Resources, defaults, parse_setting};
 use kubectl_db::{Error, client};
 
 #[derive(Parser)]
@@ -27,24 +30,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Deploy PostgreSQL (default image postgres:15-alpine)
+    #[command(about = deploy_about("PostgreSQL", Engine::Postgres))]
     Postgres(DeployArgs),
-    /// Deploy MySQL (default image mysql:8.0)
+    #[command(about = deploy_about("MySQL", Engine::Mysql))]
     Mysql(DeployArgs),
-    /// Deploy MariaDB (default image mariadb:10.11)
+    #[command(about = deploy_about("MariaDB", Engine::Mariadb))]
     Mariadb(DeployArgs),
     /// Delete a database's objects (only those dbdeploy made for it); its PVCs and Secret are kept unless --purge-data
     Delete(DeleteArgs),
     /// List the databases dbdeploy manages
     List(ListArgs),
     /// Print a shell completion script
-    Completion {
-        #[arg(value_enum)]
-        shell: Shell,
-    },
+    Completion(CompletionArgs),
+}
+
+/// `Deploy PostgreSQL (default image postgres:15-alpine)`: the image from the engine.
+fn deploy_about(product: &str, engine: Engine) -> String {
+    format!(
+        "Deploy {product} (default image {})",
+        engine.default_image()
+    )
 }
 
 #[derive(Args)]
+#[command(mut_arg("output", |arg| arg.help("Output: table | json | yaml (with --dry-run: the manifests)")))]
 struct DeployArgs {
     /// Name of the StatefulSet, Services, ConfigMap and Secret (default: the engine's name)
     #[arg(long)]
@@ -53,34 +62,34 @@ struct DeployArgs {
     #[arg(long)]
     image: Option<String>,
     /// Database created at first start
-    #[arg(long, default_value = "appdb")]
+    #[arg(long, default_value = defaults::DATABASE)]
     database: String,
     /// Application user created at first start (`--user` is kubectl's kubeconfig user)
-    #[arg(long, default_value = "appuser")]
+    #[arg(long, default_value = defaults::USER)]
     db_user: String,
     /// Size of each data volume
-    #[arg(long, default_value = "10Gi")]
+    #[arg(long, default_value = defaults::STORAGE_SIZE)]
     storage_size: String,
     /// StorageClass of the data volumes (default: the cluster's default class)
     #[arg(long)]
     storage_class: Option<String>,
     /// CPU request
-    #[arg(long, default_value = "250m")]
+    #[arg(long, default_value = defaults::CPU_REQUEST)]
     cpu: String,
     /// CPU limit
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = defaults::CPU_LIMIT)]
     cpu_limit: String,
     /// Memory request
-    #[arg(long, default_value = "512Mi")]
+    #[arg(long, default_value = defaults::MEMORY_REQUEST)]
     memory: String,
     /// Memory limit
-    #[arg(long, default_value = "2Gi")]
+    #[arg(long, default_value = defaults::MEMORY_LIMIT)]
     memory_limit: String,
     /// Server setting merged into postgresql.conf / my.cnf (repeatable); on a re-deploy the running server must accept every name and value, or nothing is applied
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
     /// Number of pods; more than 1 is refused until replication exists
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::REPLICAS)]
     replicas: i32,
     /// Also allow every pod of the namespace to connect (default: only pods labelled <name>-client=true)
     #[arg(long)]
@@ -91,9 +100,8 @@ struct DeployArgs {
     /// Print the objects instead of applying them: client (no API call) or server (validated)
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none")]
     dry_run: DryRun,
-    /// Output: table | json | yaml (with --dry-run: the manifests)
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Return right after applying, without waiting for readiness
     #[arg(long)]
     no_wait: bool,
@@ -118,24 +126,21 @@ struct DeleteArgs {
     /// Do not ask for confirmation of --purge-data (required without a terminal)
     #[arg(short, long)]
     yes: bool,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
 struct ListArgs {
-    /// List across all namespaces
-    #[arg(short = 'A', long)]
-    all_namespaces: bool,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    #[command(flatten)]
+    scope: AllNamespacesArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 fn main() {
     kubectl_db::man::hook(Cli::command);
-    kubectl_db::complete::hook(Cli::command, None);
+    kubectl_db::complete::hook(Cli::command);
     let cli = Cli::parse();
     cli::init_tracing(cli.global.verbose);
     cli::run_main(|| run(cli))
@@ -149,8 +154,8 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Mariadb(args) => run_deploy(&global, Engine::Mariadb, args).await,
         Command::Delete(args) => run_delete(&global, args).await,
         Command::List(args) => run_list(&global, args).await,
-        Command::Completion { shell } => {
-            cli::print_completion(&mut Cli::command(), shell, "kubectl-dbdeploy");
+        Command::Completion(args) => {
+            args.print(Cli::command(), "kubectl-dbdeploy");
             Ok(exit::SUCCESS)
         }
     }
@@ -197,7 +202,7 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
         };
         let spec = spec_from(engine, &namespace, &args);
         let objects = deploy::render_offline(&spec, args.show_password);
-        print_objects(&objects, args.output)?;
+        print_objects(&objects, args.output.format)?;
         if !args.show_password {
             eprintln!(
                 "note: Secret {} is left out (it would hold passwords); kubectl dbdeploy generates it at apply time, or add --show-password to include generated ones",
@@ -220,16 +225,13 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
     let (mut report, server_objects) = deploy::deploy(&kube, &options, &progress).await?;
     progress.finish();
     if args.dry_run == DryRun::Server {
-        print_objects(&server_objects, args.output)?;
+        print_objects(&server_objects, args.output.format)?;
         return Ok(exit::SUCCESS);
     }
     if args.show_password {
         report.passwords = Some(read_passwords(&kube, &report).await?);
     }
-    match args.output {
-        OutputFormat::Table => print_summary(&report),
-        format => output::print_document(&report, format)?,
-    }
+    output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -282,64 +284,6 @@ fn print_objects(objects: &[serde_json::Value], format: OutputFormat) -> Result<
     }
 }
 
-fn print_summary(report: &DeployReport) {
-    let action = if report.dry_run {
-        "validated (server dry run)"
-    } else {
-        "applied"
-    };
-    println!(
-        "{} {}/{} ({}) {action}",
-        report.engine, report.namespace, report.name, report.image
-    );
-    let mut table = output::table(&["kind", "name", "result"]);
-    for object in &report.objects {
-        table.add_row(vec![
-            object.kind.clone(),
-            object.name.clone(),
-            object.outcome.to_string(),
-        ]);
-    }
-    output::print_table(&table);
-    println!();
-    for warning in &report.warnings {
-        println!("warning: {warning}");
-    }
-    println!("connect:");
-    for endpoint in &report.endpoints {
-        println!("  {:<8} {}:{}", endpoint.kind, endpoint.dns, endpoint.port);
-    }
-    let secret = &report.secret;
-    let state = if secret.generated.is_empty() {
-        "existing passwords kept".to_string()
-    } else if secret.kept.is_empty() {
-        "passwords generated".to_string()
-    } else {
-        format!(
-            "kept {}, generated {}",
-            secret.kept.join(", "),
-            secret.generated.join(", ")
-        )
-    };
-    println!(
-        "secret:   {} (keys {}; {state})",
-        secret.name,
-        secret.keys.join(", ")
-    );
-    if let Some(passwords) = &report.passwords {
-        for (key, value) in passwords {
-            println!("  {key}={value}");
-        }
-    }
-    if let Some(wait) = &report.wait {
-        println!("ready in {:.1}s", wait.elapsed_seconds);
-    }
-    if let Some(version) = &report.server_version {
-        println!("server:   {version}");
-        println!("databases: {}", report.databases.join(", "));
-    }
-}
-
 async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error> {
     kubectl_db::render::validate_name(&args.name)?;
     // Building the client reads only the kubeconfig: still no API call before the question.
@@ -355,75 +299,16 @@ async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error>
         )?;
     }
     let report = deploy::delete(&kube, &args.name, args.purge_data).await?;
-    match args.output {
-        OutputFormat::Table => {
-            for object in &report.deleted {
-                println!("deleted {object}");
-            }
-            for object in &report.kept {
-                println!("kept    {object}");
-            }
-            for object in &report.not_managed {
-                println!(
-                    "kept    {object}: not made by kubectl-dbdeploy for {}",
-                    report.name
-                );
-            }
-            if !report.kept.is_empty() {
-                println!(
-                    "(data kept: re-deploying {} reuses it; --purge-data removes it)",
-                    report.name
-                );
-            }
-        }
-        format => output::print_document(&report, format)?,
-    }
+    output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
 async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
     let kube = client::connect(global).await?;
-    let databases = deploy::list(&kube, args.all_namespaces).await?;
-    match args.output {
-        OutputFormat::Table => {
-            if databases.is_empty() {
-                eprintln!("no databases managed by kubectl-dbdeploy found");
-                return Ok(exit::SUCCESS);
-            }
-            let mut table = output::table(&[
-                "namespace",
-                "name",
-                "engine",
-                "ready",
-                "image",
-                "service",
-                "age",
-            ]);
-            for db in &databases {
-                table.add_row(vec![
-                    db.namespace.clone(),
-                    db.name.clone(),
-                    db.engine
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    db.ready.clone(),
-                    db.image.clone(),
-                    db.service.clone(),
-                    db.age_seconds.map(age).unwrap_or_default(),
-                ]);
-            }
-            output::print_table(&table);
-        }
-        format => output::print_document(&databases, format)?,
+    let databases = deploy::list(&kube, args.scope.all_namespaces).await?;
+    if databases.is_empty() && args.output.format == OutputFormat::Table {
+        eprintln!("no databases managed by kubectl-dbdeploy found");
     }
+    output::print_report(&databases, args.output.format)?;
     Ok(exit::SUCCESS)
-}
-
-fn age(seconds: i64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
 }

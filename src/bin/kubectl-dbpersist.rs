@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use kubectl_db::cli::{self, GlobalArgs, OutputFormat, Shell, exit, parse_duration};
+use kubectl_db::cli::{self, CompletionArgs, GlobalArgs, OutputArgs, exit, parse_duration};
 use kubectl_db::output::{self, Progress};
-use kubectl_db::persist::{self, PersistOptions, PersistReport};
+use kubectl_db::persist::{self, PersistOptions};
 use kubectl_db::{Error, client};
 
 #[derive(Parser)]
@@ -39,9 +39,8 @@ struct Cli {
     /// Test a pod whose data directory is not on a PersistentVolumeClaim anyway, destroying its data
     #[arg(long)]
     delete_ephemeral_data: bool,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: OutputFormat,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -49,23 +48,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print a shell completion script
-    Completion {
-        #[arg(value_enum)]
-        shell: Shell,
-    },
+    Completion(CompletionArgs),
 }
 
 fn main() {
     kubectl_db::man::hook(Cli::command);
-    kubectl_db::complete::hook(Cli::command, None);
+    kubectl_db::complete::hook(Cli::command);
     let cli = Cli::parse();
     cli::init_tracing(cli.global.verbose);
     cli::run_main(|| run(cli))
 }
 
 async fn run(cli: Cli) -> Result<i32, Error> {
-    if let Some(Command::Completion { shell }) = cli.command {
-        cli::print_completion(&mut Cli::command(), shell, "kubectl-dbpersist");
+    if let Some(Command::Completion(args)) = cli.command {
+        args.print(Cli::command(), "kubectl-dbpersist");
         return Ok(exit::SUCCESS);
     }
     let options = PersistOptions {
@@ -104,68 +100,9 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     let progress = Progress::spinner(cli.global.show_progress());
     let report = persist::run(&kube, &plan, &options, &progress).await?;
     progress.finish();
-    match cli.output {
-        OutputFormat::Table => print_report(&report),
-        format => output::print_document(&report, format)?,
-    }
+    output::print_report(&report, cli.output.format)?;
     if report.exit_code != exit::SUCCESS {
         eprintln!("error: {}", report.message);
     }
     Ok(report.exit_code)
-}
-
-fn print_report(report: &PersistReport) {
-    println!(
-        "{}  {} {}/{} (StatefulSet {})",
-        report.verdict, report.engine, report.namespace, report.pod, report.statefulset
-    );
-    println!("{}", report.message);
-    println!();
-    let mut table = output::boxed_table(&["step", "result", "time", "detail"]);
-    // Off a terminal (CI logs, pipes) wrap the details at $COLUMNS, else 120.
-    if table.width().is_none() {
-        let columns = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(120);
-        table.set_width(columns);
-    }
-    for step in &report.steps {
-        table.add_row(vec![
-            step.name.clone(),
-            step.result.to_string(),
-            format!("{:.2}s", step.seconds),
-            step.detail.clone(),
-        ]);
-    }
-    output::print_table(&table);
-    println!();
-    // Nothing was written when the test stopped at the pod spec.
-    let written = report.steps.iter().any(|s| s.name == persist::steps::WRITE);
-    let id = report
-        .marker
-        .id
-        .map(|id| format!(" id {id}"))
-        .unwrap_or_default();
-    if written {
-        println!(
-            "marker:  {}.{}{id} data '{}'",
-            report.marker.database, report.marker.table, report.marker.data
-        );
-    }
-    if let Some(before) = &report.before {
-        println!("before:  {}", before.summary());
-    }
-    if let Some(after) = &report.after {
-        println!("after:   {}", after.summary());
-    }
-    if report.verdict != persist::Verdict::Pass
-        && let Some(seen) = &report.last_seen
-    {
-        println!("last seen: {seen}");
-    }
-    for warning in &report.warnings {
-        println!("warning: {warning}");
-    }
-    println!("total:   {:.1}s", report.total_seconds);
 }

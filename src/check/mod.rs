@@ -6,6 +6,7 @@ mod collect;
 pub mod facts;
 pub mod inside;
 pub mod podspec;
+mod print;
 pub mod rules;
 pub mod services;
 pub mod storage;

@@ -7,6 +7,7 @@
 //! does the test and returns a [`PersistReport`] whatever happens after the delete —
 //! failure, timeout or Ctrl-C — so the user always sees the state last seen.
 
+mod print;
 pub mod report;
 pub mod sql;
 

@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-pub use spec::{DeploySpec, Resources, parse_setting, validate_name, validate_quantity};
+pub use spec::{DeploySpec, Resources, defaults, parse_setting, validate_name, validate_quantity};
 
 /// Value of [`MANAGED_BY_LABEL`] on everything dbdeploy creates; also its field manager
 /// in server-side apply (`crate::apply::FIELD_MANAGER`).

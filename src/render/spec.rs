@@ -5,6 +5,19 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
+/// The guide's defaults: [`DeploySpec::new`] starts from them and dbdeploy's flags show
+/// them in `--help`. The image is the engine's ([`Engine::default_image`]).
+pub mod defaults {
+    pub const DATABASE: &str = "appdb";
+    pub const USER: &str = "appuser";
+    pub const STORAGE_SIZE: &str = "10Gi";
+    pub const CPU_REQUEST: &str = "250m";
+    pub const CPU_LIMIT: &str = "1";
+    pub const MEMORY_REQUEST: &str = "512Mi";
+    pub const MEMORY_LIMIT: &str = "2Gi";
+    pub const REPLICAS: i32 = 1;
+}
+
 /// CPU and memory requests and limits, as Kubernetes quantities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resources {
@@ -18,10 +31,10 @@ impl Default for Resources {
     /// The guide's values.
     fn default() -> Self {
         Resources {
-            cpu_request: "250m".into(),
-            cpu_limit: "1".into(),
-            memory_request: "512Mi".into(),
-            memory_limit: "2Gi".into(),
+            cpu_request: defaults::CPU_REQUEST.into(),
+            cpu_limit: defaults::CPU_LIMIT.into(),
+            memory_request: defaults::MEMORY_REQUEST.into(),
+            memory_limit: defaults::MEMORY_LIMIT.into(),
         }
     }
 }
@@ -55,13 +68,13 @@ impl DeploySpec {
             name: engine.as_str().into(),
             namespace: namespace.into(),
             image: engine.default_image().into(),
-            database: "appdb".into(),
-            user: "appuser".into(),
-            storage_size: "10Gi".into(),
+            database: defaults::DATABASE.into(),
+            user: defaults::USER.into(),
+            storage_size: defaults::STORAGE_SIZE.into(),
             storage_class: None,
             resources: Resources::default(),
             settings: Vec::new(),
-            replicas: 1,
+            replicas: defaults::REPLICAS,
             allow_namespace: false,
             pdb: false,
         }

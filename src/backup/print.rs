@@ -1,0 +1,226 @@
+//! How `dbbackup`'s reports read on a terminal (`-o table`).
+
+use std::fmt::Write;
+
+use indicatif::HumanBytes;
+
+use super::{DumpReport, RestoreReport, SnapshotReport, VerifyReport};
+use crate::output::{self, Render, Width};
+
+/// With `-f -` stdout is the dump itself: the binary prints this on stderr.
+impl Render for DumpReport {
+    fn render(&self, _width: Width) -> String {
+        let rate = (self.bytes_raw as f64 / self.duration_seconds.max(0.001)) as u64;
+        let mut text = format!(
+            "dumped {}/{} ({}) to {}\n  {} SQL, {} written ({}) in {:.1}s ({}/s)\n  sha256 {}\n  remote {}, trailer {:?} present\n",
+            self.namespace,
+            self.pod,
+            self.engine,
+            self.file,
+            HumanBytes(self.bytes_raw),
+            HumanBytes(self.bytes_written),
+            self.compression,
+            self.duration_seconds,
+            HumanBytes(rate),
+            self.sha256,
+            self.remote_status,
+            self.kind.trailer()
+        );
+        if let Some(checksum) = &self.checksum_file {
+            let _ = writeln!(text, "  checksum file {checksum}");
+        }
+        text
+    }
+}
+
+impl Render for VerifyReport {
+    fn render(&self, _width: Width) -> String {
+        let trailer = match (self.kind, self.complete) {
+            (Some(kind), true) => format!("ok ({:?})", kind.trailer()),
+            (Some(kind), false) => format!("MISSING ({:?})", kind.trailer()),
+            (None, _) => "unknown dump format".into(),
+        };
+        let mut text = format!(
+            "{}: {} ({} file, {} SQL)\n  checksum {}\n  trailer  {trailer}\n",
+            self.file,
+            if self.ok { "OK" } else { "BAD" },
+            self.compression,
+            HumanBytes(self.bytes_raw),
+            if self.checksum_ok { "ok" } else { "FAILED" },
+        );
+        for problem in &self.problems {
+            let _ = writeln!(text, "  problem: {problem}");
+        }
+        text
+    }
+}
+
+impl Render for RestoreReport {
+    fn render(&self, _width: Width) -> String {
+        let mut text = format!(
+            "restored {} into {}/{} ({})\n  {} SQL sent in {:.1}s; remote {}\n",
+            self.file,
+            self.namespace,
+            self.pod,
+            self.engine,
+            HumanBytes(self.bytes_sent),
+            self.duration_seconds,
+            self.remote_status
+        );
+        if !self.databases_with_data.is_empty() {
+            let _ = writeln!(
+                text,
+                "  databases that held data before: {}",
+                self.databases_with_data.join(", ")
+            );
+        }
+        text
+    }
+}
+
+impl Render for SnapshotReport {
+    fn render(&self, _width: Width) -> String {
+        let mut table = output::table(&["snapshot", "pvc", "ready", "size"]);
+        for s in &self.snapshots {
+            table.add_row(vec![
+                s.name.clone(),
+                s.pvc.clone(),
+                s.ready.to_string(),
+                s.restore_size.clone().unwrap_or_default(),
+            ]);
+        }
+        output::table_text(&table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::snapshot::TakenSnapshot;
+    use crate::backup::{Compression, DumpKind};
+    use crate::engine::Engine;
+    use crate::exec::ExecStatus;
+
+    const WIDTH: Width = Width(100);
+
+    fn dump() -> DumpReport {
+        DumpReport {
+            file: "orders-20261203T080000Z.sql.gz".into(),
+            checksum_file: Some("orders-20261203T080000Z.sql.gz.sha256".into()),
+            namespace: "shop".into(),
+            pod: "orders-0".into(),
+            engine: Engine::Postgres,
+            database: None,
+            kind: DumpKind::PostgresCluster,
+            compression: Compression::Gzip,
+            bytes_raw: 52_428_800,
+            bytes_written: 7_340_032,
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            duration_seconds: 4.0,
+            remote_status: ExecStatus::Success,
+        }
+    }
+
+    #[test]
+    fn dump_to_a_file_and_to_stdout() {
+        insta::assert_snapshot!("dump_to_file", dump().render(WIDTH));
+        let to_stdout = DumpReport {
+            file: "-".into(),
+            checksum_file: None,
+            engine: Engine::Mariadb,
+            database: Some("appdb".into()),
+            kind: DumpKind::Mysql,
+            compression: Compression::Zstd,
+            duration_seconds: 0.0,
+            ..dump()
+        };
+        insta::assert_snapshot!("dump_to_stdout", to_stdout.render(WIDTH));
+    }
+
+    fn verified() -> VerifyReport {
+        VerifyReport {
+            file: "orders.sql.gz".into(),
+            compression: Compression::Gzip,
+            bytes: 7_340_032,
+            bytes_raw: 52_428_800,
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            expected_sha256: Some(
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            ),
+            checksum_ok: true,
+            kind: Some(DumpKind::PostgresCluster),
+            complete: true,
+            problems: vec![],
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn verify_ok_and_bad() {
+        insta::assert_snapshot!("verify_ok", verified().render(WIDTH));
+        let bad = VerifyReport {
+            expected_sha256: Some("0000".into()),
+            checksum_ok: false,
+            complete: false,
+            problems: vec![
+                "checksum mismatch: orders.sql.gz.sha256 records 0000".into(),
+                "no completion trailer: the dump was cut off".into(),
+            ],
+            ok: false,
+            ..verified()
+        };
+        insta::assert_snapshot!("verify_bad", bad.render(WIDTH));
+        let unknown = VerifyReport { kind: None, ..bad };
+        assert!(
+            unknown
+                .render(WIDTH)
+                .contains("  trailer  unknown dump format\n")
+        );
+    }
+
+    #[test]
+    fn restore_into_an_empty_and_a_used_database() {
+        let restored = RestoreReport {
+            file: "orders.sql.gz".into(),
+            namespace: "shop".into(),
+            pod: "orders-0".into(),
+            engine: Engine::Mysql,
+            kind: DumpKind::Mysql,
+            databases_with_data: vec![],
+            bytes_sent: 52_428_800,
+            duration_seconds: 12.34,
+            remote_status: ExecStatus::Success,
+        };
+        insta::assert_snapshot!("restore_empty", restored.render(WIDTH));
+        let replaced = RestoreReport {
+            databases_with_data: vec!["appdb".into(), "reports".into()],
+            ..restored
+        };
+        insta::assert_snapshot!("restore_replaced", replaced.render(WIDTH));
+    }
+
+    #[test]
+    fn snapshots_ready_and_not() {
+        let report = SnapshotReport {
+            namespace: "shop".into(),
+            pod: "orders-0".into(),
+            class: Some("csi-snapclass".into()),
+            snapshots: vec![
+                TakenSnapshot {
+                    name: "data-orders-0-20261203t080000z".into(),
+                    pvc: "data-orders-0".into(),
+                    ready: true,
+                    restore_size: Some("10Gi".into()),
+                },
+                TakenSnapshot {
+                    name: "wal-orders-0-20261203t080000z".into(),
+                    pvc: "wal-orders-0".into(),
+                    ready: false,
+                    restore_size: None,
+                },
+            ],
+            duration_seconds: 3.2,
+        };
+        insta::assert_snapshot!(report.render(WIDTH));
+    }
+}
