@@ -460,11 +460,7 @@ async fn settings_catalogue(
     flavour: Flavour,
 ) -> Result<Catalogue> {
     let pods: Api<Pod> = kube.api();
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        engine.sql_script().to_string(),
-    ];
+    let command = engine.commands().sql(&[]);
     let sql = format!("{}\n", flavour.sql());
     let output = exec::run(
         &pods,
@@ -490,16 +486,13 @@ async fn settings_catalogue(
 /// Runs the version query and lists databases inside the pod.
 pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(String, Vec<String>)> {
     let pods: Api<Pod> = kube.exec_pods();
+    let commands = engine.commands();
     let sql = format!(
         "{}\n{}\n",
-        engine.version_sql(),
-        engine.list_databases_sql()
+        commands.version_sql(),
+        commands.list_databases_sql()
     );
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        engine.sql_script().to_string(),
-    ];
+    let command = commands.sql(&[]);
     let output = exec::run(
         &pods,
         pod,
