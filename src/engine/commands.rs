@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::Engine;
 use super::marker::Created;
+use crate::exec::script_command as script;
 
 /// A query: the client's argument vector and the SQL fed on its stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,19 +116,13 @@ if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#;
     }
 }
 
-/// `sh -c SCRIPT sh ARGS...`: the values reach the script as `"$1"`, `"$2"`..., so a quote
-/// or `$(...)` in a value stays data.
-pub fn script(script: &str, args: &[&str]) -> Vec<String> {
-    crate::exec::script_command(script, args)
-}
-
 /// Quotes a constant for `sh` (single quotes, `'` as `'\''`).
-pub fn shell_quote(value: &str) -> String {
+pub(super) fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 /// `key -> values` from tab-separated rows; keys lower-cased, then renamed by `name`.
-pub fn rows(text: &str, name: impl Fn(&str) -> &str) -> BTreeMap<String, Vec<String>> {
+pub(super) fn rows(text: &str, name: impl Fn(&str) -> &str) -> BTreeMap<String, Vec<String>> {
     let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in text.lines() {
         let Some((key, value)) = line.split_once('\t') else {

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::commands::{Commands, Query, rows, script};
+use super::commands::{Commands, Query, rows};
 use super::marker::{Created, DATABASE, TABLE};
 use super::{Engine, image_repository, image_version, tag_version};
+use crate::exec::script_command as script;
 
 /// Settings dbdeploy owns: the data directory, socket and port the manifests depend on.
 pub const RESERVED: &[&str] = &["datadir", "socket", "port", "bind-address"];

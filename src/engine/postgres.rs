@@ -1,8 +1,9 @@
 //! PostgreSQL: configuration file and in-container commands.
 
 use super::Engine;
-use super::commands::{Commands, Query, script, shell_quote};
+use super::commands::{Commands, Query, shell_quote};
 use super::marker::{Created, DATABASE, TABLE};
+use crate::exec::script_command as script;
 
 /// Settings dbdeploy owns: paths and the port, which the manifests depend on.
 pub const RESERVED: &[&str] = &[
