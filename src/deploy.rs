@@ -474,10 +474,11 @@ async fn settings_catalogue(
 
 /// Runs the version query and lists databases inside the pod.
 pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(String, Vec<String>)> {
+    let commands = engine.commands();
     let sql = format!(
         "{}\n{}\n",
-        engine.version_sql(),
-        engine.list_databases_sql()
+        commands.version_sql(),
+        commands.list_databases_sql()
     );
     let text = run_sql(kube, engine, pod, &sql, "the version query").await?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -488,11 +489,7 @@ pub async fn query_server(kube: &Kube, engine: Engine, pod: &str) -> Result<(Str
 /// Runs `sql` in the pod's database container as the admin user (the password from the
 /// container's environment) and returns its output; `what` names it in errors.
 async fn run_sql(kube: &Kube, engine: Engine, pod: &str, sql: &str, what: &str) -> Result<String> {
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        engine.sql_script().to_string(),
-    ];
+    let command = engine.commands().sql(&[]);
     let output = exec::run(
         &kube.exec_pods(),
         pod,

@@ -291,7 +291,11 @@ fn hand_made(
     };
     let probe = Probe {
         exec: Some(ExecAction {
-            command: Some(vec!["sh".into(), "-c".into(), engine.readiness_script()]),
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                engine.commands().readiness_probe(image),
+            ]),
         }),
         period_seconds: Some(2),
         timeout_seconds: Some(5),

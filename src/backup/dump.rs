@@ -15,7 +15,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::format::{self, Compression, DumpKind, Tail};
-use super::shell_quote;
 use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -88,54 +87,6 @@ pub struct DumpReport {
     pub remote_status: ExecStatus,
 }
 
-/// The script that writes the dump to stdout. Passwords come from the container's env.
-///
-/// Unless `with_credentials`, a dump carries no credentials, so that restoring it into
-/// another deployment leaves that deployment's own Secret working: pg_dumpall runs with
-/// `--no-role-passwords` (roles and their rights are kept, their passwords are not), and
-/// MySQL/MariaDB dump the user databases (`--databases`, every schema but `mysql`, `sys`,
-/// `information_schema` and `performance_schema`) instead of `--all-databases`, whose
-/// `mysql` schema holds the accounts and their password hashes.
-pub fn dump_script(engine: Engine, database: Option<&str>, with_credentials: bool) -> String {
-    match (engine, database) {
-        (Engine::Postgres, None) => {
-            let passwords = if with_credentials {
-                ""
-            } else {
-                " --no-role-passwords"
-            };
-            format!(
-                r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}" exec pg_dumpall -w -U "${{POSTGRES_USER:-postgres}}"{passwords}"#
-            )
-        }
-        // --create: the file makes its own database, so restoring needs no name.
-        (Engine::Postgres, Some(db)) => format!(
-            r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}" exec pg_dump -w -U "${{POSTGRES_USER:-postgres}}" --create -d {}"#,
-            shell_quote(db)
-        ),
-        (Engine::Mysql | Engine::Mariadb, database) => {
-            // MariaDB 11 drops the mysql* names; older images lack the mariadb* ones.
-            let setup = r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}"; export MYSQL_PWD; if command -v mariadb-dump >/dev/null 2>&1; then d=mariadb-dump c=mariadb; else d=mysqldump c=mysql; fi; set -- -uroot --single-transaction --routines --triggers --events --hex-blob --default-character-set=utf8mb4"#;
-            match database {
-                // --databases: CREATE DATABASE and USE are written, as for --all-databases.
-                Some(db) => format!(r#"{setup}; exec "$d" "$@" --databases {}"#, shell_quote(db)),
-                None if with_credentials => format!(r#"{setup}; exec "$d" "$@" --all-databases"#),
-                // One name per line (-r: unescaped); no user database at all still
-                // makes a complete, empty dump (header and trailer only).
-                None => format!(
-                    r#"{setup}
-dbs=$("$c" -uroot -N -B -r -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','sys','information_schema','performance_schema') ORDER BY 1") || exit 1
-if [ -z "$dbs" ]; then exec "$d" "$@" --no-create-info --no-data --skip-routines --skip-triggers --skip-events mysql; fi
-IFS='
-'
-set -f
-exec "$d" "$@" --databases $dbs"#
-                ),
-            }
-        }
-    }
-}
-
 /// Longest database name both engines accept (PostgreSQL's NAMEDATALEN - 1; MySQL's is 64).
 const DATABASE_NAME_MAX: usize = 63;
 
@@ -204,12 +155,10 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     };
 
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
-    let script = dump_script(
-        target.engine,
-        options.database.as_deref(),
-        options.with_credentials,
-    );
-    let command = vec!["sh".to_string(), "-c".to_string(), script];
+    let command = target
+        .engine
+        .commands()
+        .dump(options.database.as_deref(), options.with_credentials);
     let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
@@ -615,32 +564,6 @@ impl Drop for PartialFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scripts_carry_no_secret_and_quote_names() {
-        let all = dump_script(Engine::Postgres, None, false);
-        assert!(all.contains("pg_dumpall") && all.contains("\"${POSTGRES_PASSWORD:-}\""));
-        assert!(all.ends_with(" --no-role-passwords"), "{all}");
-        assert!(!dump_script(Engine::Postgres, None, true).contains("--no-role-passwords"));
-        let one = dump_script(Engine::Postgres, Some("it's"), false);
-        assert!(one.ends_with(r#"--create -d 'it'\''s'"#), "{one}");
-        let maria = dump_script(Engine::Mariadb, None, true);
-        for flag in [
-            "--all-databases",
-            "--single-transaction",
-            "--routines",
-            "--triggers",
-            "--events",
-        ] {
-            assert!(maria.contains(flag), "{flag}");
-        }
-        assert!(dump_script(Engine::Mysql, Some("shop"), false).contains("--databases 'shop'"));
-        // Without credentials: the user databases only, never the mysql schema.
-        let users = dump_script(Engine::Mariadb, None, false);
-        assert!(!users.contains("--all-databases"), "{users}");
-        assert!(users.contains("NOT IN ('mysql','sys','information_schema','performance_schema')"));
-        assert!(users.contains("--databases $dbs"));
-    }
 
     #[test]
     fn only_plain_database_names_pass() {

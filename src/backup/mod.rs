@@ -17,8 +17,3 @@ pub use pg_filter::PgRestoreFilter;
 pub use restore::{RestoreOptions, RestoreReport, check_file, restore};
 pub use snapshot::{SnapshotOptions, SnapshotReport, snapshot};
 pub use verify::{VerifyReport, verify};
-
-/// Quotes a value for `sh` (single quotes, `'` as `'\''`).
-pub fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}

@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use super::dump::read_capped;
 use super::format::DumpKind;
 use super::pg_filter::{self, PgRestoreFilter};
-use super::shell_quote;
 use super::verify::{self, VerifyReport};
 use crate::client::Kube;
 use crate::engine::Engine;
@@ -74,184 +73,6 @@ pub fn check_file(file: &std::path::Path) -> Result<(VerifyReport, DumpKind)> {
             report.problems.join("; ")
         ))),
     }
-}
-
-/// psql lines run after the dump, in the same session: the target's own role gets back
-/// the password its container (its Secret) has, so a dump of another deployment, or an
-/// old one that carries role passwords, cannot lock the target out. The password goes
-/// from the environment into a psql variable (a backtick runs `printf`, a shell builtin
-/// in the shell psql starts) and from there to the server: never on a command line. The
-/// statement is kept out of the server log where the session may do so (superuser).
-const PG_CREDENTIALS: &[&str] = &[
-    r#"\set kdb_user `printf %s "${POSTGRES_USER:-postgres}"`"#,
-    r#"\set kdb_pw `printf %s "$POSTGRES_PASSWORD"`"#,
-    "SELECT rolsuper AS kdb_super FROM pg_catalog.pg_roles WHERE rolname = current_user \\gset",
-    "\\if :kdb_super",
-    "SET log_statement = 'none';",
-    "SET log_min_duration_statement = -1;",
-    "SET log_min_error_statement = 'panic';",
-    "\\endif",
-    "ALTER ROLE :\"kdb_user\" WITH PASSWORD :'kdb_pw';",
-    "\\unset kdb_pw",
-];
-
-/// Shell functions that print the SQL re-asserting a MySQL/MariaDB target's accounts from
-/// its container's environment, as the images' entrypoints set them up (root@localhost,
-/// root@%, MYSQL_USER@% with all rights on MYSQL_DATABASE). Built with shell builtins only
-/// (`printf`, parameter expansion), so no password reaches a command line. `FLUSH
-/// PRIVILEGES` first loads grant tables the dump may have replaced.
-const MYSQL_CREDENTIALS: &str = r#"for v in ROOT_PASSWORD USER PASSWORD DATABASE; do eval "[ -n \"\${MYSQL_$v:-}\" ] || MYSQL_$v=\"\${MARIADB_$v:-}\""; done
-kdb_q() {
-  s=$1 q=
-  while [ -n "$s" ]; do
-    r=${s#?}; k=${s%"$r"}; s=$r
-    case $k in
-      \\) q="$q\\\\" ;;
-      \') q="$q''" ;;
-      *) q="$q$k" ;;
-    esac
-  done
-}
-kdb_id() {
-  s=$1 q=
-  while [ -n "$s" ]; do
-    r=${s#?}; k=${s%"$r"}; s=$r
-    case $k in
-      \`) q="$q\`\`" ;;
-      *) q="$q$k" ;;
-    esac
-  done
-}
-kdb_credentials() {
-  printf '%s\n' "SET SESSION sql_mode = '';" 'FLUSH PRIVILEGES;'
-  if [ -n "${MYSQL_ROOT_PASSWORD:-}" ]; then
-    kdb_q "$MYSQL_ROOT_PASSWORD"
-    printf '%s\n' "ALTER USER IF EXISTS 'root'@'localhost' IDENTIFIED BY '$q';" "ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY '$q';"
-  fi
-  if [ -n "${MYSQL_USER:-}" ] && [ -n "${MYSQL_PASSWORD:-}" ] && [ "$MYSQL_USER" != root ]; then
-    kdb_q "$MYSQL_USER"; u=$q
-    kdb_q "$MYSQL_PASSWORD"
-    printf '%s\n' "CREATE USER IF NOT EXISTS '$u'@'%' IDENTIFIED BY '$q';" "ALTER USER '$u'@'%' IDENTIFIED BY '$q';"
-    if [ -n "${MYSQL_DATABASE:-}" ]; then
-      kdb_id "$MYSQL_DATABASE"
-      printf '%s\n' "GRANT ALL ON \`$q\`.* TO '$u'@'%';"
-    fi
-  fi
-  printf '%s\n' 'FLUSH PRIVILEGES;'
-}
-"#;
-
-/// The script that reads SQL on stdin, then re-asserts the target's own credentials in
-/// the same session (see [`PG_CREDENTIALS`], [`MYSQL_CREDENTIALS`]). psql stops at the
-/// first error; mysql does by default. The exit status is psql's / mysql's.
-pub fn restore_script(engine: Engine) -> String {
-    match engine {
-        // -d postgres: the file drops and re-creates the databases it contains, so the
-        // session must not sit in one of them.
-        Engine::Postgres => {
-            let lines: Vec<String> = PG_CREDENTIALS.iter().map(|l| shell_quote(l)).collect();
-            format!(
-                r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}"; export PGPASSWORD
-{{ cat; if [ -n "${{POSTGRES_PASSWORD:-}}" ]; then printf '%s\n' {}; fi; }} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres"#,
-                lines.join(" ")
-            )
-        }
-        Engine::Mysql | Engine::Mariadb => format!(
-            r#"{MYSQL_CREDENTIALS}MYSQL_PWD="${{MYSQL_ROOT_PASSWORD:-}}"; export MYSQL_PWD; if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi
-{{ cat; kdb_credentials; }} | "$c" -uroot --default-character-set=utf8mb4 --binary-mode"#
-        ),
-    }
-}
-
-/// Re-asserts the target's credentials in a session of its own: after a restore that
-/// stopped at an error, whose session ended before its own re-assertion ran. The local
-/// socket still lets the target's own user in (PostgreSQL images trust it; MySQL/MariaDB
-/// keep the accounts in force until a `FLUSH PRIVILEGES`).
-pub fn credentials_script(engine: Engine) -> String {
-    match engine {
-        Engine::Postgres => {
-            let lines: Vec<String> = PG_CREDENTIALS.iter().map(|l| shell_quote(l)).collect();
-            format!(
-                r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}"; export PGPASSWORD; [ -n "$PGPASSWORD" ] || exit 0
-printf '%s\n' {} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres"#,
-                lines.join(" ")
-            )
-        }
-        Engine::Mysql | Engine::Mariadb => format!(
-            r#"{MYSQL_CREDENTIALS}MYSQL_PWD="${{MYSQL_ROOT_PASSWORD:-}}"; export MYSQL_PWD; if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi
-kdb_credentials | "$c" -uroot"#
-        ),
-    }
-}
-
-/// Lists what a restore could overwrite. PostgreSQL: databases holding at least one table,
-/// one per line (the `postgres` database too: a pg_dumpall file restores into it).
-/// MySQL/MariaDB: `database NAME` lines, `account USER@HOST` lines (the `mysql` schema an
-/// `--all-databases` dump replaces) and `self USER` (the container's MYSQL_USER).
-pub fn user_data_script(engine: Engine) -> String {
-    match engine {
-        Engine::Postgres => r#"export PGPASSWORD="${POSTGRES_PASSWORD:-}"; u="${POSTGRES_USER:-postgres}"
-dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('template0','template1') ORDER BY 1") || exit 1
-printf '%s\n' "$dbs" | while IFS= read -r db; do
-  [ -n "$db" ] || continue
-  n=$(psql -X -w -tA -U "$u" -d "$db" -c "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','f') AND s.nspname NOT IN ('pg_catalog','information_schema') AND s.nspname NOT LIKE 'pg_toast%'") || exit 1
-  if [ "$n" -gt 0 ]; then echo "$db"; fi
-done"#
-            .to_string(),
-        Engine::Mysql | Engine::Mariadb => format!(
-            r#"{{ echo "SELECT DISTINCT CONCAT('database ', table_schema) FROM information_schema.tables WHERE table_schema NOT IN ('mysql','information_schema','performance_schema','sys');"; echo "SELECT CONCAT('account ', user, '@', host) FROM mysql.user;"; }} | {} || exit 1
-printf 'self %s\n' "${{MYSQL_USER:-${{MARIADB_USER:-}}}}""#,
-            engine.sql_script()
-        ),
-    }
-}
-
-/// Accounts every MySQL/MariaDB image creates itself.
-const DEFAULT_ACCOUNTS: &[&str] = &[
-    "",
-    "root",
-    "mysql",
-    "mariadb.sys",
-    "PUBLIC",
-    "healthcheck",
-    "mysql.sys",
-    "mysql.session",
-    "mysql.infoschema",
-];
-
-/// What a restore would write over, from [`user_data_script`]'s output: databases with
-/// tables, and for a MySQL dump that carries the `mysql` schema, `mysql` when the target
-/// has accounts of its own (other than the images' and its MYSQL_USER, which the restore
-/// re-creates).
-pub fn with_data(engine: Engine, listing: &str, dump_has_mysql_schema: bool) -> Vec<String> {
-    let lines = listing.lines().map(str::trim_end).filter(|l| !l.is_empty());
-    if engine == Engine::Postgres {
-        return lines.map(String::from).collect();
-    }
-    let mut databases = Vec::new();
-    let mut accounts = Vec::new();
-    let mut own = "";
-    for line in lines {
-        if let Some(db) = line.strip_prefix("database ") {
-            databases.push(db.to_string());
-        } else if let Some(account) = line.strip_prefix("account ") {
-            accounts.push(account);
-        } else if let Some(user) = line.strip_prefix("self ") {
-            own = user;
-        }
-    }
-    let mut extra: Vec<&str> = accounts
-        .into_iter()
-        .filter(|a| {
-            let user = a.rsplit_once('@').map_or(*a, |(u, _)| u);
-            !DEFAULT_ACCOUNTS.contains(&user) && user != own
-        })
-        .collect();
-    extra.sort_unstable();
-    if dump_has_mysql_schema && !extra.is_empty() {
-        databases.push(format!("mysql (accounts {})", extra.join(", ")));
-    }
-    databases
 }
 
 /// Whether a MySQL/MariaDB dump carries the `mysql` system schema (users and grants), by
@@ -317,16 +138,18 @@ pub async fn restore(
         _ => false,
     };
     let pods: Api<Pod> = kube.exec_pods();
-    let listed = exec::shell(
+    let commands = target.engine.commands();
+    let listed = exec::run(
         &pods,
         &pod,
         Some(&target.container),
-        &user_data_script(target.engine),
+        &commands.user_data(),
+        None,
         Duration::from_secs(60),
     )
     .await?
     .into_stdout(&pod, "the user-data query")?;
-    let with_data = with_data(target.engine, &listed, has_mysql_schema);
+    let with_data = commands.with_data(&listed, has_mysql_schema);
     if !with_data.is_empty() && !options.yes {
         return Err(Error::Refused(format!(
             "refusing to restore into pod {}/{pod}: it already holds data in {}; pass --yes to replace the databases the file contains",
@@ -335,11 +158,7 @@ pub async fn restore(
         )));
     }
 
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        restore_script(target.engine),
-    ];
+    let command = commands.restore();
     let what = format!("restoring {}/{pod}", target.namespace);
     let progress = Progress::bytes(options.progress, &what);
     let file = options.file.clone();
@@ -364,11 +183,12 @@ pub async fn restore(
         } else {
             format!("; stderr: {}", exec::last_lines(stderr.trim(), 5))
         };
-        let credentials = match exec::shell(
+        let credentials = match exec::run(
             &pods,
             &pod,
             Some(&target.container),
-            &credentials_script(target.engine),
+            &commands.credentials(),
+            None,
             Duration::from_secs(60),
         )
         .await
@@ -519,86 +339,6 @@ pub fn pump_sql<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scripts_carry_no_secret() {
-        let pg = restore_script(Engine::Postgres);
-        assert!(pg.contains("ON_ERROR_STOP=1"));
-        assert!(
-            pg.contains(r#"ALTER ROLE :"kdb_user" WITH PASSWORD :'\''kdb_pw'\'';"#),
-            "{pg}"
-        );
-        let maria = restore_script(Engine::Mariadb);
-        assert!(maria.contains("\"${MYSQL_ROOT_PASSWORD:-}\""));
-        assert!(maria.contains("{ cat; kdb_credentials; } |"));
-        assert!(user_data_script(Engine::Mysql).contains("information_schema.tables"));
-        assert!(user_data_script(Engine::Postgres).contains("NOT IN ('template0','template1')"));
-    }
-
-    /// Runs the in-container credential functions with a local `sh` (the images' `sh` is
-    /// dash or busybox; both have `printf` built in).
-    fn mysql_credentials_sql(env: &[(&str, &str)]) -> String {
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{MYSQL_CREDENTIALS}kdb_credentials"))
-            .env_clear()
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    #[test]
-    fn mysql_credentials_are_escaped_sql() {
-        let sql = mysql_credentials_sql(&[
-            ("MYSQL_ROOT_PASSWORD", r"r'o\o%s`t"),
-            ("MYSQL_USER", "app'user"),
-            ("MYSQL_PASSWORD", "p w\n'--"),
-            ("MYSQL_DATABASE", "app`db"),
-        ]);
-        assert!(
-            sql.starts_with("SET SESSION sql_mode = '';\nFLUSH PRIVILEGES;\n"),
-            "{sql}"
-        );
-        assert!(
-            sql.contains(r"ALTER USER IF EXISTS 'root'@'localhost' IDENTIFIED BY 'r''o\\o%s`t';"),
-            "{sql}"
-        );
-        assert!(sql.contains(r"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY 'r''o\\o%s`t';"));
-        assert!(
-            sql.contains("CREATE USER IF NOT EXISTS 'app''user'@'%' IDENTIFIED BY 'p w\n''--';"),
-            "{sql}"
-        );
-        assert!(sql.contains("ALTER USER 'app''user'@'%' IDENTIFIED BY 'p w\n''--';"));
-        assert!(
-            sql.contains("GRANT ALL ON `app``db`.* TO 'app''user'@'%';"),
-            "{sql}"
-        );
-        assert!(sql.ends_with("FLUSH PRIVILEGES;\n"));
-        // MARIADB_* spellings; an absent app user is left alone.
-        let sql = mysql_credentials_sql(&[("MARIADB_ROOT_PASSWORD", "pw")]);
-        assert!(sql.contains("'root'@'%' IDENTIFIED BY 'pw';"), "{sql}");
-        assert!(!sql.contains("CREATE USER"));
-        // Nothing set (a hand-made database with an empty root password): no ALTER at all.
-        assert!(!mysql_credentials_sql(&[]).contains("ALTER USER"));
-    }
-
-    #[test]
-    fn what_a_restore_would_overwrite() {
-        assert_eq!(
-            with_data(Engine::Postgres, "postgres\nappdb\n", false),
-            ["postgres", "appdb"]
-        );
-        let listing = "database appdb\naccount root@localhost\naccount root@%\naccount mariadb.sys@localhost\naccount healthcheck@::1\naccount appuser@%\naccount PUBLIC@\naccount reporter@10.0.0.%\nself appuser\n";
-        assert_eq!(with_data(Engine::Mariadb, listing, false), ["appdb"]);
-        assert_eq!(
-            with_data(Engine::Mariadb, listing, true),
-            ["appdb", "mysql (accounts reporter@10.0.0.%)"]
-        );
-        let fresh = "account root@localhost\naccount appuser@%\nself appuser\n";
-        assert!(with_data(Engine::Mysql, fresh, true).is_empty());
-    }
 
     #[test]
     fn mysql_schema_is_found_across_chunk_boundaries() {

@@ -14,7 +14,6 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogPar
 use kube::{Api, ResourceExt};
 
 use super::facts::{Facts, InsideFacts, ObjectKeys, Outcome, RefKind, Run};
-use super::inside;
 use super::podspec::references;
 use crate::client::Kube;
 use crate::error::{Error, Result};
@@ -424,7 +423,6 @@ async fn inside_facts(
     let pod = target.pod_name.as_str();
     let container = target.container.as_str();
     let timeout = options.exec_timeout;
-    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
     let mount = data_mount(target, spec);
     let probe_command =
         spec.and_then(|s| s.containers.iter().find(|c| c.name == target.container))
@@ -441,16 +439,22 @@ async fn inside_facts(
             Err(why) => Outcome::NotRun(why.to_string()),
         }
     };
-    let engine = target.engine;
-    let sql = inside::overview_sql(engine).as_bytes();
-    let permissions = inside::permissions_command(engine, &mount);
-    let query = sh(engine.sql_script().to_string());
-    let status = sh(inside::status_script(engine).to_string());
-    let volume = inside::volume_command(&mount);
+    let commands = target.engine.commands();
+    let overview = commands.overview();
+    let permissions = commands.permissions(&mount);
+    let status = commands.status();
+    let volume = commands.volume(&mount);
     let (readiness, permissions, sql, status, volume) = tokio::join!(
         readiness,
         timed(&pods, pod, container, &permissions, None, timeout),
-        timed(&pods, pod, container, &query, Some(sql), timeout),
+        timed(
+            &pods,
+            pod,
+            container,
+            &overview.argv,
+            Some(overview.sql.as_bytes()),
+            timeout
+        ),
         timed(&pods, pod, container, &status, None, timeout),
         timed(&pods, pod, container, &volume, None, timeout),
     );

@@ -1,84 +1,14 @@
 //! Checks run inside the database container: the readiness probe's own command, `id` and the
 //! data directory's ownership, the server's version, uptime, connections and databases,
-//! `pg_isready` / `mysqladmin status`, and `df` on the data volume. This file has the
-//! scripts (none carries a secret: passwords come from the container's environment) and
-//! the pure rules that read their output.
+//! `pg_isready` / `mysqladmin status`, and `df` on the data volume. The commands are the
+//! engine's ([`crate::engine::Commands`]); this file has the pure rules that read their
+//! output.
 
 use std::collections::BTreeMap;
 
 use super::facts::{Facts, Outcome, Run};
 use super::verdict::{Check, Verdict};
 use crate::engine::Engine;
-
-/// `id`, then the data directory (PGDATA, else the engine's data dir, else the mount),
-/// its owner, mode and whether this uid can write it. The mount path (from the pod spec)
-/// is an argument of the script, never part of it.
-pub fn permissions_command(engine: Engine, mount: &str) -> Vec<String> {
-    let script = format!(
-        r#"echo "id=$(id)"
-d=""
-for c in "${{PGDATA:-}}" "{data_dir}" "$1"; do if [ -n "$c" ] && [ -d "$c" ]; then d="$c"; break; fi; done
-echo "dir=$d"
-[ -n "$d" ] || exit 0
-echo "stat=$(stat -c '%u:%g %a' "$d" 2>/dev/null)"
-if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#,
-        data_dir = engine.data_dir(),
-    );
-    crate::exec::script_command(&script, &[mount])
-}
-
-/// SQL printing `key<TAB>value` rows: version, uptime, connections, max_connections, databases.
-pub fn overview_sql(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Postgres => {
-            "SELECT 'version', version();\n\
-             SELECT 'uptime', extract(epoch from now() - pg_postmaster_start_time())::bigint;\n\
-             SELECT 'connections', count(*) FROM pg_stat_activity WHERE backend_type = 'client backend';\n\
-             SELECT 'max_connections', current_setting('max_connections');\n\
-             SELECT 'database', datname FROM pg_database WHERE NOT datistemplate ORDER BY datname;\n"
-        }
-        Engine::Mysql | Engine::Mariadb => {
-            "SELECT 'version', VERSION();\n\
-             SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', 'Threads_connected');\n\
-             SHOW GLOBAL VARIABLES LIKE 'max_connections';\n\
-             SELECT 'database', schema_name FROM information_schema.schemata ORDER BY schema_name;\n"
-        }
-    }
-}
-
-/// The engine's own liveness tool: `pg_isready` or `mysqladmin status`.
-pub fn status_script(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Postgres => {
-            r#"exec pg_isready -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}""#
-        }
-        Engine::Mysql | Engine::Mariadb => {
-            r#"a=$(command -v mysqladmin || command -v mariadb-admin) || { echo "no mysqladmin in the image" >&2; exit 127; }
-MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec "$a" -uroot -h127.0.0.1 -P3306 --connect-timeout=5 status"#
-        }
-    }
-}
-
-/// `df` in POSIX format on the data volume's mount (an argument, never script text).
-pub fn volume_command(mount: &str) -> Vec<String> {
-    crate::exec::script_command(r#"exec df -P -- "$1""#, &[mount])
-}
-
-/// `key -> values` from tab-separated rows; keys lower-cased, MySQL's names mapped to ours.
-pub fn parse_rows(text: &str) -> BTreeMap<String, Vec<String>> {
-    let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once('\t') else {
-            continue;
-        };
-        let key = match key.to_ascii_lowercase().as_str() {
-            "threads_connected" => "connections".to_string(),
-            other => other.to_string(),
-        };
-        rows.entry(key).or_default().push(value.trim().to_string());
-    }
-    rows
-}
 
 /// Use percentage, size in KiB and mount point from `df -P` output.
 pub fn parse_df(text: &str) -> Option<(u32, u64, String)> {
@@ -264,7 +194,7 @@ pub fn db_server(facts: &Facts) -> Check {
             "the server does not answer queries as the admin user: check the server log (kubectl logs POD) and that the Secret's password is the one the data directory was created with",
         );
     }
-    let rows = parse_rows(&run.stdout);
+    let rows = facts.engine.commands().overview_rows(&run.stdout);
     let first = |k: &str| {
         rows.get(k)
             .and_then(|v| v.first())
@@ -293,7 +223,7 @@ pub fn db_connections(facts: &Facts) -> Check {
             "no answer from the server (see db.server)",
         );
     };
-    let rows = parse_rows(&run.stdout);
+    let rows = facts.engine.commands().overview_rows(&run.stdout);
     let number = |k: &str| {
         rows.get(k)
             .and_then(|v| v.first())
@@ -321,10 +251,7 @@ pub fn db_status(facts: &Facts) -> Check {
         Ok(run) => run,
         Err(check) => return check,
     };
-    let tool = match facts.engine {
-        Engine::Postgres => "pg_isready",
-        _ => "mysqladmin status",
-    };
+    let tool = facts.engine.commands().status_tool();
     if run.success {
         return Check::new(name, Verdict::Ok, format!("{tool}: {}", run.stdout.trim()));
     }
@@ -348,59 +275,5 @@ mod tests {
             Some((87, 10255636, "/var/lib/postgresql/data".into()))
         );
         assert_eq!(parse_df("garbage"), None);
-    }
-
-    #[test]
-    fn rows_map_mysql_names() {
-        let rows = parse_rows(
-            "version\t10.11.6-MariaDB\nUptime\t42\nThreads_connected\t3\nmax_connections\t200\ndatabase\ta\ndatabase\tb\n",
-        );
-        assert_eq!(rows["uptime"], vec!["42"]);
-        assert_eq!(rows["connections"], vec!["3"]);
-        assert_eq!(rows["database"], vec!["a", "b"]);
-    }
-
-    #[test]
-    fn scripts_carry_no_password_values() {
-        for engine in Engine::ALL {
-            let script = status_script(engine);
-            assert!(!script.contains("-p\""), "{script}");
-            let script = &permissions_command(engine, "/data")[2];
-            assert!(script.contains("test -w") || script.contains("[ -w"));
-        }
-    }
-
-    #[test]
-    fn mount_paths_reach_the_shell_as_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let pwned = dir.path().join("pwned");
-        // Run in `dir`: any `touch pwned` that runs as code creates dir/pwned.
-        let hostile = format!(
-            "{}/m'\"; touch pwned #$(touch pwned)`touch pwned`",
-            dir.path().display()
-        );
-        std::fs::create_dir(&hostile).unwrap();
-        for command in [
-            permissions_command(Engine::Mariadb, &hostile),
-            volume_command(&hostile),
-        ] {
-            assert!(!command[2].contains("touch"), "{command:?}");
-            let output = std::process::Command::new(&command[0])
-                .args(&command[1..])
-                .current_dir(dir.path())
-                .env_remove("PGDATA")
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "{output:?}");
-            assert!(!pwned.exists(), "the mount path ran as code: {command:?}");
-        }
-        let output = std::process::Command::new("sh")
-            .args(&permissions_command(Engine::Mariadb, &hostile)[1..])
-            .current_dir(dir.path())
-            .env_remove("PGDATA")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(text.contains(&format!("dir={hostile}")), "{text}");
     }
 }

@@ -1,14 +1,20 @@
 //! Database engines: what differs between PostgreSQL, MySQL and MariaDB — image, uid, port,
-//! paths, configuration, and the commands run inside the container. Adding an engine means
-//! adding a variant and a file here.
+//! paths, configuration, and the commands run inside the container ([`Commands`]). Adding
+//! an engine means adding a variant and a file here that implements [`Commands`].
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 pub mod catalogue;
+pub mod commands;
+#[cfg(test)]
+mod commands_tests;
+pub mod marker;
 mod mysql;
 mod postgres;
+
+pub use commands::{Commands, Query};
 
 /// A supported database engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -182,58 +188,23 @@ impl Engine {
         env
     }
 
-    /// Readiness: a real query over TCP (the images' init-time server listens only on
-    /// the socket, so this cannot pass before initialisation ends).
-    pub fn readiness_script(self) -> String {
+    /// Everything this engine runs inside its container, and how the output is read.
+    pub fn commands(self) -> &'static dyn Commands {
         match self {
-            Engine::Postgres => postgres::READINESS.into(),
-            Engine::Mysql | Engine::Mariadb => mysql::READINESS.into(),
+            Engine::Postgres => &postgres::Postgres,
+            Engine::Mysql => &mysql::MYSQL,
+            Engine::Mariadb => &mysql::MARIADB,
         }
     }
 
-    /// Liveness and start-up: is the server process answering at all.
-    pub fn liveness_script(self) -> String {
-        match self {
-            Engine::Postgres => postgres::LIVENESS.into(),
-            Engine::Mysql | Engine::Mariadb => mysql::LIVENESS.into(),
-        }
-    }
-
-    /// preStop hook, where the image's stop signal is not already a clean, fast shutdown.
-    pub fn pre_stop_script(self) -> Option<&'static str> {
-        match self {
-            // SIGTERM is a "smart" shutdown that waits for every client to leave.
-            Engine::Postgres => Some(postgres::PRE_STOP),
-            // SIGTERM already makes mysqld shut down cleanly.
-            Engine::Mysql | Engine::Mariadb => None,
-        }
-    }
-
-    /// A shell script that runs the SQL given on stdin as the admin user and prints rows
-    /// tab-separated with no headers. Passwords come from the container's environment.
+    /// The script that runs SQL on stdin as the admin user ([`Commands::sql_script`]).
     pub fn sql_script(self) -> &'static str {
-        match self {
-            Engine::Postgres => postgres::SQL_STDIN,
-            Engine::Mysql | Engine::Mariadb => mysql::SQL_STDIN,
-        }
+        self.commands().sql_script()
     }
 
-    /// SQL that returns the server version.
-    pub fn version_sql(self) -> &'static str {
-        match self {
-            Engine::Postgres => "SELECT version();",
-            Engine::Mysql | Engine::Mariadb => "SELECT VERSION();",
-        }
-    }
-
-    /// SQL that lists databases, one per row.
+    /// SQL that lists databases, one per row ([`Commands::list_databases_sql`]).
     pub fn list_databases_sql(self) -> &'static str {
-        match self {
-            Engine::Postgres => {
-                "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname;"
-            }
-            Engine::Mysql | Engine::Mariadb => "SHOW DATABASES;",
-        }
+        self.commands().list_databases_sql()
     }
 
     /// Guesses the engine of a pod deployed by hand: from the image name, else the port.

@@ -1,6 +1,9 @@
 //! PostgreSQL: configuration file and in-container commands.
 
 use super::Engine;
+use super::commands::{Commands, Query, shell_quote};
+use super::marker::{Created, DATABASE, TABLE};
+use crate::exec::script_command as script;
 
 /// Settings dbdeploy owns: paths and the port, which the manifests depend on.
 pub const RESERVED: &[&str] = &[
@@ -53,16 +56,206 @@ pub(super) fn config_file(settings: &[(String, String)]) -> String {
 }
 
 /// Connection over TCP with the password from the container's own environment.
-pub(super) const READINESS: &str = r#"PGPASSWORD="$POSTGRES_PASSWORD" exec psql -X -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" -tAc 'SELECT 1' >/dev/null"#;
+const READINESS: &str = r#"PGPASSWORD="$POSTGRES_PASSWORD" exec psql -X -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" -tAc 'SELECT 1' >/dev/null"#;
 
-pub(super) const LIVENESS: &str =
-    r#"exec pg_isready -q -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}""#;
+const LIVENESS: &str = r#"exec pg_isready -q -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}""#;
 
 /// A fast shutdown (disconnect clients, checkpoint, stop): SIGINT to the postmaster, PID 1.
 /// Not `pg_ctl stop -w`: the hook would outlive the container it stops and be reported as
 /// FailedPreStopHook. kubelet's SIGTERM after the hook is ignored during a fast shutdown.
-pub(super) const PRE_STOP: &str = "kill -INT 1";
+const PRE_STOP: &str = "kill -INT 1";
 
 /// Over the local socket, where the images trust the local user; PGPASSWORD covers
-/// setups whose pg_hba.conf asks for one.
-pub(super) const SQL_STDIN: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -q -v ON_ERROR_STOP=1 -tA -F '	' -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}""#;
+/// setups whose pg_hba.conf asks for one. Arguments after the script go to psql.
+const SQL_STDIN: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -q -v ON_ERROR_STOP=1 -tA -F '	' -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" "$@""#;
+
+/// Every database and the roles; arguments after the script go to pg_dumpall.
+const DUMP_ALL: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dumpall -w -U "${POSTGRES_USER:-postgres}" "$@""#;
+/// --create: the file makes its own database, so restoring needs no name.
+const DUMP_ONE: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dump -w -U "${POSTGRES_USER:-postgres}" --create -d "$1""#;
+
+/// psql lines run after the dump, in the same session: the target's own role gets back
+/// the password its container (its Secret) has, so a dump of another deployment, or an
+/// old one that carries role passwords, cannot lock the target out. The password goes
+/// from the environment into a psql variable (a backtick runs `printf`, a shell builtin
+/// in the shell psql starts) and from there to the server: never on a command line. The
+/// statement is kept out of the server log where the session may do so (superuser).
+const CREDENTIAL_LINES: &[&str] = &[
+    r#"\set kdb_user `printf %s "${POSTGRES_USER:-postgres}"`"#,
+    r#"\set kdb_pw `printf %s "$POSTGRES_PASSWORD"`"#,
+    "SELECT rolsuper AS kdb_super FROM pg_catalog.pg_roles WHERE rolname = current_user \\gset",
+    "\\if :kdb_super",
+    "SET log_statement = 'none';",
+    "SET log_min_duration_statement = -1;",
+    "SET log_min_error_statement = 'panic';",
+    "\\endif",
+    "ALTER ROLE :\"kdb_user\" WITH PASSWORD :'kdb_pw';",
+    "\\unset kdb_pw",
+];
+
+/// The `printf` arguments that print [`CREDENTIAL_LINES`] (constants, quoted for `sh`).
+fn credential_lines() -> String {
+    let lines: Vec<String> = CREDENTIAL_LINES.iter().map(|l| shell_quote(l)).collect();
+    lines.join(" ")
+}
+
+/// Databases holding at least one table, one per line (the `postgres` database too: a
+/// pg_dumpall file restores into it).
+const USER_DATA: &str = r#"export PGPASSWORD="${POSTGRES_PASSWORD:-}"; u="${POSTGRES_USER:-postgres}"
+dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('template0','template1') ORDER BY 1") || exit 1
+printf '%s\n' "$dbs" | while IFS= read -r db; do
+  [ -n "$db" ] || continue
+  n=$(psql -X -w -tA -U "$u" -d "$db" -c "SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','f') AND s.nspname NOT IN ('pg_catalog','information_schema') AND s.nspname NOT LIKE 'pg_toast%'") || exit 1
+  if [ "$n" -gt 0 ]; then echo "$db"; fi
+done"#;
+
+const OVERVIEW: &str = "SELECT 'version', version();\n\
+    SELECT 'uptime', extract(epoch from now() - pg_postmaster_start_time())::bigint;\n\
+    SELECT 'connections', count(*) FROM pg_stat_activity WHERE backend_type = 'client backend';\n\
+    SELECT 'max_connections', current_setting('max_connections');\n\
+    SELECT 'database', datname FROM pg_database WHERE NOT datistemplate ORDER BY datname;\n";
+
+const STATUS: &str = r#"exec pg_isready -h 127.0.0.1 -p 5432 -U "${POSTGRES_USER:-postgres}""#;
+
+/// PostgreSQL's commands. `testdb` is a database of its own, as in MySQL: psql creates it
+/// with `\gexec` when missing and switches to it with `\connect`.
+pub(super) struct Postgres;
+
+impl Commands for Postgres {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    fn readiness_probe(&self, _image: &str) -> String {
+        READINESS.into()
+    }
+
+    fn liveness_probe(&self, _image: &str) -> String {
+        LIVENESS.into()
+    }
+
+    /// SIGTERM is a "smart" shutdown that waits for every client to leave.
+    fn pre_stop(&self) -> Option<&'static str> {
+        Some(PRE_STOP)
+    }
+
+    fn sql_script(&self) -> &'static str {
+        SQL_STDIN
+    }
+
+    /// psql variables (`-v name=value`), which the SQL quotes itself: `:'name'`.
+    fn sql(&self, vars: &[(&'static str, &str)]) -> Vec<String> {
+        let args: Vec<String> = vars
+            .iter()
+            .flat_map(|(name, value)| ["-v".to_string(), format!("{name}={value}")])
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        script(SQL_STDIN, &args)
+    }
+
+    fn version_sql(&self) -> &'static str {
+        "SELECT version();"
+    }
+
+    fn list_databases_sql(&self) -> &'static str {
+        "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname;"
+    }
+
+    /// Unless `with_credentials`, pg_dumpall runs with `--no-role-passwords` (roles and
+    /// their rights are kept, their passwords are not).
+    fn dump(&self, database: Option<&str>, with_credentials: bool) -> Vec<String> {
+        match database {
+            Some(database) => script(DUMP_ONE, &[database]),
+            None if with_credentials => script(DUMP_ALL, &[]),
+            None => script(DUMP_ALL, &["--no-role-passwords"]),
+        }
+    }
+
+    /// `-d postgres`: the file drops and re-creates the databases it contains, so the
+    /// session must not sit in one of them.
+    fn restore(&self) -> Vec<String> {
+        let text = format!(
+            r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}"; export PGPASSWORD
+{{ cat; if [ -n "${{POSTGRES_PASSWORD:-}}" ]; then printf '%s\n' {}; fi; }} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres"#,
+            credential_lines()
+        );
+        script(&text, &[])
+    }
+
+    /// The local socket still lets the target's own user in: the images trust it.
+    fn credentials(&self) -> Vec<String> {
+        let text = format!(
+            r#"PGPASSWORD="${{POSTGRES_PASSWORD:-}}"; export PGPASSWORD; [ -n "$PGPASSWORD" ] || exit 0
+printf '%s\n' {} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgres}}" -d postgres"#,
+            credential_lines()
+        );
+        script(&text, &[])
+    }
+
+    fn user_data(&self) -> Vec<String> {
+        script(USER_DATA, &[])
+    }
+
+    fn with_data(&self, listing: &str, _dump_has_system_schema: bool) -> Vec<String> {
+        listing
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    fn overview(&self) -> Query {
+        Query {
+            argv: self.sql(&[]),
+            sql: OVERVIEW.into(),
+        }
+    }
+
+    fn status(&self) -> Vec<String> {
+        script(STATUS, &[])
+    }
+
+    fn status_tool(&self) -> &'static str {
+        "pg_isready"
+    }
+
+    fn write_marker(&self, marker: &str) -> Query {
+        let sql = format!(
+            "SELECT COUNT(*) FROM pg_database WHERE datname = '{DATABASE}';\n\
+             SELECT 'CREATE DATABASE {DATABASE}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n\
+             \\connect {DATABASE}\n\
+             SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = '{TABLE}';\n\
+             CREATE TABLE IF NOT EXISTS {TABLE} (\n  id SERIAL PRIMARY KEY,\n  data VARCHAR(255),\n  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP\n);\n\
+             INSERT INTO {TABLE} (data) VALUES (:'marker') RETURNING id;\n"
+        );
+        marker_query(marker, sql)
+    }
+
+    fn read_marker(&self, marker: &str) -> Query {
+        let sql = format!(
+            "\\connect {DATABASE}\nSELECT id, data, created_at FROM {TABLE} WHERE data = :'marker';\n"
+        );
+        marker_query(marker, sql)
+    }
+
+    /// A database cannot be dropped while connected to it: that drop runs from the
+    /// default database.
+    fn remove_marker(&self, marker: &str, created: Created) -> Query {
+        let sql = match created {
+            Created { database: true, .. } => format!("DROP DATABASE IF EXISTS {DATABASE};\n"),
+            Created { table: true, .. } => {
+                format!("\\connect {DATABASE}\nDROP TABLE IF EXISTS {TABLE};\n")
+            }
+            _ => format!("\\connect {DATABASE}\nDELETE FROM {TABLE} WHERE data = :'marker';\n"),
+        };
+        marker_query(marker, sql)
+    }
+}
+
+fn marker_query(marker: &str, sql: String) -> Query {
+    Query {
+        argv: Postgres.sql(&[("marker", marker)]),
+        sql,
+    }
+}

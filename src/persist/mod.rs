@@ -20,7 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::client::Kube;
-use crate::engine::Engine;
+use crate::engine::{Engine, Query};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecOutput};
 use crate::output::Progress;
@@ -326,7 +326,7 @@ pub async fn run(
     let output = run_sql(
         kube,
         plan,
-        &sql::write_marker(plan.engine, &marker),
+        &plan.engine.commands().write_marker(&marker),
         EXEC_TIMEOUT,
     )
     .await?;
@@ -359,7 +359,7 @@ pub async fn run(
     let output = run_sql(
         kube,
         plan,
-        &sql::read_marker(plan.engine, &marker),
+        &plan.engine.commands().read_marker(&marker),
         EXEC_TIMEOUT,
     )
     .await?;
@@ -659,12 +659,12 @@ async fn read_after(
         "reading the marker back from the new pod {}",
         plan.pod_name
     ));
+    let ping = plan.engine.commands().ping();
     loop {
         let budget = deadline
             .saturating_duration_since(tokio::time::Instant::now())
             .min(EXEC_TIMEOUT);
-        let waiting = match run_sql(kube, plan, sql::PING, budget.max(Duration::from_secs(1))).await
-        {
+        let waiting = match run_sql(kube, plan, &ping, budget.max(Duration::from_secs(1))).await {
             Ok(output) if output.status.success() => break,
             Ok(output) if sql::server_not_answering(&output.stderr_text()) => sql_failure(&output),
             Ok(output) => {
@@ -692,7 +692,7 @@ async fn read_after(
     let output = match run_sql(
         kube,
         plan,
-        &sql::read_marker(plan.engine, &report.marker.data),
+        &plan.engine.commands().read_marker(&report.marker.data),
         EXEC_TIMEOUT,
     )
     .await
@@ -751,8 +751,11 @@ async fn cleanup(kube: &Kube, plan: &Plan, report: &mut PersistReport, created: 
         return;
     }
     let step = Instant::now();
-    let script = sql::remove_marker(plan.engine, &report.marker.data, created);
-    match run_sql(kube, plan, &script, EXEC_TIMEOUT).await {
+    let query = plan
+        .engine
+        .commands()
+        .remove_marker(&report.marker.data, created);
+    match run_sql(kube, plan, &query, EXEC_TIMEOUT).await {
         Ok(output) if output.status.success() => {
             let what = match created {
                 Created { database: true, .. } => format!("dropped database {}", sql::DATABASE),
@@ -814,19 +817,14 @@ fn sql_failure(output: &ExecOutput) -> String {
     }
 }
 
-async fn run_sql(kube: &Kube, plan: &Plan, script: &str, timeout: Duration) -> Result<ExecOutput> {
+async fn run_sql(kube: &Kube, plan: &Plan, query: &Query, timeout: Duration) -> Result<ExecOutput> {
     let pods: Api<Pod> = kube.exec_pods();
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        plan.engine.sql_script().to_string(),
-    ];
     exec::run(
         &pods,
         &plan.pod_name,
         Some(&plan.container),
-        &command,
-        Some(script.as_bytes()),
+        &query.argv,
+        Some(query.sql.as_bytes()),
         timeout,
     )
     .await

@@ -374,6 +374,7 @@ fn container(spec: &DeploySpec, names: &Names) -> Container {
     );
 
     let args = engine.server_args();
+    let commands = engine.commands();
     Container {
         name: engine.container_name().into(),
         image: Some(spec.image.clone()),
@@ -389,10 +390,10 @@ fn container(spec: &DeploySpec, names: &Names) -> Container {
         volume_mounts: Some(mounts),
         // Start-up (initdb, crash recovery) gets its own budget of 10 minutes; liveness only
         // starts counting once the server has answered, so recovery is never killed.
-        startup_probe: Some(exec_probe(engine.liveness_script(), 5, 120)),
-        readiness_probe: Some(exec_probe(engine.readiness_script(), 10, 3)),
-        liveness_probe: Some(exec_probe(engine.liveness_script(), 20, 3)),
-        lifecycle: engine.pre_stop_script().map(|script| Lifecycle {
+        startup_probe: Some(exec_probe(commands.liveness_probe(&spec.image), 5, 120)),
+        readiness_probe: Some(exec_probe(commands.readiness_probe(&spec.image), 10, 3)),
+        liveness_probe: Some(exec_probe(commands.liveness_probe(&spec.image), 20, 3)),
+        lifecycle: commands.pre_stop().map(|script| Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {
                     command: Some(vec!["sh".into(), "-c".into(), script.into()]),

@@ -1,0 +1,137 @@
+//! What runs inside a database container: the [`Commands`] each engine file implements.
+//! Flows ask for "the dump command" or "the marker SQL" and get back an argument vector
+//! (and, for SQL, the text for the client's stdin). Values travel as arguments
+//! (`sh -c SCRIPT sh ARG...`) or as the SQL client's own variables, never as script text;
+//! passwords stay in the container's environment.
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use super::marker::Created;
+use crate::exec::script_command as script;
+
+/// A query: the client's argument vector and the SQL fed on its stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// `sh -c SCRIPT sh ARG...`.
+    pub argv: Vec<String>,
+    /// The SQL, fed on stdin.
+    pub sql: String,
+}
+
+/// The in-container commands of one engine and how their output is read.
+///
+/// Scripts run with `sh` (dash, busybox or bash); each returns the exit status of the
+/// database tool it ends in.
+pub trait Commands: Sync {
+    /// The engine these commands are for.
+    fn engine(&self) -> Engine;
+
+    // --- Rendered into the StatefulSet (`sh -c SCRIPT`) ---
+
+    /// Readiness: a real query over TCP (the images' init-time server listens only on the
+    /// socket, so this cannot pass before initialisation ends).
+    fn readiness_probe(&self, image: &str) -> String;
+    /// Liveness and start-up: is the server process answering at all.
+    fn liveness_probe(&self, image: &str) -> String;
+    /// preStop hook, where the image's stop signal is not already a clean, fast shutdown.
+    fn pre_stop(&self) -> Option<&'static str>;
+
+    // --- SQL ---
+
+    /// A script that runs the SQL on its stdin as the admin user and prints rows
+    /// tab-separated with no headers; its own arguments go to the client.
+    fn sql_script(&self) -> &'static str;
+    /// [`Commands::sql_script`] with `vars` bound as the client's variables, which the SQL
+    /// names in the engine's own syntax (psql `:'name'`, MySQL `@name`).
+    fn sql(&self, vars: &[(&'static str, &str)]) -> Vec<String>;
+    /// SQL that returns the server version.
+    fn version_sql(&self) -> &'static str;
+    /// SQL that lists databases, one per row.
+    fn list_databases_sql(&self) -> &'static str;
+
+    // --- dbbackup ---
+
+    /// Writes the dump to stdout: every database, or `database` alone. Without
+    /// `with_credentials` the dump carries no password (hash) of any account.
+    fn dump(&self, database: Option<&str>, with_credentials: bool) -> Vec<String>;
+    /// Reads a dump on stdin, then sets the container's own credentials again in the same
+    /// session. Stops at the first error; the exit status is the client's.
+    fn restore(&self) -> Vec<String>;
+    /// Sets the container's own credentials again, in a session of its own.
+    fn credentials(&self) -> Vec<String>;
+    /// Lists what a restore could overwrite; read by [`Commands::with_data`].
+    fn user_data(&self) -> Vec<String>;
+    /// What a restore would write over, from [`Commands::user_data`]'s output.
+    /// `dump_has_system_schema`: the dump carries the server's accounts (MySQL's `mysql`).
+    fn with_data(&self, listing: &str, dump_has_system_schema: bool) -> Vec<String>;
+
+    // --- dbcheck ---
+
+    /// Prints `key<TAB>value` rows: version, uptime, connections, max_connections and
+    /// one `database` row per database; read by [`Commands::overview_rows`].
+    fn overview(&self) -> Query;
+    /// `key -> values` from [`Commands::overview`]'s output, keys lower-cased.
+    fn overview_rows(&self, text: &str) -> BTreeMap<String, Vec<String>> {
+        rows(text, |key| key)
+    }
+    /// The engine's own status tool (`pg_isready`, `mysqladmin status`).
+    fn status(&self) -> Vec<String>;
+    /// How the status tool is named in messages.
+    fn status_tool(&self) -> &'static str;
+
+    /// `id`, then the data directory (PGDATA, else the engine's, else `mount`), its owner,
+    /// mode and whether this uid can write it: `key=value` lines.
+    fn permissions(&self, mount: &str) -> Vec<String> {
+        const SCRIPT: &str = r#"echo "id=$(id)"
+d=""
+for c in "${PGDATA:-}" "$1" "$2"; do if [ -n "$c" ] && [ -d "$c" ]; then d="$c"; break; fi; done
+echo "dir=$d"
+[ -n "$d" ] || exit 0
+echo "stat=$(stat -c '%u:%g %a' "$d" 2>/dev/null)"
+if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#;
+        script(SCRIPT, &[self.engine().data_dir(), mount])
+    }
+    /// `df` in POSIX format on the data volume's mount.
+    fn volume(&self, mount: &str) -> Vec<String> {
+        script(r#"exec df -P -- "$1""#, &[mount])
+    }
+
+    // --- dbpersist: the marker table (see [`super::marker`]) ---
+
+    /// Creates the marker table if missing, inserts `marker` and prints three lines: did
+    /// the database exist (0/1), did the table exist (0/1), the new row's id.
+    fn write_marker(&self, marker: &str) -> Query;
+    /// Prints the marker's rows: `id <TAB> data <TAB> created_at`.
+    fn read_marker(&self, marker: &str) -> Query;
+    /// Removes what the write added: the database or table when it created them, else
+    /// only the marker row.
+    fn remove_marker(&self, marker: &str, created: Created) -> Query;
+    /// Answers as soon as the server accepts queries.
+    fn ping(&self) -> Query {
+        Query {
+            argv: self.sql(&[]),
+            sql: "SELECT 1;\n".into(),
+        }
+    }
+}
+
+/// Quotes a constant for `sh` (single quotes, `'` as `'\''`).
+pub(super) fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// `key -> values` from tab-separated rows; keys lower-cased, then renamed by `name`.
+pub(super) fn rows(text: &str, name: impl Fn(&str) -> &str) -> BTreeMap<String, Vec<String>> {
+    let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('\t') else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        rows.entry(name(&key).to_string())
+            .or_default()
+            .push(value.trim().to_string());
+    }
+    rows
+}

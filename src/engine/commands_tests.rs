@@ -1,0 +1,622 @@
+//! The engines × commands matrix. Every command of every engine is rendered, then run
+//! with the local `sh` against stub database tools on PATH that log their name, their
+//! arguments, the password they got from the environment and their stdin: the choice
+//! between `mysql*` and `mariadb*` names and the passing of values are shown working.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::marker::Created;
+use super::{Engine, Query};
+
+/// Values that must reach the tools exactly as they are, never run as code.
+const VALUES: &[&str] = &[
+    "plain",
+    "it's",
+    "two words",
+    "$HOME $(touch pwned) `touch pwned`",
+    "한국어 마커",
+    "x'; DROP TABLE t; --",
+    r#"back\slash "quoted" \n"#,
+    "-dash",
+    "new\nline",
+    "",
+];
+
+const PASSWORD: &str = "pw 'S3cret\" $x";
+
+/// Which client names a container has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tools {
+    Postgres,
+    /// MySQL images: `mysql`, `mysqladmin`, `mysqldump` only.
+    MysqlNames,
+    /// MariaDB 11 images: `mariadb`, `mariadb-admin`, `mariadb-dump` only.
+    MariadbNames,
+    /// MariaDB 10.x images: both.
+    Both,
+}
+
+impl Tools {
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Tools::Postgres => &["psql", "pg_dump", "pg_dumpall", "pg_isready"],
+            Tools::MysqlNames => &["mysql", "mysqladmin", "mysqldump"],
+            Tools::MariadbNames => &["mariadb", "mariadb-admin", "mariadb-dump"],
+            Tools::Both => &[
+                "mysql",
+                "mysqladmin",
+                "mysqldump",
+                "mariadb",
+                "mariadb-admin",
+                "mariadb-dump",
+            ],
+        }
+    }
+
+    /// The names a script is expected to run: the MariaDB ones wherever they exist.
+    fn expected(self, mysql_name: &str) -> String {
+        match self {
+            Tools::MysqlNames | Tools::Postgres => mysql_name.to_string(),
+            Tools::MariadbNames | Tools::Both => match mysql_name {
+                "mysql" => "mariadb".into(),
+                other => other.replace("mysql", "mariadb-"),
+            },
+        }
+    }
+
+    fn for_engine(engine: Engine) -> &'static [Tools] {
+        match engine {
+            Engine::Postgres => &[Tools::Postgres],
+            Engine::Mysql | Engine::Mariadb => {
+                &[Tools::MysqlNames, Tools::MariadbNames, Tools::Both]
+            }
+        }
+    }
+}
+
+/// A stub tool's record of one run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Call {
+    tool: String,
+    args: Vec<String>,
+    /// `$MYSQL_PWD$PGPASSWORD` as the tool saw it.
+    password: String,
+    stdin: String,
+}
+
+/// What a script did: its exit status, stdout and the stub tools it ran.
+#[derive(Debug)]
+struct Ran {
+    success: bool,
+    stdout: String,
+    #[expect(dead_code, reason = "shown by Debug in failure messages")]
+    stderr: String,
+    calls: Vec<Call>,
+}
+
+/// Logs one record per field, each ended by ASCII RS, so values may hold newlines.
+const STUB: &str = r#"#!/bin/sh
+{ printf 'tool=%s\036' "${0##*/}"
+  printf 'password=%s\036' "${MYSQL_PWD:-}${PGPASSWORD:-}"
+  for a; do printf 'arg=%s\036' "$a"; done
+  printf 'stdin='; cat; printf '\036'
+} >>"$KDB_STUB_LOG"
+printf '%s' "${KDB_STUB_OUT:-}"
+"#;
+
+/// Runs `argv` (`sh -c SCRIPT sh ARG...`) in an empty directory with only the stub `tools`
+/// and a few utilities on PATH, the container's environment, and `stdin`.
+fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in tools.names() {
+        let path = bin.join(name);
+        std::fs::write(&path, STUB).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for util in ["cat", "id", "stat", "df"] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(util))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(found, bin.join(util)).unwrap();
+    }
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let log = dir.path().join("log");
+    assert_eq!(argv[0], "sh");
+    let mut child = Command::new("/bin/sh")
+        .args(&argv[1..])
+        .current_dir(&work)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("KDB_STUB_LOG", &log)
+        .env("KDB_STUB_OUT", stub_out)
+        .env("POSTGRES_PASSWORD", PASSWORD)
+        .env("POSTGRES_USER", "app")
+        .env("POSTGRES_DB", "appdb")
+        .env("MYSQL_ROOT_PASSWORD", PASSWORD)
+        .env("MYSQL_USER", "app")
+        .env("MYSQL_PASSWORD", "app pw")
+        .env("MYSQL_DATABASE", "appdb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A script may exit without reading its stdin; that is its own business.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        std::fs::read_dir(&work).unwrap().next().is_none(),
+        "a value ran as code: {argv:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut calls: Vec<Call> = Vec::new();
+    for field in text.split('\u{1e}').filter(|f| !f.is_empty()) {
+        let (key, value) = field.split_once('=').unwrap();
+        if key == "tool" {
+            calls.push(Call::default());
+        }
+        let call = calls.last_mut().unwrap();
+        match key {
+            "tool" => call.tool = value.into(),
+            "password" => call.password = value.into(),
+            "arg" => call.args.push(value.into()),
+            "stdin" => call.stdin = value.into(),
+            other => panic!("{other}"),
+        }
+    }
+    Ran {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into(),
+        stderr: String::from_utf8_lossy(&output.stderr).into(),
+        calls,
+    }
+}
+
+/// The one call a script made to a tool, checked to have run and to carry the password
+/// in its environment only.
+fn one_call(ran: &Ran) -> &Call {
+    assert!(ran.success, "{ran:?}");
+    let [call] = ran.calls.as_slice() else {
+        panic!("expected one tool call: {ran:?}");
+    };
+    assert_no_password_in_args(call);
+    call
+}
+
+fn assert_no_password_in_args(call: &Call) {
+    assert!(
+        call.args.iter().all(|a| !a.contains("S3cret")),
+        "password in argv: {call:?}"
+    );
+    if call.tool != "pg_isready" {
+        assert_eq!(call.password, PASSWORD, "{call:?}");
+    }
+}
+
+/// Every command of `engine` with `value` in it, by name.
+fn every_command(engine: Engine, value: &str) -> Vec<(&'static str, Vec<String>)> {
+    let c = engine.commands();
+    vec![
+        ("sql", c.sql(&[])),
+        ("sql vars", c.sql(&[("marker", value)])),
+        ("dump all", c.dump(None, false)),
+        ("dump all with credentials", c.dump(None, true)),
+        ("dump one", c.dump(Some(value), false)),
+        ("restore", c.restore()),
+        ("credentials", c.credentials()),
+        ("user data", c.user_data()),
+        ("overview", c.overview().argv),
+        ("status", c.status()),
+        ("permissions", c.permissions(value)),
+        ("volume", c.volume(value)),
+        ("write marker", c.write_marker(value).argv),
+        ("read marker", c.read_marker(value).argv),
+        (
+            "remove marker",
+            c.remove_marker(value, Created::default()).argv,
+        ),
+        ("ping", c.ping().argv),
+    ]
+}
+
+#[test]
+fn every_command_is_a_constant_script_with_values_as_arguments() {
+    for engine in Engine::ALL {
+        let scripts: Vec<(&str, String)> = every_command(engine, "a")
+            .into_iter()
+            .map(|(kind, argv)| (kind, argv[2].clone()))
+            .collect();
+        for value in VALUES.iter().filter(|v| v.len() > 1) {
+            for (kind, argv) in every_command(engine, value) {
+                assert_eq!(argv[..2], ["sh", "-c"], "{engine} {kind}");
+                assert_eq!(argv[3], "sh", "{engine} {kind}: $0");
+                let same = scripts.iter().find(|(k, _)| *k == kind).unwrap();
+                assert_eq!(
+                    argv[2], same.1,
+                    "{engine} {kind}: the script changed with a value"
+                );
+                assert!(
+                    !argv[2].contains(value),
+                    "{engine} {kind}: {value:?} in the script"
+                );
+                assert!(
+                    !crate::exec::carries_password(&argv),
+                    "{engine} {kind}: {argv:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn marker_sql_is_constant_text_and_the_marker_a_client_variable() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        let created = [
+            Created::default(),
+            Created {
+                database: false,
+                table: true,
+            },
+            Created {
+                database: true,
+                table: true,
+            },
+        ];
+        for value in VALUES {
+            let mut queries = vec![c.write_marker(value), c.read_marker(value)];
+            queries.extend(created.iter().map(|cr| c.remove_marker(value, *cr)));
+            let plain = [c.write_marker("m"), c.read_marker("m")];
+            for (query, plain) in queries.iter().zip(&plain) {
+                assert_eq!(
+                    query.sql, plain.sql,
+                    "{engine}: the SQL changed with {value:?}"
+                );
+            }
+            for query in &queries {
+                for tools in Tools::for_engine(engine) {
+                    let ran = run(&query.argv, *tools, &query.sql, "");
+                    let call = one_call(&ran);
+                    assert_eq!(call.tool, tools.expected(client_name(engine)));
+                    assert_eq!(call.stdin, query.sql);
+                    assert_eq!(bound(engine, call).as_deref(), Some(*value), "{engine}");
+                }
+            }
+        }
+        let write = c.write_marker("m").sql;
+        assert!(write.contains("CREATE TABLE IF NOT EXISTS"), "{write}");
+        assert!(write.contains("created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP"));
+        assert!(write.contains("persistent_test"));
+        let drop_db = c.remove_marker("m", created[2]).sql;
+        assert_eq!(drop_db, "DROP DATABASE IF EXISTS testdb;\n");
+    }
+}
+
+fn client_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "psql",
+        Engine::Mysql | Engine::Mariadb => "mysql",
+    }
+}
+
+/// The marker variable as the client got it: psql's `-v marker=VALUE`, or the hex literal
+/// of mysql's `--init-command=SET @marker = X'..'`.
+fn bound(engine: Engine, call: &Call) -> Option<String> {
+    match engine {
+        Engine::Postgres => {
+            let at = call.args.iter().position(|a| a.starts_with("marker="))?;
+            assert_eq!(call.args[at - 1], "-v");
+            Some(call.args[at]["marker=".len()..].to_string())
+        }
+        Engine::Mysql | Engine::Mariadb => {
+            let init = call
+                .args
+                .iter()
+                .find_map(|a| a.strip_prefix("--init-command="))?;
+            let hex = init.strip_prefix("SET @marker = X'")?.strip_suffix('\'')?;
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            String::from_utf8(bytes).ok()
+        }
+    }
+}
+
+#[test]
+fn sql_runs_the_client_on_stdin_with_no_headers() {
+    for engine in Engine::ALL {
+        for tools in Tools::for_engine(engine) {
+            let query = engine.commands().overview();
+            let ran = run(&query.argv, *tools, &query.sql, "");
+            let call = one_call(&ran);
+            assert_eq!(call.tool, tools.expected(client_name(engine)));
+            assert_eq!(call.stdin, query.sql);
+            let want: &[&str] = match engine {
+                Engine::Postgres => &["-tA", "-X", "ON_ERROR_STOP=1"],
+                _ => &["-uroot", "-N", "-B", "--default-character-set=utf8mb4"],
+            };
+            for arg in want {
+                assert!(call.args.iter().any(|a| a == arg), "{arg}: {call:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dumps_pass_the_database_as_an_argument_and_choose_the_tool() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            for value in VALUES {
+                let call = one_call(&run(&c.dump(Some(value), false), *tools, "", "")).clone();
+                let tail: Vec<&str> = call
+                    .args
+                    .iter()
+                    .rev()
+                    .take(2)
+                    .rev()
+                    .map(String::as_str)
+                    .collect();
+                match engine {
+                    Engine::Postgres => {
+                        assert_eq!(call.tool, "pg_dump");
+                        assert_eq!(tail, ["-d", *value]);
+                        assert!(call.args.contains(&"--create".to_string()));
+                    }
+                    _ => {
+                        assert_eq!(call.tool, tools.expected("mysqldump"));
+                        assert_eq!(tail, ["--databases", *value]);
+                        assert!(call.args.contains(&"--single-transaction".to_string()));
+                    }
+                }
+            }
+            let all = one_call(&run(&c.dump(None, true), *tools, "", "")).clone();
+            let users = run(&c.dump(None, false), *tools, "", "shop\nmy db\n한국\n");
+            match engine {
+                Engine::Postgres => {
+                    assert_eq!(all.tool, "pg_dumpall");
+                    assert!(!all.args.contains(&"--no-role-passwords".to_string()));
+                    let users = one_call(&users);
+                    assert_eq!(users.args.last().unwrap(), "--no-role-passwords");
+                }
+                _ => {
+                    assert_eq!(all.args.last().unwrap(), "--all-databases");
+                    assert!(users.success, "{users:?}");
+                    let [list, dump] = users.calls.as_slice() else {
+                        panic!("{users:?}");
+                    };
+                    assert_eq!(list.tool, tools.expected("mysql"));
+                    assert!(
+                        list.args
+                            .iter()
+                            .any(|a| a.contains("NOT IN ('mysql','sys'"))
+                    );
+                    assert_eq!(dump.tool, tools.expected("mysqldump"));
+                    let n = dump.args.len();
+                    assert_eq!(dump.args[n - 4..], ["--databases", "shop", "my db", "한국"]);
+                    assert!(!dump.args.contains(&"--all-databases".to_string()));
+                    // No user database: a complete, empty dump.
+                    let empty = run(&c.dump(None, false), *tools, "", "");
+                    assert_eq!(empty.calls[1].args.last().unwrap(), "mysql", "{empty:?}");
+                    assert!(empty.calls[1].args.contains(&"--no-data".to_string()));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn restores_feed_the_dump_then_the_targets_own_credentials() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            let dump = "CREATE TABLE t (v text);\n-- 한국 $x 'q'\n";
+            let call = one_call(&run(&c.restore(), *tools, dump, "")).clone();
+            assert_eq!(call.tool, tools.expected(client_name(engine)));
+            assert!(call.stdin.starts_with(dump), "{call:?}");
+            let again = one_call(&run(&c.credentials(), *tools, "", "")).clone();
+            match engine {
+                Engine::Postgres => {
+                    assert!(call.args.contains(&"ON_ERROR_STOP=1".to_string()));
+                    assert_eq!(call.args[call.args.len() - 2..], ["-d", "postgres"]);
+                    let tail = &call.stdin[dump.len()..];
+                    assert!(tail.contains(r#"ALTER ROLE :"kdb_user" WITH PASSWORD :'kdb_pw';"#));
+                    assert!(!tail.contains("S3cret"), "the password is psql's to read");
+                    assert_eq!(again.stdin, tail);
+                }
+                _ => {
+                    assert!(call.args.contains(&"--binary-mode".to_string()));
+                    let tail = &call.stdin[dump.len()..];
+                    assert!(
+                        tail.contains(
+                            r#"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY 'pw ''S3cret" $x';"#
+                        ),
+                        "{tail}"
+                    );
+                    assert_eq!(again.stdin, tail);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn user_data_and_what_a_restore_would_overwrite() {
+    let pg = Engine::Postgres.commands();
+    assert_eq!(
+        pg.with_data("postgres\nappdb\n", false),
+        ["postgres", "appdb"]
+    );
+    let ran = run(&pg.user_data(), Tools::Postgres, "", "appdb\n");
+    assert!(ran.success, "{ran:?}");
+    assert_eq!(ran.calls[0].tool, "psql");
+    assert!(
+        ran.calls[0]
+            .args
+            .iter()
+            .any(|a| a.contains("NOT IN ('template0','template1')"))
+    );
+
+    let listing = "database appdb\naccount root@localhost\naccount root@%\naccount mariadb.sys@localhost\naccount healthcheck@::1\naccount appuser@%\naccount PUBLIC@\naccount reporter@10.0.0.%\nself appuser\n";
+    let fresh = "account root@localhost\naccount appuser@%\nself appuser\n";
+    for engine in [Engine::Mysql, Engine::Mariadb] {
+        let c = engine.commands();
+        assert_eq!(c.with_data(listing, false), ["appdb"]);
+        assert_eq!(
+            c.with_data(listing, true),
+            ["appdb", "mysql (accounts reporter@10.0.0.%)"]
+        );
+        assert!(c.with_data(fresh, true).is_empty());
+        for tools in Tools::for_engine(engine) {
+            let ran = run(&c.user_data(), *tools, "", "database appdb\n");
+            let call = one_call(&ran);
+            assert_eq!(call.tool, tools.expected("mysql"));
+            assert!(call.stdin.contains("information_schema.tables"));
+            assert_eq!(ran.stdout, "database appdb\nself app\n");
+        }
+    }
+}
+
+#[test]
+fn checks_run_the_status_tool_and_read_the_overview() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            let call = one_call(&run(&c.status(), *tools, "", "")).clone();
+            match engine {
+                Engine::Postgres => assert_eq!(call.tool, "pg_isready"),
+                _ => {
+                    assert_eq!(call.tool, tools.expected("mysqladmin"));
+                    assert_eq!(call.args.last().unwrap(), "status");
+                }
+            }
+        }
+        let rows = c.overview_rows(
+            "version\t10.11.6-MariaDB\nUptime\t42\nThreads_connected\t3\nconnections\t4\ndatabase\ta\ndatabase\tb\n",
+        );
+        assert_eq!(rows["uptime"], ["42"]);
+        assert_eq!(rows["database"], ["a", "b"]);
+        let connections: &[&str] = match engine {
+            Engine::Postgres => &["4"],
+            _ => &["3", "4"],
+        };
+        assert_eq!(rows["connections"], connections);
+    }
+}
+
+#[test]
+fn mount_paths_reach_the_shell_as_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = format!(
+        "{}/m'\"; touch pwned #$(touch pwned)`touch pwned` 한",
+        dir.path().display()
+    );
+    std::fs::create_dir(&hostile).unwrap();
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        let ran = run(&c.permissions(&hostile), Tools::Postgres, "", "");
+        assert!(ran.success, "{ran:?}");
+        assert!(ran.stdout.contains(&format!("dir={hostile}\n")), "{ran:?}");
+        assert!(ran.stdout.contains("writable=yes"), "{ran:?}");
+        let ran = run(&c.volume(&hostile), Tools::Postgres, "", "");
+        assert!(ran.success, "{ran:?}");
+        assert!(ran.stdout.starts_with("Filesystem"), "{ran:?}");
+    }
+}
+
+/// The probes of a rendered StatefulSet (startup, readiness, liveness) as scripts.
+fn rendered_probes(engine: Engine, image: &str) -> Vec<Vec<String>> {
+    let mut spec = crate::render::DeploySpec::new(engine, "default");
+    spec.image = image.into();
+    let passwords: std::collections::BTreeMap<String, String> = engine
+        .password_keys()
+        .iter()
+        .map(|k| (k.to_string(), "pw".to_string()))
+        .collect();
+    let manifests = crate::render::render(&spec, &passwords);
+    let pod = manifests.stateful_set.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    [&c.startup_probe, &c.readiness_probe, &c.liveness_probe]
+        .into_iter()
+        .map(|p| p.clone().unwrap().exec.unwrap().command.unwrap())
+        .collect()
+}
+
+#[test]
+fn mariadb_11_probes_fall_back_to_the_mariadb_names_in_the_container() {
+    for (engine, image) in [
+        (Engine::Mariadb, "mariadb:11"),
+        (Engine::Mariadb, "mariadb:11.4.2-noble"),
+        (Engine::Mariadb, "mariadb:lts"),
+        (Engine::Mariadb, "mariadb"),
+        (Engine::Mariadb, "registry.example/db@sha256:0123"),
+        (Engine::Mysql, "docker.io/library/mariadb:11.8"),
+    ] {
+        for probe in rendered_probes(engine, image) {
+            let script = &probe[2];
+            assert!(
+                !script.contains("exec mysql ") && !script.contains("exec mysqladmin "),
+                "{image}: a mysql* name without fallback: {script}"
+            );
+            assert!(script.contains("command -v mariadb"), "{image}: {script}");
+            assert!(!crate::exec::carries_password(&probe), "{script}");
+            for tools in [Tools::MariadbNames, Tools::MysqlNames, Tools::Both] {
+                let call = one_call(&run(&probe, tools, "", "")).clone();
+                assert!(
+                    call.tool == tools.expected("mysql")
+                        || call.tool == tools.expected("mysqladmin"),
+                    "{image} {tools:?}: {call:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn images_known_to_have_the_mysql_names_keep_their_probes() {
+    let old_readiness = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -h127.0.0.1 -P3306 -N -B -e 'SELECT 1' >/dev/null"#;
+    let old_liveness = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysqladmin -uroot -h127.0.0.1 -P3306 --connect-timeout=4 ping >/dev/null"#;
+    for (engine, image) in [
+        (Engine::Mariadb, "mariadb:10.11"),
+        (Engine::Mariadb, "localhost/kdb/mariadb:10.6"),
+        (Engine::Mysql, "mysql:8.0"),
+        (Engine::Mysql, "mysql:8.4"),
+        (Engine::Mysql, "mysql:latest"),
+        (Engine::Mysql, "percona:8"),
+    ] {
+        let probes = rendered_probes(engine, image);
+        assert_eq!(probes[0][2], old_liveness, "{image}");
+        assert_eq!(probes[1][2], old_readiness, "{image}");
+        assert_eq!(probes[2][2], old_liveness, "{image}");
+        let call = one_call(&run(&probes[1], Tools::MysqlNames, "", "")).clone();
+        assert_eq!(call.args.last().unwrap(), "SELECT 1");
+    }
+    let pg = rendered_probes(Engine::Postgres, "postgres:15-alpine");
+    let call = one_call(&run(&pg[1], Tools::Postgres, "", "")).clone();
+    assert_eq!(call.tool, "psql");
+    assert_eq!(call.args.last().unwrap(), "SELECT 1");
+}
+
+#[test]
+fn every_engine_has_every_command() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        assert_eq!(c.engine(), engine);
+        assert!(!c.version_sql().is_empty() && !c.list_databases_sql().is_empty());
+        let Query { sql, .. } = c.ping();
+        assert_eq!(sql, "SELECT 1;\n");
+        assert_eq!(engine.sql_script(), c.sql_script());
+        assert_eq!(c.sql(&[])[2], c.sql_script());
+    }
+    assert_eq!(Engine::Postgres.commands().pre_stop(), Some("kill -INT 1"));
+    assert_eq!(Engine::Mariadb.commands().pre_stop(), None);
+}
