@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod complete;
 pub mod deploy;
+pub mod encoding;
 pub mod engine;
 pub mod error;
 pub mod exec;

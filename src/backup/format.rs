@@ -198,10 +198,7 @@ pub fn parse_checksum(text: &str) -> Option<String> {
         .then(|| first.to_ascii_lowercase())
 }
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::encoding::hex;
 
 /// A VolumeSnapshot name: `<pvc>-<stamp>`, lower case, at most 63 characters (the PVC
 /// part is shortened so the timestamp survives), no trailing `-`.

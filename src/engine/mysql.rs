@@ -304,7 +304,7 @@ impl Commands for MysqlFamily {
         let set: Vec<String> = vars
             .iter()
             .map(|(name, value)| {
-                let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+                let hex = crate::encoding::hex(value.as_bytes());
                 format!("@{name} = X'{hex}'")
             })
             .collect();
