@@ -15,7 +15,7 @@ use kube::api::DeleteParams;
 use kubectl_db::engine::Engine;
 use serde_json::Value;
 
-use common::{SMALL, gunzip, names_in, sha256_line, text};
+use common::{gunzip, names_in, sha256_line, text};
 
 struct Db<'a> {
     ns: &'a TestNamespace,
@@ -27,7 +27,7 @@ impl<'a> Db<'a> {
     async fn deploy(ns: &'a TestNamespace, engine: Engine, image: &str) -> Db<'a> {
         common::assert_exit(
             ns.bin("kubectl-dbdeploy")
-                .args(common::deploy_args_with(engine, image)),
+                .args(common::deploy_args_with(engine, image, "4m")),
             0,
         );
         Db {
@@ -543,44 +543,28 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
 }
 
 /// Deploys `names` of one engine at the same time (each deploy waits for its pod).
-fn deploy_all<'a>(
+fn deploy_all<'a, const N: usize>(
     ns: &'a TestNamespace,
     engine: Engine,
-    image: &str,
-    names: &[&str],
-) -> Vec<Db<'a>> {
+    names: [&str; N],
+) -> [Db<'a>; N] {
+    let image = common::image(engine);
     let children: Vec<_> = names
         .iter()
         .map(|name| {
-            ns.spawn(
-                "kubectl-dbdeploy",
-                &[
-                    &[
-                        engine.as_str(),
-                        "--name",
-                        name,
-                        "--image",
-                        image,
-                        "--timeout",
-                        "6m",
-                    ],
-                    SMALL,
-                ]
-                .concat(),
-            )
+            let mut args = common::deploy_args_with(engine, &image, "6m");
+            args.extend(["--name".into(), name.to_string()]);
+            ns.spawn("kubectl-dbdeploy", &args)
         })
         .collect();
     for child in children {
         common::exited(child.wait_with_output().unwrap(), 0, "dbdeploy");
     }
-    names
-        .iter()
-        .map(|name| Db {
-            ns,
-            engine,
-            pod: format!("{name}-0"),
-        })
-        .collect()
+    names.map(|name| Db {
+        ns,
+        engine,
+        pod: format!("{name}-0"),
+    })
 }
 
 /// Lines that look like `CREATE DATABASE` statements but sit in a table comment, a
@@ -652,7 +636,6 @@ fn restore_one_database(ns: &TestNamespace, from: &str, to: &str, dir: &Path) {
     restore(ns, to, &one, true, 0);
 }
 
-/// A TCP login with the pod's own Secret values, as an application would.
 const PG_TCP_LOGIN: &str = r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -w -h 127.0.0.1 -U "$POSTGRES_USER" -d appdb -tAc 'SELECT current_user'"#;
 
 /// Logs in over TCP with the pod's own Secret values (as an application would).
@@ -670,13 +653,7 @@ async fn pg_tcp_login(db: &Db<'_>) {
 async fn postgres_restore_into_another_deployment() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-pgx", &[]).await;
-    let dbs = deploy_all(
-        &ns,
-        Engine::Postgres,
-        &common::postgres_image(),
-        &["pga", "pgb"],
-    );
-    let (a, b) = (&dbs[0], &dbs[1]);
+    let [a, b] = &deploy_all(&ns, Engine::Postgres, ["pga", "pgb"]);
     assert_ne!(
         common::secret_data(&ns, "pga-secret").await["POSTGRES_PASSWORD"],
         common::secret_data(&ns, "pgb-secret").await["POSTGRES_PASSWORD"]
@@ -752,7 +729,6 @@ async fn postgres_restore_into_another_deployment() {
     pg_tcp_login(b).await;
 }
 
-/// TCP logins as root and as the app user with the pod's own Secret values.
 const MARIADB_TCP_ROOT: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -h 127.0.0.1 -uroot -N -B -e 'SELECT CURRENT_USER()'"#;
 const MARIADB_TCP_APP: &str = r#"MYSQL_PWD="$MYSQL_PASSWORD" mariadb -h 127.0.0.1 -u"$MYSQL_USER" -N -B -e 'SELECT COUNT(*) FROM appdb.texts'"#;
 
@@ -772,13 +748,7 @@ async fn mariadb_tcp_logins(db: &Db<'_>) {
 async fn mariadb_restore_into_another_deployment() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-mx", &[]).await;
-    let dbs = deploy_all(
-        &ns,
-        Engine::Mariadb,
-        &common::mariadb_image(),
-        &["ma", "mb"],
-    );
-    let (a, b) = (&dbs[0], &dbs[1]);
+    let [a, b] = &deploy_all(&ns, Engine::Mariadb, ["ma", "mb"]);
     for key in ["MYSQL_ROOT_PASSWORD", "MYSQL_PASSWORD"] {
         assert_ne!(
             common::secret_data(&ns, "ma-secret").await[key],

@@ -256,84 +256,91 @@ fn clients(engine: Engine, what: &str) -> &'static [&'static str] {
     }
 }
 
-/// Runs `cmd` (blocking) while sampling command lines in the pod; checks both. The sampler
-/// must have caught a database client the command runs (`clients`): one that saw nothing
-/// would prove nothing about the command lines.
-async fn run_sampled(
-    ns: &TestNamespace,
+/// The database pod whose process command lines are sampled while a command runs.
+struct Sampled<'a> {
+    ns: &'a TestNamespace,
     engine: Engine,
-    pod: &str,
-    cmd: assert_cmd::Command,
-    what: &str,
-    forms: &[(String, String)],
-) -> (Option<i32>, String) {
-    let (result, caught) = sampled_run(ns, engine, pod, cmd, what, forms).await;
-    assert!(
-        caught,
-        "{what}: the sampler caught none of the clients it looks for"
-    );
-    result
+    pod: &'a str,
 }
 
-/// [`run_sampled`] for a short command that may run its client between two samples:
-/// repeated (each run checked) until the sampler has caught a client, at most 8 times.
-async fn run_sampled_repeatedly(
-    ns: &TestNamespace,
-    engine: Engine,
-    pod: &str,
-    make: impl Fn() -> assert_cmd::Command,
-    what: &str,
-    forms: &[(String, String)],
-) -> (Option<i32>, String) {
-    for _ in 1..8 {
-        let (result, caught) = sampled_run(ns, engine, pod, make(), what, forms).await;
-        if caught {
-            return result;
-        }
-    }
-    run_sampled(ns, engine, pod, make(), what, forms).await
-}
-
-/// One sampled run: its result, and whether the sampler caught a client it looks for.
-async fn sampled_run(
-    ns: &TestNamespace,
-    engine: Engine,
-    pod: &str,
-    cmd: assert_cmd::Command,
-    what: &str,
-    forms: &[(String, String)],
-) -> ((Option<i32>, String), bool) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_cmdlines(ns, engine, pod, stop.clone());
-    // Give the sampler a head start so it sees the command's processes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let forms_owned = forms.to_vec();
-    let what_owned = what.to_string();
-    let result = tokio::task::spawn_blocking(move || run_checked(cmd, &what_owned, &forms_owned))
-        .await
-        .unwrap();
-    stop.store(true, Ordering::SeqCst);
-    let (samples, seen) = sampler.await.unwrap();
-    let programs = programs(&seen);
-    let expected = clients(engine, what);
-    let caught: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|tool| programs.contains(tool))
-        .collect();
-    eprintln!("{what}: {samples} sampling rounds of /proc/*/cmdline; clients caught: {caught:?}");
-    assert!(samples > 0, "{what}: no /proc sample taken");
-    if caught.is_empty() {
-        eprintln!(
-            "{what}: the sampler caught none of {expected:?} in the pod (programs seen: {programs:?})"
+impl Sampled<'_> {
+    /// Runs `cmd` (blocking) while sampling command lines in the pod; checks both. The
+    /// sampler must have caught a database client the command runs (`clients`): one that saw
+    /// nothing would prove nothing about the command lines.
+    async fn run(
+        &self,
+        cmd: assert_cmd::Command,
+        what: &str,
+        forms: &[(String, String)],
+    ) -> (Option<i32>, String) {
+        let (result, caught) = self.once(cmd, what, forms).await;
+        assert!(
+            caught,
+            "{what}: the sampler caught none of the clients it looks for"
         );
+        result
     }
-    assert_no_secret(
-        &format!("process command lines during {what}"),
-        &seen,
-        forms,
-    );
-    (result, !caught.is_empty())
+
+    /// [`Self::run`] for a short command that may run its client between two samples:
+    /// repeated (each run checked) until the sampler has caught a client, at most 8 times.
+    async fn run_repeatedly(
+        &self,
+        make: impl Fn() -> assert_cmd::Command,
+        what: &str,
+        forms: &[(String, String)],
+    ) -> (Option<i32>, String) {
+        for _ in 1..8 {
+            let (result, caught) = self.once(make(), what, forms).await;
+            if caught {
+                return result;
+            }
+        }
+        self.run(make(), what, forms).await
+    }
+
+    /// One sampled run: its result, and whether the sampler caught a client it looks for.
+    async fn once(
+        &self,
+        cmd: assert_cmd::Command,
+        what: &str,
+        forms: &[(String, String)],
+    ) -> ((Option<i32>, String), bool) {
+        let (ns, engine, pod) = (self.ns, self.engine, self.pod);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = sample_cmdlines(ns, engine, pod, stop.clone());
+        // Give the sampler a head start so it sees the command's processes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let forms_owned = forms.to_vec();
+        let what_owned = what.to_string();
+        let result =
+            tokio::task::spawn_blocking(move || run_checked(cmd, &what_owned, &forms_owned))
+                .await
+                .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let (samples, seen) = sampler.await.unwrap();
+        let programs = programs(&seen);
+        let expected = clients(engine, what);
+        let caught: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|tool| programs.contains(tool))
+            .collect();
+        eprintln!(
+            "{what}: {samples} sampling rounds of /proc/*/cmdline; clients caught: {caught:?}"
+        );
+        assert!(samples > 0, "{what}: no /proc sample taken");
+        if caught.is_empty() {
+            eprintln!(
+                "{what}: the sampler caught none of {expected:?} in the pod (programs seen: {programs:?})"
+            );
+        }
+        assert_no_secret(
+            &format!("process command lines during {what}"),
+            &seen,
+            forms,
+        );
+        (result, !caught.is_empty())
+    }
 }
 
 async fn no_secret_leaks(engine: Engine) {
@@ -341,6 +348,11 @@ async fn no_secret_leaks(engine: Engine) {
     let ns = TestNamespace::create(&kubeconfig, "leak", RESTRICTED).await;
     let name = engine.as_str();
     let pod = format!("{name}-0");
+    let sampled = Sampled {
+        ns: &ns,
+        engine,
+        pod: &pod,
+    };
     let args = deploy_args(engine);
     let mut first = ns.bin("kubectl-dbdeploy");
     first.args(&args).arg("-vvv");
@@ -359,7 +371,7 @@ async fn no_secret_leaks(engine: Engine) {
         idle.args(&args).arg("-vvv");
         idle
     };
-    run_sampled_repeatedly(&ns, engine, &pod, idle, "re-deploy", &forms).await;
+    sampled.run_repeatedly(idle, "re-deploy", &forms).await;
 
     let mut list = ns.bin("kubectl-dbdeploy");
     list.args(["list", "-vvv"]);
@@ -370,7 +382,7 @@ async fn no_secret_leaks(engine: Engine) {
         check.args([name, "-vvv"]);
         check
     };
-    let (code, stderr) = run_sampled_repeatedly(&ns, engine, &pod, check, "check", &forms).await;
+    let (code, stderr) = sampled.run_repeatedly(check, "check", &forms).await;
     assert!(matches!(code, Some(0 | 1)), "check: {stderr}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -378,7 +390,7 @@ async fn no_secret_leaks(engine: Engine) {
     let file_arg = file.display().to_string();
     let mut dump = ns.bin("kubectl-dbbackup");
     dump.args([name, "-f", &file_arg, "-vvv"]);
-    let (code, stderr) = run_sampled(&ns, engine, &pod, dump, "dump", &forms).await;
+    let (code, stderr) = sampled.run(dump, "dump", &forms).await;
     assert_eq!(code, Some(0), "dump: {stderr}");
     // The dump itself holds no password of the Secret (users' hashes are not passwords).
     assert_no_secret("the dump file", &common::gunzip(&file), &forms);
@@ -389,7 +401,7 @@ async fn no_secret_leaks(engine: Engine) {
 
     let mut restore = ns.bin("kubectl-dbbackup");
     restore.args(["restore", name, "-f", &file_arg, "--yes", "-vvv"]);
-    let (code, stderr) = run_sampled(&ns, engine, &pod, restore, "restore", &forms).await;
+    let (code, stderr) = sampled.run(restore, "restore", &forms).await;
     assert_eq!(code, Some(0), "restore: {stderr}");
 
     // Failure paths: a bad restore (truncated file), a dump of a missing pod, a check with
@@ -444,7 +456,7 @@ async fn no_secret_leaks(engine: Engine) {
     // persist deletes the pod: probes, the preStop hook and the new pod's start are sampled.
     let mut persist = ns.bin("kubectl-dbpersist");
     persist.args([name, "--yes", "--timeout", "4m", "-vvv"]);
-    let (code, stderr) = run_sampled(&ns, engine, &pod, persist, "persist", &forms).await;
+    let (code, stderr) = sampled.run(persist, "persist", &forms).await;
     assert_eq!(code, Some(0), "persist: {stderr}");
 
     let mut delete = ns.bin("kubectl-dbdeploy");
@@ -757,26 +769,14 @@ mod bad_input {
                 std::fs::write(&path, &body).unwrap();
             }
             let file = path.display().to_string();
-            let verify = common::clean_bin("kubectl-dbbackup")
-                .args(["verify", &file])
-                .output()
-                .unwrap();
-            let code = verify.status.code();
-            assert!(
-                matches!(code, Some(1 | 2)),
-                "verify {name}: exit {code:?}: {}",
-                text(&verify.stdout)
-            );
-            let restore = common::unreachable_bin("kubectl-dbbackup")
-                .args(["restore", "postgres-0", "-f", &file, "--yes"])
-                .output()
-                .unwrap();
-            let stderr = text(&restore.stderr);
-            assert!(
-                matches!(restore.status.code(), Some(1 | 2)),
-                "restore {name} was not refused up front: exit {:?}: {stderr}",
-                restore.status.code()
-            );
+            common::refused(common::clean_bin("kubectl-dbbackup").args(["verify", &file]));
+            let stderr = common::refused(common::unreachable_bin("kubectl-dbbackup").args([
+                "restore",
+                "postgres-0",
+                "-f",
+                &file,
+                "--yes",
+            ]));
             assert!(
                 !stderr.contains("127.0.0.1:1"),
                 "restore {name} connected: {stderr}"
@@ -796,30 +796,20 @@ async fn wrong_engine_dump_is_refused_before_anything_is_sent() {
     deploy_json(&ns, &deploy_args(Engine::Mariadb));
     let dir = tempfile::tempdir().unwrap();
     let pg_file = dir.path().join("pg.sql.gz");
-    let output = ns
-        .bin("kubectl-dbbackup")
-        .args(["postgres", "-f", &pg_file.display().to_string()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let before = sql(&ns, Engine::Mariadb, "mariadb-0", "SHOW DATABASES;").await;
-    let output = ns
-        .bin("kubectl-dbbackup")
-        .args([
-            "restore",
-            "mariadb",
-            "-f",
-            &pg_file.display().to_string(),
-            "--yes",
-        ])
-        .output()
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert!(
-        matches!(output.status.code(), Some(1 | 2)),
-        "a PostgreSQL dump restored into MariaDB: exit {:?}: {stderr}",
-        output.status.code()
+    common::assert_exit(
+        ns.bin("kubectl-dbbackup")
+            .args(["postgres", "-f", &pg_file.display().to_string()]),
+        0,
     );
+    let before = sql(&ns, Engine::Mariadb, "mariadb-0", "SHOW DATABASES;").await;
+    // A PostgreSQL dump restored into MariaDB.
+    let stderr = common::refused(ns.bin("kubectl-dbbackup").args([
+        "restore",
+        "mariadb",
+        "-f",
+        &pg_file.display().to_string(),
+        "--yes",
+    ]));
     assert!(stderr.to_lowercase().contains("postgres"), "{stderr}");
     assert_eq!(
         sql(&ns, Engine::Mariadb, "mariadb-0", "SHOW DATABASES;").await,
@@ -830,20 +820,14 @@ async fn wrong_engine_dump_is_refused_before_anything_is_sent() {
     let bytes = std::fs::read(&pg_file).unwrap();
     let cut = dir.path().join("cut.sql.gz");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let output = ns
-        .bin("kubectl-dbbackup")
-        .args([
-            "restore",
-            "postgres",
-            "-f",
-            &cut.display().to_string(),
-            "--yes",
-            "-v",
-        ])
-        .output()
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert!(matches!(output.status.code(), Some(1 | 2)), "{stderr}");
+    let stderr = common::refused(ns.bin("kubectl-dbbackup").args([
+        "restore",
+        "postgres",
+        "-f",
+        &cut.display().to_string(),
+        "--yes",
+        "-v",
+    ]));
     assert!(!stderr.contains("exec"), "an exec was started: {stderr}");
 }
 

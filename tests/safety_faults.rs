@@ -16,9 +16,21 @@ use std::time::{Duration, Instant};
 use common::{SMALL, TestNamespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
+use kubectl_db::engine::Engine;
 
 /// The tests share one API server: never two outages at once.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// [`require_cluster!`] that also needs `KDB_TEST_FAULTS=1`: returns early without it.
+macro_rules! require_faults {
+    () => {{
+        let kubeconfig = require_cluster!();
+        if !faults_enabled() {
+            return;
+        }
+        kubeconfig
+    }};
+}
 
 fn faults_enabled() -> bool {
     if std::env::var("KDB_TEST_FAULTS").as_deref() == Ok("1") {
@@ -82,23 +94,11 @@ fn finish_restart(mut restart: Child) -> Duration {
 /// readiness: dbdeploy must finish (exit 0, ready) — or exit 3 with a clear message.
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_wait_survives_an_apiserver_restart() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
-    let image = common::mariadb_image();
-    let mut args = vec![
-        "mariadb",
-        "--image",
-        &image,
-        "--timeout",
-        "3m",
-        "-o",
-        "json",
-    ];
-    args.extend_from_slice(SMALL);
+    let mut args = common::deploy_args_with(Engine::Mariadb, &common::mariadb_image(), "3m");
+    args.extend(["-o".into(), "json".into()]);
     let started = Instant::now();
     let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
     wait_for_statefulset(&ns, "mariadb", &mut deploy).await;
@@ -149,10 +149,7 @@ async fn outlive_restart(
 /// ready: exit 3 with a message, soon after the timeout — no hang, no panic.
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
     // An image that does not exist locally: the pod never becomes ready.
@@ -201,15 +198,10 @@ async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
 /// finish with PASS (exit 0) — or exit 3 with a clear message; never a panic or a hang.
 #[tokio::test(flavor = "multi_thread")]
 async fn persist_survives_an_apiserver_restart() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
-    let image = common::postgres_image();
-    let mut args = vec!["postgres", "--image", &image, "--timeout", "3m"];
-    args.extend_from_slice(SMALL);
+    let args = common::deploy_args_with(Engine::Postgres, &common::postgres_image(), "3m");
     let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
     let (code, _, stderr) = wait_bounded(&mut deploy, Duration::from_secs(240)).unwrap();
     assert_eq!(code, Some(0), "{stderr}");
@@ -371,10 +363,7 @@ fn sleeping_dump(dir: &std::path::Path, seconds: u32) -> PathBuf {
 
 /// Deploys the PostgreSQL these tests use (directly, not through the forwarder).
 fn deploy_postgres(ns: &TestNamespace) {
-    let image = common::postgres_image();
-    let mut args = vec!["postgres", "--image", &image, "--timeout", "4m"];
-    args.extend_from_slice(SMALL);
-    let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
+    let mut deploy = ns.spawn("kubectl-dbdeploy", &common::deploy_args(Engine::Postgres));
     let (code, _, stderr) = wait_bounded(&mut deploy, Duration::from_secs(300)).unwrap();
     assert_eq!(code, Some(0), "{stderr}");
 }
@@ -384,10 +373,7 @@ fn deploy_postgres(ns: &TestNamespace) {
 /// --request-timeout used to set for every connection, cut it after 2 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quiet_restore_outlives_the_request_timeout() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let ns = TestNamespace::create(&kubeconfig, "quiet", &[]).await;
     deploy_postgres(&ns);
     let dir = tempfile::tempdir().unwrap();
@@ -462,10 +448,7 @@ fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
 /// nothing): every command ends within its own timeout, with exit 3 and a message.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
     deploy_postgres(&ns);
     let dir = tempfile::tempdir().unwrap();
@@ -560,10 +543,7 @@ async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
 /// pod. Each ends within its --timeout (plus a margin) with exit 3.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
     deploy_postgres(&ns);
     let forwarder = Forwarder::start(&ns);

@@ -23,12 +23,12 @@ pub fn image(engine: Engine) -> String {
 
 /// The dbdeploy arguments for `engine` with its local image: a 4-minute wait, small requests.
 pub fn deploy_args(engine: Engine) -> Vec<String> {
-    deploy_args_with(engine, &image(engine))
+    deploy_args_with(engine, &image(engine), "4m")
 }
 
-/// [`deploy_args`] with another image.
-pub fn deploy_args_with(engine: Engine, image: &str) -> Vec<String> {
-    [engine.as_str(), "--image", image, "--timeout", "4m"]
+/// [`deploy_args`] with another image and wait.
+pub fn deploy_args_with(engine: Engine, image: &str, timeout: &str) -> Vec<String> {
+    [engine.as_str(), "--image", image, "--timeout", timeout]
         .iter()
         .chain(SMALL)
         .map(|s| s.to_string())

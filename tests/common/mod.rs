@@ -179,7 +179,7 @@ impl TestNamespace {
     }
 
     /// [`Self::command`] started in the background (see [`spawn`]).
-    pub fn spawn(&self, name: &str, args: &[&str]) -> std::process::Child {
+    pub fn spawn(&self, name: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> std::process::Child {
         spawn(self.command(name).args(args))
     }
 }

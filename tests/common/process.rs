@@ -58,12 +58,29 @@ pub fn output(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
     (code.unwrap_or(-1), stdout, stderr)
 }
 
-/// Runs `cmd` to its end; panics with its stderr unless it exits with `code`.
-pub fn assert_exit(cmd: &mut assert_cmd::Command, code: i32) -> Output {
+/// The program's name and arguments, for messages.
+fn describe(cmd: &assert_cmd::Command) -> String {
     let program = Path::new(cmd.get_program()).file_name().unwrap_or_default();
     let args: Vec<_> = cmd.get_args().collect();
-    let what = format!("{} {args:?}", program.display());
+    format!("{} {args:?}", program.display())
+}
+
+/// Runs `cmd` to its end; panics with its stderr unless it exits with `code`.
+pub fn assert_exit(cmd: &mut assert_cmd::Command, code: i32) -> Output {
+    let what = describe(cmd);
     exited(cmd.output().unwrap(), code, &what)
+}
+
+/// Runs `cmd` to its end; panics unless it was refused: exit 1 (failed) or 2 (usage). Its
+/// stderr.
+pub fn refused(cmd: &mut assert_cmd::Command) -> String {
+    let what = describe(cmd);
+    let (code, stdout, stderr) = split(cmd.output().unwrap());
+    assert!(
+        matches!(code, Some(1 | 2)),
+        "{what} was not refused: exit {code:?}\n{stdout}{stderr}"
+    );
+    stderr
 }
 
 /// Panics with `what` and the stderr unless the run exited with `code`; the output.
