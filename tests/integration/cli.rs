@@ -2,7 +2,7 @@
 //! Bad input must exit 2 before any API call — the kubeconfig here points at a port
 //! nothing listens on, so any API call would turn into exit 3 instead.
 
-mod common;
+use crate::common;
 
 /// Runs dbdeploy against the unreachable cluster; returns (exit code, stdout, stderr).
 fn dbdeploy(args: &[&str]) -> (i32, String, String) {

@@ -3,7 +3,7 @@
 //! leaves same-named objects it did not make alone, and deletes nothing without a managed
 //! StatefulSet.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

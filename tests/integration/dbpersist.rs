@@ -6,7 +6,7 @@
 //! StatefulSet of several replicas, Ctrl-C and timeout after the delete (report still
 //! printed, exit 130 / 3), and bad input refused before any API call.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

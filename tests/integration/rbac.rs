@@ -6,7 +6,7 @@
 //! the verb and resource and a hint — or, for the optional reads the docs call optional, a
 //! report that names the refused permission (minimal).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! deletion, truncated files refused by `verify` and `restore`, and the snapshot API's
 //! absence. Plus the usage errors that never reach the API.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Shell completion: the `kubectl_complete-<plugin>` helpers kubectl 1.26+ runs (Cobra's
 //! `candidate\tdescription` lines and `:<directive>`), and each binary's `completion` scripts.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! loss on delete, bad input (property tests), interrupted work. docs/safety.md has the table.
 //! The control-plane fault test lives in tests/safety_faults.rs (its own binary, run serially).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! Rendered manifests: snapshots per engine and option set (reviewed by eye, in
-//! tests/snapshots/), and one test per defect of the guide's manifests that must not return.
+//! tests/integration/snapshots/), and one test per defect of the guide's manifests that must
+//! not return.
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! one namespace and are created together (rendered by dbdeploy, some then altered, applied
 //! without waiting); the test then polls dbcheck until the cluster shows each state.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
