@@ -9,28 +9,28 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestNamespace;
+use common::{SMALL, TestNamespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
+use kubectl_db::engine::Engine;
 
 /// The tests share one API server: never two outages at once.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const SMALL: &[&str] = &[
-    "--cpu",
-    "50m",
-    "--memory",
-    "128Mi",
-    "--memory-limit",
-    "1Gi",
-    "--storage-size",
-    "1Gi",
-];
+/// [`require_cluster!`] that also needs `KDB_TEST_FAULTS=1`: returns early without it.
+macro_rules! require_faults {
+    () => {{
+        let kubeconfig = require_cluster!();
+        if !faults_enabled() {
+            return;
+        }
+        kubeconfig
+    }};
+}
 
 fn faults_enabled() -> bool {
     if std::env::var("KDB_TEST_FAULTS").as_deref() == Ok("1") {
@@ -55,49 +55,10 @@ fn restart_apiserver(seconds: u32) -> Child {
         .unwrap()
 }
 
-/// Starts a binary of this package against the namespace, output captured.
-fn spawn(ns: &TestNamespace, bin: &str, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin(bin))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .env("NO_COLOR", "1")
-        .args(["-n", &ns.name])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for a child up to `limit`; kills it and returns None if it is still running.
+/// Waits for a child up to `limit`: (exit code, stdout, stderr); kills it and returns None
+/// if it is still running.
 fn wait_bounded(child: &mut Child, limit: Duration) -> Option<(Option<i32>, String, String)> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stdout = String::new();
-            let mut stderr = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut stdout)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            return Some((status.code(), stdout, stderr));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_bounded(child, limit).map(common::split)
 }
 
 /// Waits until the StatefulSet exists (dbdeploy has applied and is waiting).
@@ -133,50 +94,54 @@ fn finish_restart(mut restart: Child) -> Duration {
 /// readiness: dbdeploy must finish (exit 0, ready) — or exit 3 with a clear message.
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_wait_survives_an_apiserver_restart() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
-    let image = common::mariadb_image();
-    let mut args = vec![
-        "mariadb",
-        "--image",
-        &image,
-        "--timeout",
-        "3m",
-        "-o",
-        "json",
-    ];
-    args.extend_from_slice(SMALL);
+    let mut args = common::deploy_args_with(Engine::Mariadb, &common::mariadb_image(), "3m");
+    args.extend(["-o".into(), "json".into()]);
     let started = Instant::now();
-    let mut deploy = spawn(&ns, "kubectl-dbdeploy", &args);
+    let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
     wait_for_statefulset(&ns, "mariadb", &mut deploy).await;
+    if let Some(report) = outlive_restart(&mut deploy, "dbdeploy", started).await {
+        assert_eq!(report["wait"]["ready"], true, "{report}");
+    }
+}
+
+/// Restarts the API server for ~8 s while `child` (started at `started`) waits, then waits
+/// for `child` to end: its JSON report when it exits 0 (it must have still been waiting when
+/// the server came back), None when it exits 3 with a message; never a panic or a hang.
+async fn outlive_restart(
+    child: &mut Child,
+    what: &str,
+    started: Instant,
+) -> Option<serde_json::Value> {
     let restart = restart_apiserver(8);
     let outage = tokio::task::spawn_blocking(move || finish_restart(restart))
         .await
         .unwrap();
     eprintln!("API server back after {:.1}s", outage.as_secs_f64());
-    let still_waiting = deploy.try_wait().unwrap().is_none();
-    let (code, stdout, stderr) = wait_bounded(&mut deploy, Duration::from_secs(200))
-        .expect("dbdeploy hung past --timeout 3m after the API server came back");
+    let still_waiting = child.try_wait().unwrap().is_none();
+    let (code, stdout, stderr) = wait_bounded(child, Duration::from_secs(200))
+        .unwrap_or_else(|| panic!("{what} hung past --timeout 3m after the API server came back"));
     eprintln!(
-        "dbdeploy: exit {code:?} after {:.1}s\n{stderr}",
+        "{what}: exit {code:?} after {:.1}s\n{stderr}",
         started.elapsed().as_secs_f64()
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     match code {
         Some(0) => {
-            let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-            assert_eq!(report["wait"]["ready"], true, "{report}");
+            let report = serde_json::from_str(&stdout).unwrap();
             assert!(
                 still_waiting,
-                "inconclusive: dbdeploy finished before the API server came back"
+                "inconclusive: {what} finished before the API server came back"
             );
+            Some(report)
         }
-        Some(3) => assert!(stderr.contains("error:"), "exit 3 without a message"),
-        other => panic!("dbdeploy exit {other:?}: {stderr}"),
+        Some(3) => {
+            assert!(stderr.contains("error:"), "exit 3 without a message");
+            None
+        }
+        other => panic!("{what} exit {other:?}: {stdout}\n{stderr}"),
     }
 }
 
@@ -184,10 +149,7 @@ async fn deploy_wait_survives_an_apiserver_restart() {
 /// ready: exit 3 with a message, soon after the timeout — no hang, no panic.
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
     // An image that does not exist locally: the pod never becomes ready.
@@ -200,7 +162,7 @@ async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
     ];
     args.extend_from_slice(SMALL);
     let started = Instant::now();
-    let mut deploy = spawn(&ns, "kubectl-dbdeploy", &args);
+    let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
     wait_for_statefulset(&ns, "postgres", &mut deploy).await;
     let applied_at = started.elapsed();
     let restart = restart_apiserver(12);
@@ -236,33 +198,39 @@ async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
 /// finish with PASS (exit 0) — or exit 3 with a clear message; never a panic or a hang.
 #[tokio::test(flavor = "multi_thread")]
 async fn persist_survives_an_apiserver_restart() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let _serial = SERIAL.lock().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
-    let image = common::postgres_image();
-    let mut args = vec!["postgres", "--image", &image, "--timeout", "3m"];
-    args.extend_from_slice(SMALL);
-    let mut deploy = spawn(&ns, "kubectl-dbdeploy", &args);
+    let args = common::deploy_args_with(Engine::Postgres, &common::postgres_image(), "3m");
+    let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
     let (code, _, stderr) = wait_bounded(&mut deploy, Duration::from_secs(240)).unwrap();
     assert_eq!(code, Some(0), "{stderr}");
     let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.kube.api();
     let uid = pods.get("postgres-0").await.unwrap().metadata.uid;
 
     let started = Instant::now();
-    let mut persist = spawn(
-        &ns,
+    let mut persist = ns.spawn(
         "kubectl-dbpersist",
         &["postgres", "--yes", "--timeout", "3m", "-o", "json"],
     );
     // Once the old pod is going, dbpersist is waiting for its replacement.
+    wait_for_deletion(&pods, &uid, &mut persist).await;
+    if let Some(report) = outlive_restart(&mut persist, "dbpersist", started).await {
+        eprintln!("{report}");
+    }
+}
+
+/// Waits until dbpersist has deleted postgres-0 (of UID `uid`): the pod is going or gone.
+async fn wait_for_deletion(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    uid: &Option<String>,
+    persist: &mut Child,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pod = pods.get_opt("postgres-0").await.unwrap();
-        if pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some() || p.metadata.uid != uid) {
-            break;
+        if pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some() || &p.metadata.uid != uid) {
+            return;
         }
         assert!(
             persist.try_wait().unwrap().is_none(),
@@ -270,31 +238,6 @@ async fn persist_survives_an_apiserver_restart() {
         );
         assert!(Instant::now() < deadline, "dbpersist never deleted the pod");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let restart = restart_apiserver(8);
-    let outage = tokio::task::spawn_blocking(move || finish_restart(restart))
-        .await
-        .unwrap();
-    eprintln!("API server back after {:.1}s", outage.as_secs_f64());
-    let still_waiting = persist.try_wait().unwrap().is_none();
-    let (code, stdout, stderr) = wait_bounded(&mut persist, Duration::from_secs(200))
-        .expect("dbpersist hung past --timeout 3m after the API server came back");
-    eprintln!(
-        "dbpersist: exit {code:?} after {:.1}s\n{stderr}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    match code {
-        Some(0) => {
-            let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-            assert!(
-                still_waiting,
-                "inconclusive: dbpersist finished before the API server came back"
-            );
-            eprintln!("{report}");
-        }
-        Some(3) => assert!(stderr.contains("error:"), "exit 3 without a message"),
-        other => panic!("dbpersist exit {other:?}: {stdout}\n{stderr}"),
     }
 }
 
@@ -382,33 +325,16 @@ impl Forwarder {
         }
     }
 
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} forwarder");
-    }
-
     /// The API server "hangs": connections are accepted (kernel backlog), nothing answers.
     fn hang(&self) {
-        self.signal("-STOP");
+        common::signal(self.child.id(), "STOP");
     }
 
     /// A binary of this package reaching the API server only through the forwarder.
     fn spawn(&self, ns: &TestNamespace, bin: &str, args: &[&str]) -> Child {
-        Command::new(assert_cmd::cargo::cargo_bin(bin))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", self.kubeconfig.path())
-            .env("NO_COLOR", "1")
-            .args(["-n", &ns.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        let mut cmd = ns.command(bin);
+        cmd.env("KUBECONFIG", self.kubeconfig.path()).args(args);
+        common::spawn(&mut cmd)
     }
 }
 
@@ -426,28 +352,18 @@ impl Drop for Forwarder {
 /// A pg_dumpall-shaped file whose SQL sleeps `seconds` in the server, with its checksum:
 /// the restore's exec stream stays quiet that long.
 fn sleeping_dump(dir: &std::path::Path, seconds: u32) -> PathBuf {
-    use sha2::Digest;
     let sql = format!(
         "--\n-- PostgreSQL database cluster dump\n--\n\nSET client_min_messages = warning;\nSELECT pg_sleep({seconds});\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
     );
     let file = dir.join(format!("sleep{seconds}.sql"));
     std::fs::write(&file, &sql).unwrap();
-    let digest = sha2::Sha256::digest(sql.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
-        dir.join(format!("sleep{seconds}.sql.sha256")),
-        format!("{hex}  sleep{seconds}.sql\n"),
-    )
-    .unwrap();
+    common::write_checksum(&file);
     file
 }
 
 /// Deploys the PostgreSQL these tests use (directly, not through the forwarder).
 fn deploy_postgres(ns: &TestNamespace) {
-    let image = common::postgres_image();
-    let mut args = vec!["postgres", "--image", &image, "--timeout", "4m"];
-    args.extend_from_slice(SMALL);
-    let mut deploy = spawn(ns, "kubectl-dbdeploy", &args);
+    let mut deploy = ns.spawn("kubectl-dbdeploy", &common::deploy_args(Engine::Postgres));
     let (code, _, stderr) = wait_bounded(&mut deploy, Duration::from_secs(300)).unwrap();
     assert_eq!(code, Some(0), "{stderr}");
 }
@@ -457,18 +373,14 @@ fn deploy_postgres(ns: &TestNamespace) {
 /// --request-timeout used to set for every connection, cut it after 2 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quiet_restore_outlives_the_request_timeout() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let ns = TestNamespace::create(&kubeconfig, "quiet", &[]).await;
     deploy_postgres(&ns);
     let dir = tempfile::tempdir().unwrap();
     let file = sleeping_dump(dir.path(), 8);
     let file = file.display().to_string();
     let started = Instant::now();
-    let mut restore = spawn(
-        &ns,
+    let mut restore = ns.spawn(
         "kubectl-dbbackup",
         &[
             "restore",
@@ -536,10 +448,7 @@ fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
 /// nothing): every command ends within its own timeout, with exit 3 and a message.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
     deploy_postgres(&ns);
     let dir = tempfile::tempdir().unwrap();
@@ -634,10 +543,7 @@ async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
 /// pod. Each ends within its --timeout (plus a margin) with exit 3.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
-    let kubeconfig = require_cluster!();
-    if !faults_enabled() {
-        return;
-    }
+    let kubeconfig = require_faults!();
     let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
     deploy_postgres(&ns);
     let forwarder = Forwarder::start(&ns);
@@ -670,19 +576,7 @@ async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
         "kubectl-dbpersist",
         &["postgres-0", "--yes", "--timeout", "30s"],
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pod = pods.get_opt("postgres-0").await.unwrap();
-        if pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some() || p.metadata.uid != uid) {
-            break;
-        }
-        assert!(
-            persist.try_wait().unwrap().is_none(),
-            "dbpersist ended early"
-        );
-        assert!(Instant::now() < deadline, "dbpersist never deleted the pod");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_deletion(&pods, &uid, &mut persist).await;
     assert!(
         deploy.try_wait().unwrap().is_none(),
         "dbdeploy ended before the hang"

@@ -1,12 +1,26 @@
 //! Shared by the integration tests: access to the local test cluster (tests/cluster/),
-//! throwaway namespaces, and the binaries run with a clean environment.
-#![allow(dead_code)]
+//! throwaway namespaces, and the binaries run with a clean environment (process.rs), the
+//! databases in them (db.rs) and the files the tests write (files.rs). One copy of each
+//! helper: a test file that needs another one adds it here.
+// Each test crate uses a part of the toolbox.
+#![allow(dead_code, unused_imports)]
+
+mod db;
+mod files;
+mod process;
+
+pub use db::*;
+pub use files::*;
+pub use process::*;
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};
 use kubectl_db::cli::GlobalArgs;
 use kubectl_db::client::{self, Kube};
 
@@ -60,11 +74,23 @@ pub fn missing_tool(reason: &str) {
     eprintln!("skipped: {reason}");
 }
 
+/// One `#[tokio::test]` per line, each running an async fn of this file for one engine:
+/// `engine_tests! { check_postgres: check(Postgres), check_mariadb: check(Mariadb) }`.
+#[macro_export]
+macro_rules! engine_tests {
+    ($($test:ident: $run:ident($engine:ident)),+ $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $test() {
+            $run(kubectl_db::engine::Engine::$engine).await;
+        }
+    )+};
+}
+
 /// Returns from the test early, with the printed reason, when there is no cluster.
 #[macro_export]
 macro_rules! require_cluster {
     () => {
-        match common::kubeconfig() {
+        match $crate::common::kubeconfig() {
             Some(path) => path,
             None => return,
         }
@@ -124,12 +150,37 @@ impl TestNamespace {
         }
     }
 
-    /// A binary of this package with a clean environment pointed at the test cluster.
-    pub fn bin(&self, name: &str) -> assert_cmd::Command {
-        let mut cmd = clean_bin(name);
+    /// A binary of this package with a clean environment pointed at this namespace.
+    pub fn command(&self, name: &str) -> std::process::Command {
+        let mut cmd = clean_command(name);
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .args(["-n", &self.name]);
         cmd
+    }
+
+    /// [`Self::command`] for assert_cmd: run to its end.
+    pub fn bin(&self, name: &str) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.command(name))
+    }
+
+    /// The API of one kind of object this namespace's databases are made of, by kind name
+    /// as in a manifest or a report (`StatefulSet`, `Secret`...).
+    pub fn api_for(&self, kind: &str) -> Api<DynamicObject> {
+        let resource = match kind {
+            "ConfigMap" => ApiResource::erase::<ConfigMap>(&()),
+            "Secret" => ApiResource::erase::<Secret>(&()),
+            "Service" => ApiResource::erase::<Service>(&()),
+            "StatefulSet" => ApiResource::erase::<StatefulSet>(&()),
+            "NetworkPolicy" => ApiResource::erase::<NetworkPolicy>(&()),
+            "PodDisruptionBudget" => ApiResource::erase::<PodDisruptionBudget>(&()),
+            other => panic!("unexpected kind {other}"),
+        };
+        Api::namespaced_with(self.kube.client.clone(), &self.name, &resource)
+    }
+
+    /// [`Self::command`] started in the background (see [`spawn`]).
+    pub fn spawn(&self, name: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> std::process::Child {
+        spawn(self.command(name).args(args))
     }
 }
 
@@ -140,43 +191,62 @@ impl Drop for TestNamespace {
         }
         let kubeconfig = self.kubeconfig.display().to_string();
         let name = self.name.clone();
-        // Drop cannot await, and the test's client may live on a runtime that is blocked
-        // right now (a current-thread #[tokio::test]): use a fresh client on a thread.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        block_on_thread(async move {
+            let global = GlobalArgs {
+                kubeconfig: Some(kubeconfig),
+                ..Default::default()
+            };
+            let Ok(kube) = client::connect(&global).await else {
                 return;
             };
-            rt.block_on(async move {
-                let global = GlobalArgs {
-                    kubeconfig: Some(kubeconfig),
-                    ..Default::default()
-                };
-                let Ok(kube) = client::connect(&global).await else {
-                    return;
-                };
-                let api: Api<Namespace> = Api::all(kube.client);
-                let params = DeleteParams::background();
-                let delete = api.delete(&name, &params);
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(30), delete).await;
-            });
-        })
-        .join();
+            let api: Api<Namespace> = Api::all(kube.client);
+            let params = DeleteParams::background();
+            let delete = api.delete(&name, &params);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), delete).await;
+        });
     }
 }
 
-/// A binary of this package with the environment cleared (no user kubeconfig, no colour,
-/// fixed terminal width), so results do not depend on the machine.
-pub fn clean_bin(name: &str) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin(name).expect("binary built by cargo");
-    let home = std::env::temp_dir().join("kdb-test-home");
-    let _ = std::fs::create_dir_all(&home);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "120");
+/// Runs a future to its end on a fresh runtime on a thread of its own: `Drop` cannot await,
+/// and the test's runtime may be blocked right then (a current-thread `#[tokio::test]`).
+pub fn block_on_thread(future: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(future);
+    })
+    .join();
+}
+
+/// A kubeconfig whose server nothing listens on (127.0.0.1:1): any API call fails at once
+/// with a refused connection, so a command that exits 2 with it made no API call. Two
+/// contexts, `nowhere` (current, namespace `team-a`) and `elsewhere`.
+pub fn unreachable_kubeconfig() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join("kdb-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unreachable.kubeconfig");
+        // Written aside and renamed: test binaries running at once never read half a file.
+        let part = dir.join(format!("unreachable.kubeconfig.{}", std::process::id()));
+        std::fs::write(
+            &part,
+            "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\n    namespace: team-a\n- name: elsewhere\n  context:\n    cluster: nowhere\n    user: nobody\nusers:\n- name: nobody\n  user:\n    token: not-a-real-token\n",
+        )
+        .unwrap();
+        std::fs::rename(&part, &path).unwrap();
+        path
+    })
+    .clone()
+}
+
+/// A binary of this package with a clean environment and the [`unreachable_kubeconfig`].
+pub fn unreachable_bin(name: &str) -> assert_cmd::Command {
+    let mut cmd = clean_bin(name);
+    cmd.env("KUBECONFIG", unreachable_kubeconfig());
     cmd
 }

@@ -1,7 +1,7 @@
 //! Man pages generated from the clap definitions (`kubectl-<plugin> __man [SUBCOMMAND]`)
-//! match docs/man/. `KDB_UPDATE_MAN=1 cargo test --test man` rewrites them.
+//! match docs/man/. `KDB_UPDATE_MAN=1 cargo test --test integration man::` rewrites them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -51,7 +51,7 @@ fn man_pages_match_the_clap_definitions() {
     }
     assert!(
         stale.is_empty(),
-        "docs/man is out of date ({}): run KDB_UPDATE_MAN=1 cargo test --test man",
+        "docs/man is out of date ({}): run KDB_UPDATE_MAN=1 cargo test --test integration man::",
         stale.join(", ")
     );
 }

@@ -3,7 +3,7 @@
 //! leaves same-named objects it did not make alone, and deletes nothing without a managed
 //! StatefulSet.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -19,38 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kubectl_db::render::Names;
-use serde_json::Value;
 
 use common::SMALL;
-
-fn run_json(ns: &TestNamespace, args: &[&str]) -> Value {
-    let output = ns
-        .bin("kubectl-dbdeploy")
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "dbdeploy {args:?} failed:\n{stderr}"
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
-}
-
-async fn secret_data(
-    ns: &TestNamespace,
-    name: &str,
-) -> std::collections::BTreeMap<String, k8s_openapi::ByteString> {
-    let api: Api<Secret> = ns.kube.api();
-    api.get(name).await.unwrap().data.unwrap()
-}
 
 async fn pvc_names(ns: &TestNamespace) -> Vec<String> {
     let api: Api<PersistentVolumeClaim> = ns.kube.api();
@@ -67,7 +37,7 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
 
     let mut args = vec![engine, "--image", image, "--timeout", "4m"];
     args.extend_from_slice(SMALL);
-    let first = run_json(&ns, &args);
+    let first = common::deploy_json(&ns, &args);
     assert!(
         first["objects"]
             .as_array()
@@ -90,22 +60,19 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
         .collect();
     assert!(databases.contains(&"appdb"), "{databases:?}");
     assert!(first.get("passwords").is_none());
-    let secret_before = secret_data(&ns, &format!("{engine}-secret")).await;
+    let secret_before = common::secret_data(&ns, &format!("{engine}-secret")).await;
     for value in secret_before.values() {
-        assert!(
-            value.0.len() >= 32,
-            "generated passwords are 32+ characters"
-        );
+        assert!(value.len() >= 32, "generated passwords are 32+ characters");
     }
 
     // Re-run: server-side apply changes nothing, and the passwords stay.
-    let second = run_json(&ns, &args);
+    let second = common::deploy_json(&ns, &args);
     for object in second["objects"].as_array().unwrap() {
         assert_eq!(object["outcome"], "unchanged", "{object}");
     }
     assert_eq!(second["secret"]["generated"].as_array().unwrap().len(), 0);
     assert_eq!(
-        secret_data(&ns, &format!("{engine}-secret")).await,
+        common::secret_data(&ns, &format!("{engine}-secret")).await,
         secret_before
     );
     let stdout = ns
@@ -117,19 +84,19 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
     let table = String::from_utf8_lossy(&stdout);
     for value in secret_before.values() {
         assert!(
-            !table.contains(&*String::from_utf8_lossy(&value.0)),
+            !table.contains(&*String::from_utf8_lossy(value)),
             "password in the summary"
         );
     }
 
     // list shows it ready.
-    let listed = run_json(&ns, &["list"]);
+    let listed = common::deploy_json(&ns, &["list"]);
     assert_eq!(listed[0]["name"], engine);
     assert_eq!(listed[0]["ready"], "1/1");
 
     // delete keeps the data and the Secret that opens it.
     let pvc = Names::pvc(engine, 0);
-    let deleted = run_json(&ns, &["delete", engine]);
+    let deleted = common::deploy_json(&ns, &["delete", engine]);
     let kept: Vec<&str> = deleted["kept"]
         .as_array()
         .unwrap()
@@ -141,7 +108,7 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
         "{deleted}"
     );
     assert!(pvc_names(&ns).await.contains(&pvc));
-    secret_data(&ns, &format!("{engine}-secret")).await;
+    common::secret_data(&ns, &format!("{engine}-secret")).await;
 
     // --purge-data without --yes and without a terminal is refused.
     let output = ns
@@ -152,7 +119,7 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
     assert_eq!(output.status.code(), Some(2));
     assert!(pvc_names(&ns).await.contains(&pvc));
 
-    let purged = run_json(&ns, &["delete", engine, "--purge-data", "--yes"]);
+    let purged = common::deploy_json(&ns, &["delete", engine, "--purge-data", "--yes"]);
     assert!(
         purged["deleted"]
             .as_array()
@@ -180,16 +147,10 @@ async fn mariadb_full_cycle() {
 async fn server_dry_run_validates_and_stores_nothing() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "dryrun", &[]).await;
-    let output = ns
-        .bin("kubectl-dbdeploy")
-        .args(["mysql", "--dry-run=server", "-o", "yaml"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = common::assert_exit(
+        ns.bin("kubectl-dbdeploy")
+            .args(["mysql", "--dry-run=server", "-o", "yaml"]),
+        0,
     );
     let yaml = String::from_utf8_lossy(&output.stdout);
     assert!(yaml.contains("kind: StatefulSet"));
@@ -198,7 +159,7 @@ async fn server_dry_run_validates_and_stores_nothing() {
         "server-side dry run returns server-filled objects"
     );
     assert!(!yaml.contains("kind: Secret"));
-    let listed = run_json(&ns, &["list"]);
+    let listed = common::deploy_json(&ns, &["list"]);
     assert_eq!(
         listed.as_array().unwrap().len(),
         0,
@@ -238,40 +199,38 @@ async fn timeout_exits_3_with_the_reason() {
 
 /// Runs dbdeploy; returns (exit code, stdout, stderr).
 fn run(ns: &TestNamespace, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = ns.bin("kubectl-dbdeploy").args(args).output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::split(ns.bin("kubectl-dbdeploy").args(args).output().unwrap())
 }
 
 /// Hand-made objects: no labels at all, one data key / port to tell them apart.
+fn hand_made_meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn made_by_hand() -> Option<BTreeMap<String, String>> {
+    Some(BTreeMap::from([("made".into(), "by hand".into())]))
+}
+
 fn hand_made_config_map(name: &str) -> ConfigMap {
     ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "made".to_string(),
-            "by hand".to_string(),
-        )])),
+        metadata: hand_made_meta(name),
+        data: made_by_hand(),
         ..Default::default()
     }
 }
 
 fn hand_made_service(name: &str) -> Service {
+    let port = ServicePort {
+        port: 8080,
+        ..Default::default()
+    };
     Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
+        metadata: hand_made_meta(name),
         spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                port: 8080,
-                ..Default::default()
-            }]),
+            ports: Some(vec![port]),
             ..Default::default()
         }),
         ..Default::default()
@@ -280,31 +239,20 @@ fn hand_made_service(name: &str) -> Service {
 
 fn hand_made_secret(name: &str) -> Secret {
     Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([(
-            "made".to_string(),
-            "by hand".to_string(),
-        )])),
+        metadata: hand_made_meta(name),
+        string_data: made_by_hand(),
         ..Default::default()
     }
 }
 
 fn hand_made_pvc(name: &str) -> PersistentVolumeClaim {
+    let storage = BTreeMap::from([("storage".to_string(), Quantity("1Gi".into()))]);
     PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
+        metadata: hand_made_meta(name),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity("1Gi".into()),
-                )])),
+                requests: Some(storage),
                 ..Default::default()
             }),
             ..Default::default()
@@ -360,7 +308,7 @@ async fn delete_leaves_alone_what_dbdeploy_did_not_make() {
     let image = common::postgres_image();
     let mut args = vec!["postgres", "--name", "own", "--image", &image, "--no-wait"];
     args.extend_from_slice(SMALL);
-    run_json(&ns, &args);
+    common::deploy_json(&ns, &args);
 
     // Same names as the database's objects, made by hand: no labels.
     let config_uid = replace(&ns, hand_made_config_map("own-config")).await;
@@ -473,7 +421,7 @@ async fn redeploy_is_checked(
     let ns = TestNamespace::create(&kubeconfig, &format!("redeploy-{engine}"), &[]).await;
     let mut args = vec![engine, "--image", image, "--timeout", "4m"];
     args.extend_from_slice(SMALL);
-    let first = run_json(&ns, &args);
+    let first = common::deploy_json(&ns, &args);
     assert!(first["wait"]["ready"].as_bool().unwrap(), "{first}");
     let before = generation(&ns, engine).await;
     let config: Api<ConfigMap> = ns.kube.api();

@@ -5,7 +5,7 @@
 //! reason when neither the cached Krew nor Go is there, or kubectl is missing — and fails
 //! instead under `KDB_REQUIRE_CLUSTER=1` (tests/cluster/cluster.sh build provides both).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,7 +6,7 @@
 //! the verb and resource and a hint — or, for the optional reads the docs call optional, a
 //! report that names the refused permission (minimal).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -165,9 +165,8 @@ impl Identity {
 
     /// A binary run as this ServiceAccount in the test namespace.
     fn bin(&self, ns: &common::TestNamespace, name: &str) -> assert_cmd::Command {
-        let mut cmd = common::clean_bin(name);
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .args(["-n", &ns.name]);
+        let mut cmd = ns.bin(name);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
         cmd
     }
 }
@@ -176,26 +175,17 @@ impl Drop for Identity {
     fn drop(&mut self) {
         let client = self.client.clone();
         let names = std::mem::take(&mut self.cluster_objects);
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                for name in names {
-                    let dp = DeleteParams::default();
-                    let _ = Api::<ClusterRoleBinding>::all(client.clone())
-                        .delete(&name, &dp)
-                        .await;
-                    let _ = Api::<ClusterRole>::all(client.clone())
-                        .delete(&name, &dp)
-                        .await;
-                }
-            });
-        })
-        .join();
+        common::block_on_thread(async move {
+            for name in names {
+                let dp = DeleteParams::default();
+                let _ = Api::<ClusterRoleBinding>::all(client.clone())
+                    .delete(&name, &dp)
+                    .await;
+                let _ = Api::<ClusterRole>::all(client.clone())
+                    .delete(&name, &dp)
+                    .await;
+            }
+        });
     }
 }
 
@@ -207,15 +197,6 @@ fn kubeconfig_text(admin: &Path, namespace: &str, token: &str) -> String {
         "apiVersion: v1\nkind: Config\ncurrent-context: sa\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\n    namespace: {namespace}\nusers:\n- name: sa\n  user:\n    token: {token}\n",
         cluster.server.unwrap(),
         cluster.certificate_authority_data.unwrap()
-    )
-}
-
-fn output(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -453,7 +434,7 @@ impl Shared {
 
     /// Deletes the database `fresh` (if there) and waits until its pod and PVC are gone.
     async fn no_fresh(&self) {
-        let (code, _, stderr) = output(self.ns.bin("kubectl-dbdeploy").args([
+        let (code, _, stderr) = common::output(self.ns.bin("kubectl-dbdeploy").args([
             "delete",
             "fresh",
             "--purge-data",
@@ -526,7 +507,7 @@ impl Shared {
             "--pdb".into(),
         ];
         args.extend(self.deploy_args[1..].iter().cloned());
-        let (code, _, stderr) = output(self.ns.bin("kubectl-dbdeploy").args(&args));
+        let (code, _, stderr) = common::output(self.ns.bin("kubectl-dbdeploy").args(&args));
         assert_eq!(code, 0, "{stderr}");
         let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = self.ns.kube.api();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
@@ -557,7 +538,7 @@ impl Shared {
             .collect();
         let mut cmd = identity.bin(&self.ns, run.bin);
         cmd.args(&args).timeout(std::time::Duration::from_secs(300));
-        let (code, stdout, stderr) = output(&mut cmd);
+        let (code, stdout, stderr) = common::output(&mut cmd);
         eprintln!(
             "  [{}] {} {}: exit {code}",
             identity.name,
@@ -801,10 +782,11 @@ async fn every_role_is_sufficient_and_minimal() {
         counter: Default::default(),
     };
     // One database for the whole test, deployed (and dumped) once by the admin.
-    let (code, _, stderr) = output(shared.ns.bin("kubectl-dbdeploy").args(&shared.deploy_args));
+    let (code, _, stderr) =
+        common::output(shared.ns.bin("kubectl-dbdeploy").args(&shared.deploy_args));
     assert_eq!(code, 0, "{stderr}");
     let dump = shared.dir.path().join("shared.sql.gz");
-    let (code, _, stderr) = output(
+    let (code, _, stderr) = common::output(
         shared
             .ns
             .bin("kubectl-dbbackup")
@@ -823,7 +805,7 @@ async fn every_role_is_sufficient_and_minimal() {
         "--no-wait".into(),
     ];
     args.extend(shared.deploy_args[1..].iter().cloned());
-    let (code, _, stderr) = output(shared.ns.bin("kubectl-dbdeploy").args(&args));
+    let (code, _, stderr) = common::output(shared.ns.bin("kubectl-dbdeploy").args(&args));
     assert_eq!(code, 0, "{stderr}");
     // A container that restarted once, so dbcheck reads its previous log (pods/log).
     let pods: Api<k8s_openapi::api::core::v1::Pod> = shared.ns.kube.api();
@@ -860,7 +842,7 @@ async fn every_role_is_sufficient_and_minimal() {
     }
     assert!(unused.is_empty(), "{}", unused.join("\n\n"));
 
-    let (code, _, stderr) = output(shared.ns.bin("kubectl-dbdeploy").args([
+    let (code, _, stderr) = common::output(shared.ns.bin("kubectl-dbdeploy").args([
         "delete",
         "postgres",
         "--purge-data",

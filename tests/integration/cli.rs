@@ -2,34 +2,11 @@
 //! Bad input must exit 2 before any API call — the kubeconfig here points at a port
 //! nothing listens on, so any API call would turn into exit 3 instead.
 
-mod common;
-
-use std::path::PathBuf;
-
-fn unreachable_kubeconfig() -> PathBuf {
-    let dir = std::env::temp_dir().join("kdb-cli-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\n    namespace: team-a\nusers:\n- name: nobody\n  user:\n    token: not-a-real-token\n",
-    )
-    .unwrap();
-    path
-}
+use crate::common;
 
 /// Runs dbdeploy against the unreachable cluster; returns (exit code, stdout, stderr).
 fn dbdeploy(args: &[&str]) -> (i32, String, String) {
-    let output = common::clean_bin("kubectl-dbdeploy")
-        .env("KUBECONFIG", unreachable_kubeconfig())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::output(common::unreachable_bin("kubectl-dbdeploy").args(args))
 }
 
 fn usage_error(args: &[&str]) -> String {
@@ -216,8 +193,7 @@ fn dbbackup_database_names_are_names_never_connection_strings() {
         "app;db",
         "$(id)",
     ] {
-        let output = common::clean_bin("kubectl-dbbackup")
-            .env("KUBECONFIG", unreachable_kubeconfig())
+        let output = common::unreachable_bin("kubectl-dbbackup")
             .args(["postgres", "--database", database, "-f", "-"])
             .output()
             .unwrap();
@@ -230,15 +206,14 @@ fn dbbackup_database_names_are_names_never_connection_strings() {
         );
     }
     // A plain name passes validation and goes on to the (unreachable) cluster: exit 3.
-    let output = common::clean_bin("kubectl-dbbackup")
-        .env("KUBECONFIG", unreachable_kubeconfig())
-        .args(["postgres", "--database", "app_db-2", "-f", "-"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    common::assert_exit(
+        common::unreachable_bin("kubectl-dbbackup").args([
+            "postgres",
+            "--database",
+            "app_db-2",
+            "-f",
+            "-",
+        ]),
+        3,
     );
 }

@@ -3,19 +3,16 @@
 //! loss on delete, bad input (property tests), interrupted work. docs/safety.md has the table.
 //! The control-plane fault test lives in tests/safety_faults.rs (its own binary, run serially).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::DeleteParams;
 use kubectl_db::engine::Engine;
@@ -23,90 +20,12 @@ use kubectl_db::exec;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use common::SMALL;
+use common::{deploy_args, deploy_json, names_in, secret_data, shell, sql, text};
 
 const RESTRICTED: &[(&str, &str)] = &[
     ("pod-security.kubernetes.io/enforce", "restricted"),
     ("pod-security.kubernetes.io/enforce-version", "latest"),
 ];
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The arguments that deploy `engine` with the local image (mysql runs the MariaDB image).
-fn deploy_args(engine: Engine) -> Vec<String> {
-    let image = match engine {
-        Engine::Postgres => common::postgres_image(),
-        Engine::Mysql | Engine::Mariadb => common::mariadb_image(),
-    };
-    let mut args: Vec<String> = vec![
-        engine.as_str().into(),
-        "--image".into(),
-        image,
-        "--timeout".into(),
-        "4m".into(),
-    ];
-    args.extend(SMALL.iter().map(|s| s.to_string()));
-    args
-}
-
-/// Runs dbdeploy with `-o json`; panics with stderr unless it exits 0.
-fn deploy_json(ns: &TestNamespace, args: &[String]) -> Value {
-    let output = ns
-        .bin("kubectl-dbdeploy")
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "dbdeploy {args:?} failed:\n{}",
-        text(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", text(&output.stdout)))
-}
-
-async fn secret_data(ns: &TestNamespace, name: &str) -> BTreeMap<String, Vec<u8>> {
-    let api: Api<Secret> = ns.kube.api();
-    api.get(name)
-        .await
-        .unwrap()
-        .data
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect()
-}
-
-/// Runs a script in the database container; panics unless it exits 0.
-async fn shell(ns: &TestNamespace, engine: Engine, pod: &str, script: &str, stdin: &str) -> String {
-    let pods: Api<Pod> = ns.kube.api();
-    let command = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
-    let output = exec::run(
-        &pods,
-        pod,
-        Some(engine.container_name()),
-        &command,
-        Some(stdin.as_bytes()),
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{script}: {} {}",
-        output.status,
-        output.stderr_text()
-    );
-    output.stdout_text()
-}
-
-async fn sql(ns: &TestNamespace, engine: Engine, pod: &str, statement: &str) -> String {
-    shell(ns, engine, pod, engine.sql_script(), statement).await
-}
 
 // ---------------------------------------------------------------------------------------
 // 1. Restricted Pod Security
@@ -119,28 +38,16 @@ async fn restricted(engine: Engine) {
     // The pod exists (admitted under `restricted`) and is Ready.
     let pods: Api<Pod> = ns.kube.api();
     let pod = pods.get(&format!("{}-0", engine.as_str())).await.unwrap();
-    let ready = pod
-        .status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    assert!(ready, "pod not Ready in a restricted namespace");
+    assert!(
+        common::is_ready(&pod),
+        "pod not Ready in a restricted namespace"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn restricted_pod_security_postgres() {
-    restricted(Engine::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn restricted_pod_security_mariadb() {
-    restricted(Engine::Mariadb).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn restricted_pod_security_mysql() {
-    restricted(Engine::Mysql).await;
+engine_tests! {
+    restricted_pod_security_postgres: restricted(Postgres),
+    restricted_pod_security_mariadb: restricted(Mariadb),
+    restricted_pod_security_mysql: restricted(Mysql),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,21 +59,8 @@ async fn resource_versions(ns: &TestNamespace, report: &Value) -> BTreeMap<Strin
     for object in report["objects"].as_array().unwrap() {
         let kind = object["kind"].as_str().unwrap();
         let name = object["name"].as_str().unwrap();
-        macro_rules! rv {
-            ($ty:ty) => {{
-                let api: Api<$ty> = ns.kube.api();
-                api.get(name).await.unwrap().metadata.resource_version
-            }};
-        }
-        let version = match kind {
-            "ConfigMap" => rv!(ConfigMap),
-            "Secret" => rv!(Secret),
-            "Service" => rv!(Service),
-            "StatefulSet" => rv!(StatefulSet),
-            "NetworkPolicy" => rv!(NetworkPolicy),
-            "PodDisruptionBudget" => rv!(PodDisruptionBudget),
-            other => panic!("unexpected kind {other} in the report"),
-        };
+        let object = ns.api_for(kind).get(name).await.unwrap();
+        let version = object.metadata.resource_version;
         versions.insert(format!("{kind}/{name}"), version.unwrap());
     }
     // The data volume and the pod belong to the database too.
@@ -362,84 +256,91 @@ fn clients(engine: Engine, what: &str) -> &'static [&'static str] {
     }
 }
 
-/// Runs `cmd` (blocking) while sampling command lines in the pod; checks both. The sampler
-/// must have caught a database client the command runs (`clients`): one that saw nothing
-/// would prove nothing about the command lines.
-async fn run_sampled(
-    ns: &TestNamespace,
+/// The database pod whose process command lines are sampled while a command runs.
+struct Sampled<'a> {
+    ns: &'a TestNamespace,
     engine: Engine,
-    pod: &str,
-    cmd: assert_cmd::Command,
-    what: &str,
-    forms: &[(String, String)],
-) -> (Option<i32>, String) {
-    let (result, caught) = sampled_run(ns, engine, pod, cmd, what, forms).await;
-    assert!(
-        caught,
-        "{what}: the sampler caught none of the clients it looks for"
-    );
-    result
+    pod: &'a str,
 }
 
-/// [`run_sampled`] for a short command that may run its client between two samples:
-/// repeated (each run checked) until the sampler has caught a client, at most 8 times.
-async fn run_sampled_repeatedly(
-    ns: &TestNamespace,
-    engine: Engine,
-    pod: &str,
-    make: impl Fn() -> assert_cmd::Command,
-    what: &str,
-    forms: &[(String, String)],
-) -> (Option<i32>, String) {
-    for _ in 1..8 {
-        let (result, caught) = sampled_run(ns, engine, pod, make(), what, forms).await;
-        if caught {
-            return result;
-        }
-    }
-    run_sampled(ns, engine, pod, make(), what, forms).await
-}
-
-/// One sampled run: its result, and whether the sampler caught a client it looks for.
-async fn sampled_run(
-    ns: &TestNamespace,
-    engine: Engine,
-    pod: &str,
-    cmd: assert_cmd::Command,
-    what: &str,
-    forms: &[(String, String)],
-) -> ((Option<i32>, String), bool) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_cmdlines(ns, engine, pod, stop.clone());
-    // Give the sampler a head start so it sees the command's processes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let forms_owned = forms.to_vec();
-    let what_owned = what.to_string();
-    let result = tokio::task::spawn_blocking(move || run_checked(cmd, &what_owned, &forms_owned))
-        .await
-        .unwrap();
-    stop.store(true, Ordering::SeqCst);
-    let (samples, seen) = sampler.await.unwrap();
-    let programs = programs(&seen);
-    let expected = clients(engine, what);
-    let caught: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|tool| programs.contains(tool))
-        .collect();
-    eprintln!("{what}: {samples} sampling rounds of /proc/*/cmdline; clients caught: {caught:?}");
-    assert!(samples > 0, "{what}: no /proc sample taken");
-    if caught.is_empty() {
-        eprintln!(
-            "{what}: the sampler caught none of {expected:?} in the pod (programs seen: {programs:?})"
+impl Sampled<'_> {
+    /// Runs `cmd` (blocking) while sampling command lines in the pod; checks both. The
+    /// sampler must have caught a database client the command runs (`clients`): one that saw
+    /// nothing would prove nothing about the command lines.
+    async fn run(
+        &self,
+        cmd: assert_cmd::Command,
+        what: &str,
+        forms: &[(String, String)],
+    ) -> (Option<i32>, String) {
+        let (result, caught) = self.once(cmd, what, forms).await;
+        assert!(
+            caught,
+            "{what}: the sampler caught none of the clients it looks for"
         );
+        result
     }
-    assert_no_secret(
-        &format!("process command lines during {what}"),
-        &seen,
-        forms,
-    );
-    (result, !caught.is_empty())
+
+    /// [`Self::run`] for a short command that may run its client between two samples:
+    /// repeated (each run checked) until the sampler has caught a client, at most 8 times.
+    async fn run_repeatedly(
+        &self,
+        make: impl Fn() -> assert_cmd::Command,
+        what: &str,
+        forms: &[(String, String)],
+    ) -> (Option<i32>, String) {
+        for _ in 1..8 {
+            let (result, caught) = self.once(make(), what, forms).await;
+            if caught {
+                return result;
+            }
+        }
+        self.run(make(), what, forms).await
+    }
+
+    /// One sampled run: its result, and whether the sampler caught a client it looks for.
+    async fn once(
+        &self,
+        cmd: assert_cmd::Command,
+        what: &str,
+        forms: &[(String, String)],
+    ) -> ((Option<i32>, String), bool) {
+        let (ns, engine, pod) = (self.ns, self.engine, self.pod);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = sample_cmdlines(ns, engine, pod, stop.clone());
+        // Give the sampler a head start so it sees the command's processes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let forms_owned = forms.to_vec();
+        let what_owned = what.to_string();
+        let result =
+            tokio::task::spawn_blocking(move || run_checked(cmd, &what_owned, &forms_owned))
+                .await
+                .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let (samples, seen) = sampler.await.unwrap();
+        let programs = programs(&seen);
+        let expected = clients(engine, what);
+        let caught: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|tool| programs.contains(tool))
+            .collect();
+        eprintln!(
+            "{what}: {samples} sampling rounds of /proc/*/cmdline; clients caught: {caught:?}"
+        );
+        assert!(samples > 0, "{what}: no /proc sample taken");
+        if caught.is_empty() {
+            eprintln!(
+                "{what}: the sampler caught none of {expected:?} in the pod (programs seen: {programs:?})"
+            );
+        }
+        assert_no_secret(
+            &format!("process command lines during {what}"),
+            &seen,
+            forms,
+        );
+        (result, !caught.is_empty())
+    }
 }
 
 async fn no_secret_leaks(engine: Engine) {
@@ -447,6 +348,11 @@ async fn no_secret_leaks(engine: Engine) {
     let ns = TestNamespace::create(&kubeconfig, "leak", RESTRICTED).await;
     let name = engine.as_str();
     let pod = format!("{name}-0");
+    let sampled = Sampled {
+        ns: &ns,
+        engine,
+        pod: &pod,
+    };
     let args = deploy_args(engine);
     let mut first = ns.bin("kubectl-dbdeploy");
     first.args(&args).arg("-vvv");
@@ -465,7 +371,7 @@ async fn no_secret_leaks(engine: Engine) {
         idle.args(&args).arg("-vvv");
         idle
     };
-    run_sampled_repeatedly(&ns, engine, &pod, idle, "re-deploy", &forms).await;
+    sampled.run_repeatedly(idle, "re-deploy", &forms).await;
 
     let mut list = ns.bin("kubectl-dbdeploy");
     list.args(["list", "-vvv"]);
@@ -476,7 +382,7 @@ async fn no_secret_leaks(engine: Engine) {
         check.args([name, "-vvv"]);
         check
     };
-    let (code, stderr) = run_sampled_repeatedly(&ns, engine, &pod, check, "check", &forms).await;
+    let (code, stderr) = sampled.run_repeatedly(check, "check", &forms).await;
     assert!(matches!(code, Some(0 | 1)), "check: {stderr}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -484,17 +390,10 @@ async fn no_secret_leaks(engine: Engine) {
     let file_arg = file.display().to_string();
     let mut dump = ns.bin("kubectl-dbbackup");
     dump.args([name, "-f", &file_arg, "-vvv"]);
-    let (code, stderr) = run_sampled(&ns, engine, &pod, dump, "dump", &forms).await;
+    let (code, stderr) = sampled.run(dump, "dump", &forms).await;
     assert_eq!(code, Some(0), "dump: {stderr}");
     // The dump itself holds no password of the Secret (users' hashes are not passwords).
-    let mut raw = Vec::new();
-    {
-        use std::io::Read;
-        flate2::read::GzDecoder::new(std::fs::File::open(&file).unwrap())
-            .read_to_end(&mut raw)
-            .unwrap();
-    }
-    assert_no_secret("the dump file", &text(&raw), &forms);
+    assert_no_secret("the dump file", &common::gunzip(&file), &forms);
 
     let mut verify = ns.bin("kubectl-dbbackup");
     verify.args(["verify", &file_arg, "-vvv"]);
@@ -502,7 +401,7 @@ async fn no_secret_leaks(engine: Engine) {
 
     let mut restore = ns.bin("kubectl-dbbackup");
     restore.args(["restore", name, "-f", &file_arg, "--yes", "-vvv"]);
-    let (code, stderr) = run_sampled(&ns, engine, &pod, restore, "restore", &forms).await;
+    let (code, stderr) = sampled.run(restore, "restore", &forms).await;
     assert_eq!(code, Some(0), "restore: {stderr}");
 
     // Failure paths: a bad restore (truncated file), a dump of a missing pod, a check with
@@ -542,13 +441,7 @@ async fn no_secret_leaks(engine: Engine) {
     timeout_args[at] = "2s".into();
     let mut timed_out = ns.bin("kubectl-dbdeploy");
     timed_out.args(&timeout_args).arg("-vvv");
-    let output = timed_out.output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "deploy past --timeout: {}",
-        text(&output.stderr)
-    );
+    let output = common::exited(timed_out.output().unwrap(), 3, "deploy past --timeout");
     all_secrets.push(secret_data(&ns, "slow-secret").await);
     forms = secret_forms(&all_secrets);
     assert_no_secret("timed-out deploy stdout", &text(&output.stdout), &forms);
@@ -563,7 +456,7 @@ async fn no_secret_leaks(engine: Engine) {
     // persist deletes the pod: probes, the preStop hook and the new pod's start are sampled.
     let mut persist = ns.bin("kubectl-dbpersist");
     persist.args([name, "--yes", "--timeout", "4m", "-vvv"]);
-    let (code, stderr) = run_sampled(&ns, engine, &pod, persist, "persist", &forms).await;
+    let (code, stderr) = sampled.run(persist, "persist", &forms).await;
     assert_eq!(code, Some(0), "persist: {stderr}");
 
     let mut delete = ns.bin("kubectl-dbdeploy");
@@ -571,14 +464,9 @@ async fn no_secret_leaks(engine: Engine) {
     assert_eq!(run_checked(delete, "delete", &forms).0, Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn no_secret_leaks_postgres() {
-    no_secret_leaks(Engine::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn no_secret_leaks_mariadb() {
-    no_secret_leaks(Engine::Mariadb).await;
+engine_tests! {
+    no_secret_leaks_postgres: no_secret_leaks(Postgres),
+    no_secret_leaks_mariadb: no_secret_leaks(Mariadb),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -609,7 +497,7 @@ async fn delete_keeps_data(engine: Engine) {
     let pvc_name = kubectl_db::render::Names::pvc(name, 0);
     let uid_before = pvcs.get(&pvc_name).await.unwrap().metadata.uid;
 
-    let deleted = deploy_json(&ns, &["delete".into(), name.into()]);
+    let deleted = deploy_json(&ns, &["delete", name]);
     assert!(
         deleted["kept"]
             .as_array()
@@ -675,14 +563,9 @@ async fn delete_keeps_data(engine: Engine) {
     assert_eq!(out.trim(), "survives delete");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_keeps_data_postgres() {
-    delete_keeps_data(Engine::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_keeps_data_mariadb() {
-    delete_keeps_data(Engine::Mariadb).await;
+engine_tests! {
+    delete_keeps_data_postgres: delete_keeps_data(Postgres),
+    delete_keeps_data_mariadb: delete_keeps_data(Mariadb),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -748,17 +631,6 @@ mod bad_input {
         }
     }
 
-    /// A kubeconfig whose server cannot be reached: a refused connection, quickly.
-    fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
-        let path = dir.join("kubeconfig");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters:\n- name: x\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: x\n  context:\n    cluster: x\n    user: x\n    namespace: default\nusers:\n- name: x\n  user:\n    token: not-a-secret\n",
-        )
-        .unwrap();
-        path
-    }
-
     fn word() -> impl Strategy<Value = String> {
         prop_oneof![
             3 => prop::sample::select(vec![
@@ -779,8 +651,6 @@ mod bad_input {
     /// (exit 101) or a signal. Whatever fails before the connection must be exit 2.
     #[test]
     fn random_dbdeploy_arguments_never_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = unreachable_kubeconfig(dir.path());
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             cases: 300,
             failure_persistence: None,
@@ -826,8 +696,7 @@ mod bad_input {
         let codes = std::sync::Mutex::new(BTreeMap::<i32, usize>::new());
         runner
             .run(&strategy, |args| {
-                let output = common::clean_bin("kubectl-dbdeploy")
-                    .env("KUBECONFIG", &kubeconfig)
+                let output = common::unreachable_bin("kubectl-dbdeploy")
                     .args(["--request-timeout", "3s"])
                     .args(&args)
                     .timeout(Duration::from_secs(20))
@@ -872,7 +741,6 @@ mod bad_input {
     #[test]
     fn bad_dump_files_are_refused_before_the_pod() {
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = unreachable_kubeconfig(dir.path());
         let pg_body =
             b"--\n-- PostgreSQL database cluster dump\n--\nCREATE TABLE t (id int);\n".to_vec();
         let cases: Vec<(&str, Vec<u8>, bool)> = vec![
@@ -901,27 +769,14 @@ mod bad_input {
                 std::fs::write(&path, &body).unwrap();
             }
             let file = path.display().to_string();
-            let verify = common::clean_bin("kubectl-dbbackup")
-                .args(["verify", &file])
-                .output()
-                .unwrap();
-            let code = verify.status.code();
-            assert!(
-                matches!(code, Some(1 | 2)),
-                "verify {name}: exit {code:?}: {}",
-                text(&verify.stdout)
-            );
-            let restore = common::clean_bin("kubectl-dbbackup")
-                .env("KUBECONFIG", &kubeconfig)
-                .args(["restore", "postgres-0", "-f", &file, "--yes"])
-                .output()
-                .unwrap();
-            let stderr = text(&restore.stderr);
-            assert!(
-                matches!(restore.status.code(), Some(1 | 2)),
-                "restore {name} was not refused up front: exit {:?}: {stderr}",
-                restore.status.code()
-            );
+            common::refused(common::clean_bin("kubectl-dbbackup").args(["verify", &file]));
+            let stderr = common::refused(common::unreachable_bin("kubectl-dbbackup").args([
+                "restore",
+                "postgres-0",
+                "-f",
+                &file,
+                "--yes",
+            ]));
             assert!(
                 !stderr.contains("127.0.0.1:1"),
                 "restore {name} connected: {stderr}"
@@ -941,30 +796,20 @@ async fn wrong_engine_dump_is_refused_before_anything_is_sent() {
     deploy_json(&ns, &deploy_args(Engine::Mariadb));
     let dir = tempfile::tempdir().unwrap();
     let pg_file = dir.path().join("pg.sql.gz");
-    let output = ns
-        .bin("kubectl-dbbackup")
-        .args(["postgres", "-f", &pg_file.display().to_string()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let before = sql(&ns, Engine::Mariadb, "mariadb-0", "SHOW DATABASES;").await;
-    let output = ns
-        .bin("kubectl-dbbackup")
-        .args([
-            "restore",
-            "mariadb",
-            "-f",
-            &pg_file.display().to_string(),
-            "--yes",
-        ])
-        .output()
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert!(
-        matches!(output.status.code(), Some(1 | 2)),
-        "a PostgreSQL dump restored into MariaDB: exit {:?}: {stderr}",
-        output.status.code()
+    common::assert_exit(
+        ns.bin("kubectl-dbbackup")
+            .args(["postgres", "-f", &pg_file.display().to_string()]),
+        0,
     );
+    let before = sql(&ns, Engine::Mariadb, "mariadb-0", "SHOW DATABASES;").await;
+    // A PostgreSQL dump restored into MariaDB.
+    let stderr = common::refused(ns.bin("kubectl-dbbackup").args([
+        "restore",
+        "mariadb",
+        "-f",
+        &pg_file.display().to_string(),
+        "--yes",
+    ]));
     assert!(stderr.to_lowercase().contains("postgres"), "{stderr}");
     assert_eq!(
         sql(&ns, Engine::Mariadb, "mariadb-0", "SHOW DATABASES;").await,
@@ -975,35 +820,19 @@ async fn wrong_engine_dump_is_refused_before_anything_is_sent() {
     let bytes = std::fs::read(&pg_file).unwrap();
     let cut = dir.path().join("cut.sql.gz");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let output = ns
-        .bin("kubectl-dbbackup")
-        .args([
-            "restore",
-            "postgres",
-            "-f",
-            &cut.display().to_string(),
-            "--yes",
-            "-v",
-        ])
-        .output()
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert!(matches!(output.status.code(), Some(1 | 2)), "{stderr}");
+    let stderr = common::refused(ns.bin("kubectl-dbbackup").args([
+        "restore",
+        "postgres",
+        "-f",
+        &cut.display().to_string(),
+        "--yes",
+        "-v",
+    ]));
     assert!(!stderr.contains("exec"), "an exec was started: {stderr}");
 }
 
 // ---------------------------------------------------------------------------------------
 // 6. Interrupted work
-
-/// The files in `dir` other than the given ones.
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn interrupted_dump_and_restore_leave_nothing_final() {
@@ -1035,7 +864,7 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
             stderr.contains(&format!("interrupted by SIG{signal}")),
             "{stderr}"
         );
-        let left = files_in(dir.path());
+        let left = names_in(dir.path());
         assert!(left.is_empty(), "SIG{signal} dump left {left:?}: {stderr}");
     }
     // A complete dump to restore from.
@@ -1052,36 +881,8 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     // The pod deleted mid-dump: non-zero, nothing under the final name.
     let cut = dir.path().join("cut.sql");
     let cut_partial = dir.path().join("cut.sql.partial");
-    let mut dump = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
-            "postgres",
-            "-f",
-            &cut.display().to_string(),
-            "--compress",
-            "none",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&cut_partial)
-        .map(|m| m.len())
-        .unwrap_or(0)
-        < 1_000_000
-    {
-        assert!(Instant::now() < deadline, "dump did not start");
-        assert!(
-            dump.try_wait().unwrap().is_none(),
-            "dump ended before the pod was deleted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut dump = dump_to(&ns, &cut);
+    common::wait_for_bytes(&mut dump, &cut_partial, 1_000_000, Duration::from_secs(60));
     pods.delete("postgres-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
@@ -1101,18 +902,15 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     wait_ready(&pods, "postgres-0").await;
 
     // SIGTERM in the middle of a restore: exit 130, and it says what that may have left.
-    let restore = spawn_restore(&ns, &good);
+    let mut restore = spawn_restore(&ns, &good);
     wait_for_copy(&pods, engine, true).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &restore.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output =
-        tokio::task::spawn_blocking(move || wait_bounded(restore, Duration::from_secs(60)))
-            .await
-            .unwrap()
-            .expect("restore still running 60 s after SIGTERM (killed)");
+    common::signal(restore.id(), "TERM");
+    let output = tokio::task::spawn_blocking(move || {
+        common::wait_bounded(&mut restore, Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
+    .expect("restore still running 60 s after SIGTERM (killed)");
     let stderr = text(&output.stderr);
     eprintln!("SIGTERM restore: exit {:?}: {stderr}", output.status.code());
     assert_eq!(output.status.code(), Some(130), "{stderr}");
@@ -1122,17 +920,18 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     wait_for_copy(&pods, engine, false).await;
 
     // Delete the pod in the middle of a restore.
-    let restore = spawn_restore(&ns, &good);
+    let mut restore = spawn_restore(&ns, &good);
     // The restore replaces `big` (DROP ... CREATE ... COPY): delete the pod once the COPY runs.
     wait_for_copy(&pods, engine, true).await;
     pods.delete("postgres-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
     let deleted_at = Instant::now();
-    let output =
-        tokio::task::spawn_blocking(move || wait_bounded(restore, Duration::from_secs(90)))
-            .await
-            .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        common::wait_bounded(&mut restore, Duration::from_secs(90))
+    })
+    .await
+    .unwrap();
     let Some(output) = output else {
         panic!("restore still running 90 s after its pod was deleted (hang; killed)");
     };
@@ -1159,69 +958,43 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     );
 }
 
-/// Starts a dump to `dir/sig<signal>.sql`, signals it once 1 MB is written, and returns
-/// how it ended.
-fn interrupt_dump(ns: &TestNamespace, dir: &Path, signal: &str) -> std::process::Output {
-    let file = dir.join(format!("sig{signal}.sql"));
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
+/// Starts a dump of postgres to `file`, uncompressed, without waiting.
+fn dump_to(ns: &TestNamespace, file: &Path) -> std::process::Child {
+    ns.spawn(
+        "kubectl-dbbackup",
+        &[
             "postgres",
             "-f",
             &file.display().to_string(),
             "--compress",
             "none",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    )
+}
+
+/// Starts a dump to `dir/sig<signal>.sql`, signals it once 1 MB is written, and returns
+/// how it ended.
+fn interrupt_dump(ns: &TestNamespace, dir: &Path, signal: &str) -> std::process::Output {
+    let mut child = dump_to(ns, &dir.join(format!("sig{signal}.sql")));
     let partial = dir.join(format!("sig{signal}.sql.partial"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 1_000_000 {
-        assert!(
-            Instant::now() < deadline,
-            "dump did not start: {:?}",
-            files_in(dir)
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "dump ended before the interrupt"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::wait_for_bytes(&mut child, &partial, 1_000_000, Duration::from_secs(60));
+    common::signal(child.id(), signal);
     child.wait_with_output().unwrap()
 }
 
 /// Starts `restore postgres -f FILE --yes -v`, without waiting.
 fn spawn_restore(ns: &TestNamespace, file: &Path) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
+    ns.spawn(
+        "kubectl-dbbackup",
+        &[
             "restore",
             "postgres",
             "-f",
             &file.display().to_string(),
             "--yes",
             "-v",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+        ],
+    )
 }
 
 /// Waits until a COPY runs in postgres-0 (`running`), or until none does.
@@ -1258,55 +1031,12 @@ async fn wait_for_copy(pods: &Api<Pod>, engine: Engine, running: bool) {
     }
 }
 
-/// Waits for a child up to `limit`, collecting its output; kills it and returns None when
-/// it is still running then.
-fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Option<std::process::Output> {
-    use std::io::Read;
-    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = out_thread.join().unwrap();
-    let stderr = err_thread.join().unwrap();
-    status.map(|status| std::process::Output {
-        status,
-        stdout,
-        stderr,
-    })
-}
-
 async fn wait_ready(pods: &Api<Pod>, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         if let Ok(Some(pod)) = pods.get_opt(name).await
             && pod.metadata.deletion_timestamp.is_none()
-            && pod
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
+            && common::is_ready(&pod)
         {
             return;
         }

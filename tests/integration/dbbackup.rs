@@ -3,20 +3,19 @@
 //! deletion, truncated files refused by `verify` and `restore`, and the snapshot API's
 //! absence. Plus the usage errors that never reach the API.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::TestNamespace;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::DeleteParams;
 use kubectl_db::engine::Engine;
-use kubectl_db::exec;
 use serde_json::Value;
 
-use common::SMALL;
+use common::{gunzip, names_in, sha256_line, text};
 
 struct Db<'a> {
     ns: &'a TestNamespace,
@@ -26,17 +25,10 @@ struct Db<'a> {
 
 impl<'a> Db<'a> {
     async fn deploy(ns: &'a TestNamespace, engine: Engine, image: &str) -> Db<'a> {
-        let output = ns
-            .bin("kubectl-dbdeploy")
-            .args([engine.as_str(), "--image", image, "--timeout", "4m"])
-            .args(SMALL)
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "dbdeploy: {}",
-            String::from_utf8_lossy(&output.stderr)
+        common::assert_exit(
+            ns.bin("kubectl-dbdeploy")
+                .args(common::deploy_args_with(engine, image, "4m")),
+            0,
         );
         Db {
             ns,
@@ -47,30 +39,12 @@ impl<'a> Db<'a> {
 
     /// Runs a shell script in the database container; panics unless it exits 0.
     async fn shell(&self, script: &str, stdin: &str) -> String {
-        let pods: Api<Pod> = self.ns.kube.api();
-        let command = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
-        let output = exec::run(
-            &pods,
-            &self.pod,
-            Some(self.engine.container_name()),
-            &command,
-            Some(stdin.as_bytes()),
-            Duration::from_secs(300),
-        )
-        .await
-        .unwrap();
-        assert!(
-            output.status.success(),
-            "{script}: {} {}",
-            output.status,
-            output.stderr_text()
-        );
-        output.stdout_text()
+        common::shell(self.ns, self.engine, &self.pod, script, stdin).await
     }
 
     /// SQL as the admin user in the application database (appdb for postgres).
     async fn sql(&self, sql: &str) -> String {
-        self.shell(self.engine.sql_script(), sql).await
+        common::sql(self.ns, self.engine, &self.pod, sql).await
     }
 
     /// Row count and MD5 of the ordered rows of each table.
@@ -97,31 +71,15 @@ fn dbbackup(ns: &TestNamespace, args: &[&str]) -> std::process::Output {
     ns.bin("kubectl-dbbackup").args(args).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Dumps to `file` and returns the report.
 fn dump_json(ns: &TestNamespace, target: &str, file: &Path, compress: &str) -> Value {
-    let output = dbbackup(
-        ns,
-        &[
-            target,
-            "-f",
-            &file.display().to_string(),
-            "--compress",
-            compress,
-            "-o",
-            "json",
-        ],
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "dump failed: {}",
-        text(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    common::json(ns.bin("kubectl-dbbackup").args([
+        target,
+        "-f",
+        &file.display().to_string(),
+        "--compress",
+        compress,
+    ]))
 }
 
 fn verify_code(file: &Path) -> (Option<i32>, String) {
@@ -130,13 +88,6 @@ fn verify_code(file: &Path) -> (Option<i32>, String) {
         .output()
         .unwrap();
     (output.status.code(), text(&output.stdout))
-}
-
-fn sha256_line(file: &Path) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(std::fs::read(file).unwrap());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}  {}\n", file.file_name().unwrap().to_string_lossy())
 }
 
 /// A copy of `file` cut to half its size, with (`fresh_checksum`) or without a matching
@@ -366,7 +317,7 @@ async fn mariadb_round_trip() {
     // A PostgreSQL dump is refused by a MariaDB server before anything is sent.
     let pg = dir.path().join("pg.sql");
     std::fs::write(&pg, "--\n-- PostgreSQL database cluster dump\n--\n\nSELECT 1;\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n").unwrap();
-    std::fs::write(format!("{}.sha256", pg.display()), sha256_line(&pg)).unwrap();
+    common::write_checksum(&pg);
     assert_eq!(verify_code(&pg).0, Some(0));
     let output = dbbackup(
         &ns,
@@ -397,35 +348,17 @@ async fn dump_of_a_deleted_pod_leaves_no_file() {
     let file = dir.path().join("cut.sql");
     let partial = dir.path().join("cut.sql.partial");
 
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args([
-            "-n",
-            &ns.name,
+    let mut child = ns.spawn(
+        "kubectl-dbbackup",
+        &[
             "postgres",
             "--compress",
             "none",
             "-f",
             &file.display().to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 4 << 20 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the dump never started"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the dump ended before the pod was deleted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ],
+    );
+    common::wait_for_bytes(&mut child, &partial, 4 << 20, Duration::from_secs(120));
     // A grace period of 1, not 0: a forced deletion lets the replacement pod start while
     // the old postmaster still runs on the same volume (and corrupts it).
     let pods: Api<Pod> = ns.kube.api();
@@ -499,16 +432,6 @@ fn bad_input_is_refused_before_any_api_call() {
     assert_eq!(std::fs::read(&existing).unwrap(), b"old");
 }
 
-/// The names in a directory, sorted.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Starts a dump of `target` to `file` with extra flags, without waiting.
 fn spawn_dump(
     ns: &TestNamespace,
@@ -516,16 +439,10 @@ fn spawn_dump(
     file: &Path,
     extra: &[&str],
 ) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbbackup"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args(["-n", &ns.name, target, "-f", &file.display().to_string()])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+    ns.spawn(
+        "kubectl-dbbackup",
+        &[&[target, "-f", &file.display().to_string()], extra].concat(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -626,126 +543,28 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
 }
 
 /// Deploys `names` of one engine at the same time (each deploy waits for its pod).
-fn deploy_all<'a>(
+fn deploy_all<'a, const N: usize>(
     ns: &'a TestNamespace,
     engine: Engine,
-    image: &str,
-    names: &[&str],
-) -> Vec<Db<'a>> {
+    names: [&str; N],
+) -> [Db<'a>; N] {
+    let image = common::image(engine);
     let children: Vec<_> = names
         .iter()
         .map(|name| {
-            spawn_bin(
-                ns,
-                "kubectl-dbdeploy",
-                &[
-                    &[
-                        engine.as_str(),
-                        "--name",
-                        name,
-                        "--image",
-                        image,
-                        "--timeout",
-                        "6m",
-                    ],
-                    SMALL,
-                ]
-                .concat(),
-            )
+            let mut args = common::deploy_args_with(engine, &image, "6m");
+            args.extend(["--name".into(), name.to_string()]);
+            ns.spawn("kubectl-dbdeploy", &args)
         })
         .collect();
     for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "dbdeploy: {}",
-            text(&output.stderr)
-        );
+        common::exited(child.wait_with_output().unwrap(), 0, "dbdeploy");
     }
-    names
-        .iter()
-        .map(|name| Db {
-            ns,
-            engine,
-            pod: format!("{name}-0"),
-        })
-        .collect()
-}
-
-/// A binary of this package, started in the background with a clean environment.
-fn spawn_bin(ns: &TestNamespace, name: &str, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin(name))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir().join("kdb-test-home"))
-        .env("NO_COLOR", "1")
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args(["-n", &ns.name])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Runs `kubectl dbbackup ARGS` and returns its output and its peak RSS in KiB (VmHWM,
-/// sampled from /proc while it runs).
-fn dbbackup_peak_rss(ns: &TestNamespace, args: &[&str]) -> (std::process::Output, u64) {
-    let mut child = spawn_bin(ns, "kubectl-dbbackup", args);
-    let status = format!("/proc/{}/status", child.id());
-    // Drain the pipes meanwhile, so a chatty child never blocks on them.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut buf).unwrap();
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut stderr, &mut buf).unwrap();
-        buf
-    });
-    let mut peak = 0u64;
-    let exit = loop {
-        if let Ok(text) = std::fs::read_to_string(&status)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kib);
-        }
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = std::process::Output {
-        status: exit,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    (output, peak)
-}
-
-/// Reads a key of a Secret.
-async fn secret_value(ns: &TestNamespace, name: &str, key: &str) -> Vec<u8> {
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = ns.kube.api();
-    let secret = secrets.get(name).await.unwrap();
-    secret.data.unwrap()[key].0.clone()
-}
-
-/// The SQL text inside a gzip dump.
-fn gunzip(file: &Path) -> String {
-    let mut sql = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(file).unwrap()),
-        &mut sql,
-    )
-    .unwrap();
-    String::from_utf8_lossy(&sql).into_owned()
+    names.map(|name| Db {
+        ns,
+        engine,
+        pod: format!("{name}-0"),
+    })
 }
 
 /// Lines that look like `CREATE DATABASE` statements but sit in a table comment, a
@@ -767,15 +586,61 @@ INSERT INTO big SELECT 1, decode(repeat('0123456789abcdef', 6553600), 'hex');
 /// What must survive a round trip unchanged (texts compared whole, the bytea by MD5).
 const PG_TRICKY_FINGERPRINT: &str = "SELECT obj_description('notes'::regclass, 'pg_class') || '|' || (SELECT prosrc FROM pg_proc WHERE proname = 'tricky') || '|' || (SELECT string_agg(s, '|' ORDER BY id) FROM notes) || '|' || (SELECT length(b) || ' ' || md5(b) FROM big);";
 
+/// Runs `kubectl dbbackup ARGS`; panics with its stderr unless it exits `code`; its stderr.
+fn dbbackup_exits(ns: &TestNamespace, args: &[&str], code: i32) -> String {
+    text(&common::assert_exit(ns.bin("kubectl-dbbackup").args(args), code).stderr)
+}
+
+/// `restore TARGET -f FILE`, with `--yes` when `yes`; panics unless it exits `code`; its
+/// stderr.
+fn restore(ns: &TestNamespace, target: &str, file: &Path, yes: bool, code: i32) -> String {
+    let file = file.display().to_string();
+    let mut args = vec!["restore", target, "-f", &file];
+    if yes {
+        args.push("--yes");
+    }
+    dbbackup_exits(ns, &args, code)
+}
+
+/// Dumps the whole server `target` with its accounts' passwords (`--with-credentials`).
+fn dump_with_credentials(ns: &TestNamespace, target: &str, file: &Path) {
+    let file = file.display().to_string();
+    dbbackup_exits(ns, &[target, "--with-credentials", "-f", &file], 0);
+}
+
+/// DIR/a-broken.sql: the dump `sql` with a failing statement at byte `at`, and its checksum.
+fn broken_dump(sql: &str, at: usize, dir: &Path) -> PathBuf {
+    let broken = dir.join("a-broken.sql");
+    let text = [&sql[..at], "SELECT kdb_fails_on_purpose();\n", &sql[at..]].concat();
+    std::fs::write(&broken, text).unwrap();
+    common::write_checksum(&broken);
+    broken
+}
+
+/// A restore that fails after the dump's accounts were written: exit 1, and the target's
+/// own credentials set again.
+fn restore_fails_and_resets_credentials(ns: &TestNamespace, target: &str, broken: &Path) {
+    let stderr = restore(ns, target, broken, true, 1);
+    assert!(
+        stderr.contains("the target's own credentials were set again"),
+        "{stderr}"
+    );
+}
+
+/// Dumps database appdb of `from` (pg_dump --create, or one MariaDB database) and restores it
+/// into `to`.
+fn restore_one_database(ns: &TestNamespace, from: &str, to: &str, dir: &Path) {
+    let one = dir.join("a-appdb.sql.gz");
+    let file = one.display().to_string();
+    dbbackup_exits(ns, &[from, "--database", "appdb", "-f", &file], 0);
+    restore(ns, to, &one, true, 0);
+}
+
+const PG_TCP_LOGIN: &str = r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -w -h 127.0.0.1 -U "$POSTGRES_USER" -d appdb -tAc 'SELECT current_user'"#;
+
 /// Logs in over TCP with the pod's own Secret values (as an application would).
 async fn pg_tcp_login(db: &Db<'_>) {
-    let out = db
-        .shell(
-            r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -w -h 127.0.0.1 -U "$POSTGRES_USER" -d appdb -tAc 'SELECT current_user'"#,
-            "",
-        )
-        .await;
-    assert_eq!(out.trim(), "appuser");
+    assert_eq!(db.shell(PG_TCP_LOGIN, "").await.trim(), "appuser");
 }
 
 /// pg_dumpall of deployment A restored into deployment B (different passwords): B's
@@ -788,16 +653,10 @@ async fn pg_tcp_login(db: &Db<'_>) {
 async fn postgres_restore_into_another_deployment() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-pgx", &[]).await;
-    let dbs = deploy_all(
-        &ns,
-        Engine::Postgres,
-        &common::postgres_image(),
-        &["pga", "pgb"],
-    );
-    let (a, b) = (&dbs[0], &dbs[1]);
+    let [a, b] = &deploy_all(&ns, Engine::Postgres, ["pga", "pgb"]);
     assert_ne!(
-        secret_value(&ns, "pga-secret", "POSTGRES_PASSWORD").await,
-        secret_value(&ns, "pgb-secret", "POSTGRES_PASSWORD").await
+        common::secret_data(&ns, "pga-secret").await["POSTGRES_PASSWORD"],
+        common::secret_data(&ns, "pgb-secret").await["POSTGRES_PASSWORD"]
     );
     a.sql(PG_TRICKY).await;
     let expected = a.sql(PG_TRICKY_FINGERPRINT).await;
@@ -821,18 +680,13 @@ async fn postgres_restore_into_another_deployment() {
     drop(sql);
 
     // B's `postgres` database holds a table: refused without --yes, and named.
-    let output = dbbackup(&ns, &["restore", "pgb", "-f", &file.display().to_string()]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("postgres"),
-        "{}",
-        text(&output.stderr)
-    );
+    let stderr = restore(&ns, "pgb", &file, false, 2);
+    assert!(stderr.contains("postgres"), "{stderr}");
 
-    let (output, peak_kib) = dbbackup_peak_rss(
-        &ns,
+    let (output, peak_kib) = common::wait_with_peak_rss(ns.spawn(
+        "kubectl-dbbackup",
         &["restore", "pgb", "-f", &file.display().to_string(), "--yes"],
-    );
+    ));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
     pg_tcp_login(b).await;
@@ -845,22 +699,9 @@ async fn postgres_restore_into_another_deployment() {
 
     // A dump that carries A's password hashes (as older versions made): B still logs in.
     let with = dir.path().join("a-with.sql.gz");
-    let output = dbbackup(
-        &ns,
-        &[
-            "pga",
-            "--with-credentials",
-            "-f",
-            &with.display().to_string(),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    dump_with_credentials(&ns, "pga", &with);
     assert!(gunzip(&with).contains("SCRAM-SHA-256$"));
-    let output = dbbackup(
-        &ns,
-        &["restore", "pgb", "-f", &with.display().to_string(), "--yes"],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    restore(&ns, "pgb", &with, true, 0);
     pg_tcp_login(b).await;
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
 
@@ -876,76 +717,26 @@ async fn postgres_restore_into_another_deployment() {
         .rfind("\n--\n-- PostgreSQL database cluster dump complete")
         .unwrap()
         + 1;
-    let broken = dir.path().join("a-broken.sql");
-    std::fs::write(
-        &broken,
-        [
-            &sql[..after],
-            "SELECT kdb_fails_on_purpose();\n",
-            &sql[after..],
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let broken = broken_dump(&sql, after, dir.path());
     drop(sql);
-    std::fs::write(format!("{}.sha256", broken.display()), sha256_line(&broken)).unwrap();
-    let output = dbbackup(
-        &ns,
-        &[
-            "restore",
-            "pgb",
-            "-f",
-            &broken.display().to_string(),
-            "--yes",
-        ],
-    );
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("the target's own credentials were set again"),
-        "{}",
-        text(&output.stderr)
-    );
+    restore_fails_and_resets_credentials(&ns, "pgb", &broken);
     pg_tcp_login(b).await;
 
     // One database (pg_dump --create) restores over the existing one.
     b.sql("UPDATE notes SET s = 'changed';").await;
-    let one = dir.path().join("a-appdb.sql.gz");
-    let output = dbbackup(
-        &ns,
-        &[
-            "pga",
-            "--database",
-            "appdb",
-            "-f",
-            &one.display().to_string(),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let output = dbbackup(
-        &ns,
-        &["restore", "pgb", "-f", &one.display().to_string(), "--yes"],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    restore_one_database(&ns, "pga", "pgb", dir.path());
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
     pg_tcp_login(b).await;
 }
 
+const MARIADB_TCP_ROOT: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -h 127.0.0.1 -uroot -N -B -e 'SELECT CURRENT_USER()'"#;
+const MARIADB_TCP_APP: &str = r#"MYSQL_PWD="$MYSQL_PASSWORD" mariadb -h 127.0.0.1 -u"$MYSQL_USER" -N -B -e 'SELECT COUNT(*) FROM appdb.texts'"#;
+
 /// Logs in over TCP as root and as the app user with the pod's own Secret values.
 async fn mariadb_tcp_logins(db: &Db<'_>) {
-    let root = db
-        .shell(
-            r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -h 127.0.0.1 -uroot -N -B -e 'SELECT CURRENT_USER()'"#,
-            "",
-        )
-        .await;
+    let root = db.shell(MARIADB_TCP_ROOT, "").await;
     assert!(root.trim().starts_with("root@"), "{root}");
-    let app = db
-        .shell(
-            r#"MYSQL_PWD="$MYSQL_PASSWORD" mariadb -h 127.0.0.1 -u"$MYSQL_USER" -N -B -e 'SELECT COUNT(*) FROM appdb.texts'"#,
-            "",
-        )
-        .await;
-    assert_eq!(app.trim(), "20000");
+    assert_eq!(db.shell(MARIADB_TCP_APP, "").await.trim(), "20000");
 }
 
 /// A MariaDB dump of deployment A restored into deployment B: B's root and app user log in
@@ -957,17 +748,11 @@ async fn mariadb_tcp_logins(db: &Db<'_>) {
 async fn mariadb_restore_into_another_deployment() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-mx", &[]).await;
-    let dbs = deploy_all(
-        &ns,
-        Engine::Mariadb,
-        &common::mariadb_image(),
-        &["ma", "mb"],
-    );
-    let (a, b) = (&dbs[0], &dbs[1]);
+    let [a, b] = &deploy_all(&ns, Engine::Mariadb, ["ma", "mb"]);
     for key in ["MYSQL_ROOT_PASSWORD", "MYSQL_PASSWORD"] {
         assert_ne!(
-            secret_value(&ns, "ma-secret", key).await,
-            secret_value(&ns, "mb-secret", key).await
+            common::secret_data(&ns, "ma-secret").await[key],
+            common::secret_data(&ns, "mb-secret").await[key]
         );
     }
     a.sql(MARIADB_DATA).await;
@@ -985,8 +770,7 @@ async fn mariadb_restore_into_another_deployment() {
         "the dump carries the mysql schema"
     );
     drop(sql);
-    let output = dbbackup(&ns, &["restore", "mb", "-f", &file.display().to_string()]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    restore(&ns, "mb", &file, false, 0);
     b.sql(reload).await;
     assert_eq!(b.checksums(MARIADB_TABLES).await, before);
     mariadb_tcp_logins(b).await;
@@ -995,29 +779,11 @@ async fn mariadb_restore_into_another_deployment() {
     b.sql("CREATE USER 'reporter'@'%' IDENTIFIED BY 'reporter-pw';")
         .await;
     let with = dir.path().join("a-with.sql.gz");
-    let output = dbbackup(
-        &ns,
-        &[
-            "ma",
-            "--with-credentials",
-            "-f",
-            &with.display().to_string(),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    dump_with_credentials(&ns, "ma", &with);
     assert!(gunzip(&with).contains("USE `mysql`;"));
-    let output = dbbackup(&ns, &["restore", "mb", "-f", &with.display().to_string()]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("mysql (accounts reporter@%)"),
-        "{}",
-        text(&output.stderr)
-    );
-    let output = dbbackup(
-        &ns,
-        &["restore", "mb", "-f", &with.display().to_string(), "--yes"],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = restore(&ns, "mb", &with, false, 2);
+    assert!(stderr.contains("mysql (accounts reporter@%)"), "{stderr}");
+    restore(&ns, "mb", &with, true, 0);
     b.sql(reload).await;
     mariadb_tcp_logins(b).await;
     assert_eq!(b.checksums(MARIADB_TABLES).await, before);
@@ -1026,51 +792,13 @@ async fn mariadb_restore_into_another_deployment() {
     // fails, and B's accounts are set again in a session of their own.
     let sql = gunzip(&with);
     let end = sql.rfind("\n-- Dump completed").unwrap() + 1;
-    let broken = dir.path().join("a-broken.sql");
-    std::fs::write(
-        &broken,
-        [&sql[..end], "SELECT kdb_fails_on_purpose();\n", &sql[end..]].concat(),
-    )
-    .unwrap();
-    std::fs::write(format!("{}.sha256", broken.display()), sha256_line(&broken)).unwrap();
-    let output = dbbackup(
-        &ns,
-        &[
-            "restore",
-            "mb",
-            "-f",
-            &broken.display().to_string(),
-            "--yes",
-        ],
-    );
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("the target's own credentials were set again"),
-        "{}",
-        text(&output.stderr)
-    );
+    restore_fails_and_resets_credentials(&ns, "mb", &broken_dump(&sql, end, dir.path()));
     b.sql(reload).await;
     mariadb_tcp_logins(b).await;
 
     // One database.
     b.sql("DELETE FROM appdb.texts WHERE id > 10;").await;
-    let one = dir.path().join("a-appdb.sql.gz");
-    let output = dbbackup(
-        &ns,
-        &[
-            "ma",
-            "--database",
-            "appdb",
-            "-f",
-            &one.display().to_string(),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let output = dbbackup(
-        &ns,
-        &["restore", "mb", "-f", &one.display().to_string(), "--yes"],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    restore_one_database(&ns, "ma", "mb", dir.path());
     assert_eq!(b.checksums(MARIADB_TABLES).await, before);
     mariadb_tcp_logins(b).await;
 }

@@ -1,25 +1,12 @@
 //! Shell completion: the `kubectl_complete-<plugin>` helpers kubectl 1.26+ runs (Cobra's
 //! `candidate\tdescription` lines and `:<directive>`), and each binary's `completion` scripts.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const PLUGINS: [&str; 4] = ["dbdeploy", "dbcheck", "dbbackup", "dbpersist"];
-
-/// A kubeconfig pointing at a port nothing listens on.
-fn unreachable_kubeconfig() -> PathBuf {
-    let dir = std::env::temp_dir().join("kdb-completion-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\n- name: elsewhere\n  context:\n    cluster: nowhere\n    user: nobody\nusers:\n- name: nobody\n  user:\n    token: not-a-real-token\n",
-    )
-    .unwrap();
-    path
-}
 
 /// The shipped `kubectl_complete-<plugin>` scripts (completion/).
 fn helpers_dir() -> PathBuf {
@@ -68,7 +55,7 @@ fn candidates(output: &str) -> (Vec<&str>, &str) {
 
 #[test]
 fn subcommands_with_descriptions() {
-    let out = helper("dbdeploy", &unreachable_kubeconfig(), &[""]);
+    let out = helper("dbdeploy", &common::unreachable_kubeconfig(), &[""]);
     assert!(
         out.starts_with("postgres\tDeploy PostgreSQL (default image postgres:15-alpine)\n"),
         "{out}"
@@ -91,7 +78,7 @@ fn subcommands_with_descriptions() {
 
 #[test]
 fn flags_and_flag_values() {
-    let kubeconfig = unreachable_kubeconfig();
+    let kubeconfig = common::unreachable_kubeconfig();
     assert_eq!(
         candidates(&helper("dbdeploy", &kubeconfig, &["mysql", "--storage-"])),
         (vec!["--storage-class", "--storage-size"], ":4")
@@ -137,7 +124,11 @@ fn flags_and_flag_values() {
 fn unreachable_cluster_gives_static_candidates_quickly() {
     let start = Instant::now();
     for plugin in ["dbcheck", "dbbackup", "dbpersist"] {
-        let out = helper(plugin, &unreachable_kubeconfig(), &["-n", "team-a", "my"]);
+        let out = helper(
+            plugin,
+            &common::unreachable_kubeconfig(),
+            &["-n", "team-a", "my"],
+        );
         assert_eq!(out, ":4\n", "{plugin}");
     }
     let out = helper(
@@ -156,7 +147,7 @@ fn silent_cluster_gives_up_within_the_budget() {
     let dir = std::env::temp_dir().join("kdb-completion-tests");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("kubeconfig-silent");
-    let text = std::fs::read_to_string(unreachable_kubeconfig())
+    let text = std::fs::read_to_string(common::unreachable_kubeconfig())
         .unwrap()
         .replace("https://127.0.0.1:1", "https://10.255.255.1:6443");
     std::fs::write(&path, text).unwrap();
@@ -250,16 +241,9 @@ async fn database_names_come_from_the_cluster() {
             "orders",
             "--image",
             &common::postgres_image(),
-            "--cpu",
-            "50m",
-            "--memory",
-            "128Mi",
-            "--memory-limit",
-            "1Gi",
-            "--storage-size",
-            "1Gi",
             "--no-wait",
         ])
+        .args(common::SMALL)
         .assert()
         .success();
     // The StatefulSet controller creates the pod a moment after the apply.

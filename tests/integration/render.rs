@@ -1,5 +1,6 @@
 //! Rendered manifests: snapshots per engine and option set (reviewed by eye, in
-//! tests/snapshots/), and one test per defect of the guide's manifests that must not return.
+//! tests/integration/snapshots/), and one test per defect of the guide's manifests that must
+//! not return.
 
 use std::collections::BTreeMap;
 
@@ -181,24 +182,20 @@ fn pdb_only_when_asked_for_a_single_replica() {
 
 #[test]
 fn config_change_changes_the_pod_template() {
+    let annotations = |spec: &DeploySpec| {
+        manifests(spec)
+            .stateful_set
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+    };
     let mut spec = DeploySpec::new(Engine::Postgres, "default");
-    let before = manifests(&spec)
-        .stateful_set
-        .spec
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .annotations;
+    let before = annotations(&spec);
     spec.settings = vec![("work_mem".into(), "8MB".into())];
-    let after = manifests(&spec)
-        .stateful_set
-        .spec
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .annotations;
+    let after = annotations(&spec);
     assert_ne!(
         before, after,
         "servers read config only at start: a change must roll the pod"

@@ -6,12 +6,12 @@
 //! StatefulSet of several replicas, Ctrl-C and timeout after the delete (report still
 //! printed, exit 130 / 3), and bad input refused before any API call.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::TestNamespace;
+use common::{TestNamespace, sql};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
@@ -70,32 +70,6 @@ fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["name"] == name))
         .unwrap_or_else(|| panic!("no step {name:?} in {report:#}"))
-}
-
-/// Runs SQL in the pod through the engine's own script (passwords from the pod's env).
-async fn sql(ns: &TestNamespace, engine: Engine, pod: &str, script: &str) -> String {
-    let pods: Api<Pod> = ns.kube.api();
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        engine.sql_script().to_string(),
-    ];
-    let output = kubectl_db::exec::run(
-        &pods,
-        pod,
-        None,
-        &command,
-        Some(script.as_bytes()),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{script}: {}",
-        output.stderr_text()
-    );
-    output.stdout_text()
 }
 
 fn assert_pass(report: &Value, pod: &str) {
@@ -626,16 +600,7 @@ fn bad_input_is_refused_before_any_api_call() {
         &["mysql-0", "--timeout", "soon"],
         &[],
     ] {
-        let output = common::clean_bin("kubectl-dbpersist")
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        common::assert_exit(common::clean_bin("kubectl-dbpersist").args(args), 2);
     }
     let output = common::clean_bin("kubectl-dbpersist")
         .args(["completion", "bash"])
@@ -652,33 +617,8 @@ fn interrupt_while_waiting(
     target: &str,
     signal: &str,
 ) -> (std::process::Output, String) {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::Stdio;
-
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-dbpersist"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &ns.kubeconfig)
-        .args(["-n", &ns.name, target, "--yes", "-o", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut announced = String::new();
-    stderr.read_line(&mut announced).unwrap();
-    assert!(announced.starts_with("will delete pod"), "{announced}");
-    std::thread::sleep(Duration::from_secs(4));
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    (output, rest)
+    let child = ns.spawn("kubectl-dbpersist", &[target, "--yes", "-o", "json"]);
+    common::signal_after_line(child, "will delete pod", Duration::from_secs(4), signal)
 }
 
 /// A hand-made MariaDB StatefulSet whose old pod takes 20 s to terminate, so a signal

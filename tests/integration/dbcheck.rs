@@ -3,14 +3,12 @@
 //! one namespace and are created together (rendered by dbdeploy, some then altered, applied
 //! without waiting); the test then polls dbcheck until the cluster shows each state.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -26,31 +24,23 @@ async fn deploy(
     alter: impl FnOnce(&mut Vec<Value>),
 ) {
     let image = common::postgres_image();
-    let output = ns
-        .bin("kubectl-dbdeploy")
-        .args(["postgres", "--name", name])
-        .args(if extra.contains(&"--image") {
-            vec![]
-        } else {
-            vec!["--image", &image]
-        })
-        .args(
-            SMALL
-                .chunks(2)
-                .filter(|pair| !extra.contains(&pair[0]))
-                .flatten(),
-        )
-        .args(extra)
-        .args(["--dry-run=client", "--show-password", "-o", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let list = common::json(
+        ns.bin("kubectl-dbdeploy")
+            .args(["postgres", "--name", name])
+            .args(if extra.contains(&"--image") {
+                vec![]
+            } else {
+                vec!["--image", &image]
+            })
+            .args(
+                SMALL
+                    .chunks(2)
+                    .filter(|pair| !extra.contains(&pair[0]))
+                    .flatten(),
+            )
+            .args(extra)
+            .args(["--dry-run=client", "--show-password"]),
     );
-    let list: Value = serde_json::from_slice(&output.stdout).unwrap();
     let mut items = list["items"].as_array().unwrap().clone();
     alter(&mut items);
     for item in items {
@@ -59,23 +49,14 @@ async fn deploy(
 }
 
 async fn create(ns: &TestNamespace, item: Value) {
-    let pp = PostParams::default();
-    macro_rules! make {
-        ($kind:ty) => {{
-            let api: Api<$kind> = ns.kube.api();
-            api.create(&pp, &serde_json::from_value(item.clone()).unwrap())
-                .await
-                .unwrap();
-        }};
-    }
-    match item["kind"].as_str().unwrap() {
-        "ConfigMap" => make!(ConfigMap),
-        "Secret" => make!(Secret),
-        "Service" => make!(Service),
-        "StatefulSet" => make!(StatefulSet),
-        "NetworkPolicy" => make!(NetworkPolicy),
-        other => panic!("unexpected kind {other}"),
-    }
+    let kind = item["kind"].as_str().unwrap();
+    ns.api_for(kind)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(item).unwrap(),
+        )
+        .await
+        .unwrap();
 }
 
 fn find<'a>(items: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value {
@@ -452,28 +433,16 @@ fn expect(failures: &mut Vec<String>, result: Result<(i32, Value), String>, exit
 
 #[test]
 fn unreachable_cluster_exits_3_and_bad_usage_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("config");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\ncurrent-context: c\n",
-    )
-    .unwrap();
-    let output = common::clean_bin("kubectl-dbcheck")
-        .args([
+    let kubeconfig = common::unreachable_kubeconfig();
+    common::assert_exit(
+        common::clean_bin("kubectl-dbcheck").args([
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
             "--request-timeout",
             "5s",
             "mysql-0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ]),
+        3,
     );
     let output = common::clean_bin("kubectl-dbcheck")
         .args(["-A", "mysql-0"])
@@ -496,17 +465,13 @@ async fn run_pod(ns: &TestNamespace, pod: Value, ready: bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let pod = pods.get(&name).await.unwrap();
+        let is_ready = common::is_ready(&pod);
         let status = pod.status.unwrap_or_default();
         let running = status
             .container_statuses
             .iter()
             .flatten()
             .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
-        let is_ready = status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
         if running && (is_ready || !ready) {
             return name;
         }

@@ -2,8 +2,6 @@
 //! cluster's smoke script — database pods from each image Ready, exec returns the server
 //! version, a `standard` PVC binds, a deleted StatefulSet pod comes back with its data.
 
-mod common;
-
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::ListParams;
