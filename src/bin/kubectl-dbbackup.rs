@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::HumanBytes;
 use kubectl_db::backup::{
-    self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions,
+    self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions, snapshot_list,
 };
 use kubectl_db::cli::{self, GlobalArgs, OutputFormat, Shell, exit, parse_duration};
 use kubectl_db::output;
@@ -18,7 +18,7 @@ use kubectl_db::{Error, client};
     bin_name = "kubectl dbbackup",
     version,
     about = "Back up and restore PostgreSQL, MySQL and MariaDB: streamed, verified dumps and volume snapshots",
-    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass"
+    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z"
 )]
 struct Cli {
     #[command(flatten)]
@@ -106,15 +106,56 @@ struct RestoreArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct SnapshotArgs {
+    #[command(subcommand)]
+    action: Option<SnapshotAction>,
     /// Pod or StatefulSet of the database
-    target: String,
+    #[arg(required = true)]
+    target: Option<String>,
     /// VolumeSnapshotClass (default: the cluster's default class)
     #[arg(long, value_name = "CLASS")]
     class: Option<String>,
     /// How long to wait for the snapshots to be readyToUse
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
+    /// Do not quiesce the database: the snapshot is what a power cut would leave (the
+    /// server recovers it on start). By default PostgreSQL is held in backup mode and
+    /// MySQL/MariaDB under a read lock until the snapshots are cut
+    #[arg(long)]
+    crash_consistent: bool,
+    /// Output: table | json | yaml
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// List the snapshots kubectl dbbackup took in the namespace (of one database)
+    List(SnapshotListArgs),
+    /// Delete a snapshot kubectl dbbackup took
+    Delete(SnapshotDeleteArgs),
+}
+
+#[derive(Args)]
+struct SnapshotListArgs {
+    /// Pod or StatefulSet of the database (default: every database)
+    target: Option<String>,
+    /// Also VolumeSnapshots not taken by kubectl dbbackup
+    #[arg(long)]
+    all: bool,
+    /// Output: table | json | yaml
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+#[derive(Args)]
+struct SnapshotDeleteArgs {
+    /// VolumeSnapshot name
+    name: String,
+    /// Also delete a VolumeSnapshot that kubectl dbbackup did not take
+    #[arg(long)]
+    any: bool,
     /// Output: table | json | yaml
     #[arg(short, long, value_enum, default_value = "table")]
     output: OutputFormat,
@@ -360,11 +401,17 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
 }
 
 async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Error> {
+    match args.action {
+        Some(SnapshotAction::List(list)) => return run_snapshot_list(global, list).await,
+        Some(SnapshotAction::Delete(delete)) => return run_snapshot_delete(global, delete).await,
+        None => {}
+    }
     let kube = client::connect_within(global, args.timeout).await?;
     let options = SnapshotOptions {
-        target: args.target,
+        target: args.target.unwrap_or_default(),
         class: args.class,
         timeout: args.timeout,
+        crash_consistent: args.crash_consistent,
         progress: global.show_progress(),
     };
     let report = backup::snapshot(&kube, &options).await?;
@@ -380,8 +427,65 @@ async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Er
                 ]);
             }
             output::print_table(&table);
+            println!("{}", snapshot_consistency_line(&report));
         }
         format => output::print_document(&report, format)?,
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// How the snapshot was made consistent, in one line.
+fn snapshot_consistency_line(report: &backup::SnapshotReport) -> String {
+    let what = format!("{} {}", report.engine.product(), report.engine_version);
+    match &report.quiesce {
+        None => format!("{what}: crash-consistent (not quiesced); the server recovers it on start"),
+        Some(q) if q.writes_paused => format!(
+            "{what}: application-consistent, writes paused {:.2}s ({}; quiesce took {:.2}s)",
+            q.held_seconds, q.method, q.quiesce_seconds
+        ),
+        Some(q) => format!(
+            "{what}: application-consistent, {} held {:.2}s, writes not paused (quiesce took {:.2}s)",
+            q.method, q.held_seconds, q.quiesce_seconds
+        ),
+    }
+}
+
+async fn run_snapshot_list(global: &GlobalArgs, args: SnapshotListArgs) -> Result<i32, Error> {
+    let kube = client::connect(global).await?;
+    let list = snapshot_list::list(&kube, args.target.as_deref(), args.all).await?;
+    match args.output {
+        OutputFormat::Table => {
+            if list.is_empty() {
+                eprintln!("no snapshots in namespace {}", kube.namespace);
+                return Ok(exit::SUCCESS);
+            }
+            let mut table = output::table(&["name", "pvc", "ready", "size", "age", "consistent"]);
+            for s in &list {
+                table.add_row(vec![
+                    s.name.clone(),
+                    s.pvc.clone(),
+                    s.ready.to_string(),
+                    s.size.clone().unwrap_or_default(),
+                    s.age_seconds.map(snapshot_list::age).unwrap_or_default(),
+                    s.consistency.clone().unwrap_or_else(|| "unknown".into()),
+                ]);
+            }
+            output::print_table(&table);
+        }
+        format => output::print_document(&list, format)?,
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn run_snapshot_delete(global: &GlobalArgs, args: SnapshotDeleteArgs) -> Result<i32, Error> {
+    let kube = client::connect(global).await?;
+    let deleted = snapshot_list::delete(&kube, &args.name, args.any).await?;
+    match args.output {
+        OutputFormat::Table => println!(
+            "deleted VolumeSnapshot {}/{} (of PVC {})",
+            deleted.namespace, deleted.name, deleted.pvc
+        ),
+        format => output::print_document(&deleted, format)?,
     }
     Ok(exit::SUCCESS)
 }

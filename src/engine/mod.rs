@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub mod catalogue;
-mod mysql;
-mod postgres;
+pub mod mysql;
+pub mod postgres;
 
 /// A supported database engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
