@@ -211,10 +211,9 @@ pub async fn deploy(
         server_dry_run: options.dry_run == DryRun::Server,
         force_conflicts: options.force_conflicts,
     };
-    if let Some(seed) = &seed
-        && options.dry_run == DryRun::None
-    {
-        create_seeded_claim(kube, spec, &manifests, &seed.snapshot, progress).await?;
+    if let Some(seed) = &seed {
+        let dry_run = options.dry_run == DryRun::Server;
+        create_seeded_claim(kube, spec, &manifests, &seed.snapshot, dry_run, progress).await?;
     }
     progress.set(format!("applying {} objects", spec.name));
     let (objects, server_objects) = apply_all(kube, &manifests, apply_options).await?;
@@ -880,6 +879,7 @@ async fn create_seeded_claim(
     spec: &DeploySpec,
     manifests: &Manifests,
     snapshot: &str,
+    dry_run: bool,
     progress: &Progress,
 ) -> Result<()> {
     let claim = render::from_snapshot::restored_claim(spec, manifests, snapshot);
@@ -888,8 +888,12 @@ async fn create_seeded_claim(
         "creating PersistentVolumeClaim {name} from VolumeSnapshot {snapshot}"
     ));
     let claims: Api<PersistentVolumeClaim> = kube.api();
+    let params = kube::api::PostParams {
+        dry_run,
+        ..Default::default()
+    };
     claims
-        .create(&Default::default(), &claim)
+        .create(&params, &claim)
         .await
         .map_err(Error::api(format!(
             "create PersistentVolumeClaim {}/{name}",
