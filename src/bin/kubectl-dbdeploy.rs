@@ -337,6 +337,12 @@ fn print_summary(report: &DeployReport) {
         secret.name,
         secret.keys.join(", ")
     );
+    if let Some(snapshot) = &report.from_snapshot {
+        println!(
+            "data:     PVC data-{}-0 created from VolumeSnapshot {snapshot} (passwords of its database)",
+            report.name
+        );
+    }
     if let Some(passwords) = &report.passwords {
         for (key, value) in passwords {
             println!("  {key}={value}");
