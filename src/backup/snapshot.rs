@@ -100,7 +100,22 @@ pub async fn snapshot(kube: &Kube, options: &SnapshotOptions) -> Result<Snapshot
     }
     let class = check_api_and_class(kube, options.class.as_deref()).await?;
     check_csi_volumes(kube, &pvcs, &class).await?;
-    let version = engine_version(kube, &target, pod).await?;
+    let version = match engine_version(kube, &target, pod).await {
+        Ok(version) => version,
+        // A crash-consistent snapshot of a server that does not answer (the moment one
+        // wants a copy most) is still taken: the version comes from the image tag.
+        Err(err) if options.crash_consistent => match image_version_of(pod, &target.container) {
+            Some(version) => {
+                eprintln!(
+                    "warning: the server did not answer ({}); version {version} taken from the image",
+                    err.chain()
+                );
+                version
+            }
+            None => return Err(err),
+        },
+        Err(err) => return Err(err),
+    };
     let database = database_name(&target);
     let consistency = if options.crash_consistent {
         "crash"
@@ -206,6 +221,22 @@ async fn engine_version(kube: &Kube, target: &Target, pod: &Pod) -> Result<Strin
             target.namespace,
             pod.name_any()
         ))),
+    }
+}
+
+/// `major[.minor]` of the database container's image tag.
+fn image_version_of(pod: &Pod, container: &str) -> Option<String> {
+    let image = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == container)?
+        .image
+        .clone()?;
+    match crate::engine::image_version(&image)? {
+        (major, Some(minor)) => Some(format!("{major}.{minor}")),
+        (major, None) => Some(major.to_string()),
     }
 }
 
@@ -475,6 +506,21 @@ async fn check_csi_volumes(kube: &Kube, pvcs: &[String], class: &SnapshotClass) 
     Ok(())
 }
 
+/// An API refusal (a missing list or watch permission) is a cluster error (exit 3).
+fn watch_error(name: &str, err: kube::runtime::wait::Error) -> Error {
+    use kube::runtime::watcher::Error as Watch;
+    let kube::runtime::wait::Error::ProbeFailed(err) = err;
+    match err {
+        Watch::InitialListFailed(source)
+        | Watch::WatchStartFailed(source)
+        | Watch::WatchFailed(source) => Error::Api {
+            action: format!("watch VolumeSnapshot {name}"),
+            source,
+        },
+        other => Error::Failed(format!("failed to watch VolumeSnapshot {name}: {other}")),
+    }
+}
+
 /// Waits until the snapshot has `pointer` (creationTime, or readyToUse true) or an error.
 async fn wait_for(api: &Api<DynamicObject>, name: &str, pointer: &str) -> Result<DynamicObject> {
     let condition = |obj: Option<&DynamicObject>| {
@@ -487,7 +533,7 @@ async fn wait_for(api: &Api<DynamicObject>, name: &str, pointer: &str) -> Result
     };
     let found = kube::runtime::wait::await_condition(api.clone(), name, condition)
         .await
-        .map_err(|err| Error::Failed(format!("failed to watch VolumeSnapshot {name}: {err}")))?;
+        .map_err(|err| watch_error(name, err))?;
     let Some(object) = found else {
         return Err(Error::Failed(format!(
             "VolumeSnapshot {name} was deleted while waiting"
