@@ -54,6 +54,8 @@ pub struct DeployOptions {
     pub wait: bool,
     pub timeout: Duration,
     pub force_conflicts: bool,
+    /// A VolumeSnapshot the new database's data volume starts from.
+    pub from_snapshot: Option<String>,
 }
 
 /// Where clients connect.
@@ -91,6 +93,9 @@ pub struct DeployReport {
     pub wait: Option<WaitReport>,
     pub server_version: Option<String>,
     pub databases: Vec<String>,
+    /// The VolumeSnapshot the data volume was created from (`--from-snapshot`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_snapshot: Option<String>,
     /// Only with `--show-password`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passwords: Option<BTreeMap<String, String>>,
@@ -165,7 +170,11 @@ pub async fn deploy(
     options: &DeployOptions,
     progress: &Progress,
 ) -> Result<(DeployReport, Vec<serde_json::Value>)> {
-    let spec = &options.spec;
+    let seed = match &options.from_snapshot {
+        Some(snapshot) => Some(check_seed(kube, &options.spec, snapshot, progress).await?),
+        None => None,
+    };
+    let spec = seed.as_ref().map_or(&options.spec, |s| &s.spec);
     let names = Names::of(&spec.name);
     let mut warnings = check_against_running(kube, spec, progress).await?;
 
@@ -178,6 +187,8 @@ pub async fn deploy(
             "read Secret {}/{}",
             spec.namespace, names.secret
         )))?;
+    // A snapshot's data directory knows its database's passwords, not new ones.
+    let existing = existing.or_else(|| seed.as_ref().and_then(|s| s.secret.clone()));
     let (passwords, kept) = merge_passwords(spec.engine, existing.as_ref(), &mut generate_password);
     let generated = spec
         .engine
@@ -202,6 +213,10 @@ pub async fn deploy(
         server_dry_run: options.dry_run == DryRun::Server,
         force_conflicts: options.force_conflicts,
     };
+    if let Some(seed) = &seed {
+        let dry_run = options.dry_run == DryRun::Server;
+        create_seeded_claim(kube, spec, &manifests, &seed.snapshot, dry_run, progress).await?;
+    }
     progress.set(format!("applying {} objects", spec.name));
     let (objects, server_objects) = apply_all(kube, &manifests, apply_options).await?;
 
@@ -228,6 +243,7 @@ pub async fn deploy(
         wait: None,
         server_version: None,
         databases: Vec::new(),
+        from_snapshot: options.from_snapshot.clone(),
         passwords: None,
     };
     if options.dry_run != DryRun::None || !options.wait {
@@ -737,6 +753,129 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ListedDatabas
             }
         })
         .collect())
+}
+
+/// A deployment that starts from a VolumeSnapshot: the spec (the source's StorageClass
+/// when none is given) and the source database's Secret, whose passwords the data knows.
+struct Seed {
+    spec: DeploySpec,
+    snapshot: String,
+    secret: Option<Secret>,
+}
+
+/// Refuses (exit 2, before anything is created) a snapshot that is missing, not ready, of
+/// another engine or major version, or a name that already has a StatefulSet or data PVC.
+async fn check_seed(
+    kube: &Kube,
+    spec: &DeploySpec,
+    snapshot: &str,
+    progress: &Progress,
+) -> Result<Seed> {
+    progress.set(format!("reading VolumeSnapshot {snapshot}"));
+    let info = crate::backup::snapshot_list::get(kube, snapshot).await?;
+    if let Some(why) = render::from_snapshot::refusal(spec, snapshot, info.as_ref()) {
+        return Err(Error::Refused(why));
+    }
+    let Some(info) = info else {
+        return Err(Error::Refused(format!(
+            "VolumeSnapshot {snapshot} does not exist"
+        )));
+    };
+    let ns = &spec.namespace;
+    let sets: Api<StatefulSet> = kube.api();
+    let claims: Api<PersistentVolumeClaim> = kube.api();
+    let claim = Names::pvc(&spec.name, 0);
+    let taken = sets
+        .get_opt(&spec.name)
+        .await
+        .map_err(Error::api(format!("read StatefulSet {ns}/{}", spec.name)))?
+        .map(|_| format!("StatefulSet {ns}/{}", spec.name));
+    let taken = match taken {
+        Some(t) => Some(t),
+        None => claims
+            .get_opt(&claim)
+            .await
+            .map_err(Error::api(format!(
+                "read PersistentVolumeClaim {ns}/{claim}"
+            )))?
+            .map(|_| format!("PersistentVolumeClaim {ns}/{claim}")),
+    };
+    if let Some(taken) = taken {
+        return Err(Error::Refused(format!(
+            "--from-snapshot makes a new database, but {taken} exists; choose another --name"
+        )));
+    }
+    if let (Some(size), Some(want)) = (
+        &info.size,
+        render::from_snapshot::quantity_bytes(&spec.storage_size),
+    ) && render::from_snapshot::quantity_bytes(size).is_some_and(|have| have > want)
+    {
+        return Err(Error::Refused(format!(
+            "VolumeSnapshot {snapshot} holds {size}, more than --storage-size {}; pass --storage-size {size} or more",
+            spec.storage_size
+        )));
+    }
+    let mut seeded = spec.clone();
+    if seeded.storage_class.is_none() {
+        // The restore must be provisioned by the snapshot's CSI driver: the source volume's
+        // class, not the cluster's default.
+        let source = claims.get_opt(&info.pvc).await.map_err(Error::api(format!(
+            "read PersistentVolumeClaim {ns}/{}",
+            info.pvc
+        )))?;
+        seeded.storage_class = source
+            .and_then(|c| c.spec)
+            .and_then(|s| s.storage_class_name);
+    }
+    let secret = match &info.database {
+        Some(database) => {
+            let name = Names::of(database).secret;
+            let secrets: Api<Secret> = kube.api();
+            secrets
+                .get_opt(&name)
+                .await
+                .map_err(Error::api(format!("read Secret {ns}/{name}")))?
+        }
+        None => None,
+    };
+    if secret.is_none() {
+        progress.println(
+            "warning: the Secret of the snapshot's database is gone: new passwords are generated, but the data keeps its old ones",
+        );
+    }
+    Ok(Seed {
+        spec: seeded,
+        snapshot: snapshot.to_string(),
+        secret,
+    })
+}
+
+async fn create_seeded_claim(
+    kube: &Kube,
+    spec: &DeploySpec,
+    manifests: &Manifests,
+    snapshot: &str,
+    dry_run: bool,
+    progress: &Progress,
+) -> Result<()> {
+    let claim = render::from_snapshot::restored_claim(spec, manifests, snapshot);
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    progress.set(format!(
+        "creating PersistentVolumeClaim {name} from VolumeSnapshot {snapshot}"
+    ));
+    let claims: Api<PersistentVolumeClaim> = kube.api();
+    let params = kube::api::PostParams {
+        dry_run,
+        ..Default::default()
+    };
+    claims
+        .create(&params, &claim)
+        .await
+        .map_err(Error::api(format!(
+            "create PersistentVolumeClaim {}/{name}",
+            spec.namespace
+        )))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@ pub mod dump;
 pub mod format;
 pub mod pg_filter;
 mod print;
+pub mod quiesce;
 pub mod restore;
 pub mod snapshot;
+pub mod snapshot_list;
 pub mod verify;
 
 pub use dump::{Destination, DumpOptions, DumpReport, dump};

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use indicatif::HumanBytes;
 
+use super::snapshot_list::{self, SnapshotInfo};
 use super::{DumpReport, RestoreReport, SnapshotReport, VerifyReport};
 use crate::output::{self, Render, Width};
 
@@ -89,6 +90,43 @@ impl Render for SnapshotReport {
                 s.restore_size.clone().unwrap_or_default(),
             ]);
         }
+        format!(
+            "{}\n{}\n",
+            output::table_text(&table).trim_end(),
+            consistency_line(self)
+        )
+    }
+}
+
+/// How the snapshot was made consistent, in one line.
+fn consistency_line(report: &SnapshotReport) -> String {
+    let what = format!("{} {}", report.engine.product(), report.engine_version);
+    match &report.quiesce {
+        None => format!("{what}: crash-consistent (not quiesced); the server recovers it on start"),
+        Some(q) if q.writes_paused => format!(
+            "{what}: application-consistent, writes paused {:.2}s ({}; quiesce took {:.2}s)",
+            q.held_seconds, q.method, q.quiesce_seconds
+        ),
+        Some(q) => format!(
+            "{what}: application-consistent, {} held {:.2}s, writes not paused (quiesce took {:.2}s)",
+            q.method, q.held_seconds, q.quiesce_seconds
+        ),
+    }
+}
+
+impl Render for Vec<SnapshotInfo> {
+    fn render(&self, _width: Width) -> String {
+        let mut table = output::table(&["name", "pvc", "ready", "size", "age", "consistent"]);
+        for s in self {
+            table.add_row(vec![
+                s.name.clone(),
+                s.pvc.clone(),
+                s.ready.to_string(),
+                s.size.clone().unwrap_or_default(),
+                s.age_seconds.map(snapshot_list::age).unwrap_or_default(),
+                s.consistency.clone().unwrap_or_else(|| "unknown".into()),
+            ]);
+        }
         output::table_text(&table)
     }
 }
@@ -96,6 +134,7 @@ impl Render for SnapshotReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::quiesce::QuiesceReport;
     use crate::backup::snapshot::TakenSnapshot;
     use crate::backup::{Compression, DumpKind};
     use crate::engine::Engine;
@@ -204,6 +243,16 @@ mod tests {
         let report = SnapshotReport {
             namespace: "shop".into(),
             pod: "orders-0".into(),
+            database: "orders".into(),
+            engine: Engine::Mariadb,
+            engine_version: "10.11".into(),
+            consistency: "application",
+            quiesce: Some(QuiesceReport {
+                method: "read-lock",
+                writes_paused: true,
+                held_seconds: 0.41,
+                quiesce_seconds: 0.02,
+            }),
             class: Some("csi-snapclass".into()),
             snapshots: vec![
                 TakenSnapshot {
@@ -222,5 +271,35 @@ mod tests {
             duration_seconds: 3.2,
         };
         insta::assert_snapshot!(report.render(WIDTH));
+        let crash = SnapshotReport {
+            engine: Engine::Postgres,
+            engine_version: "15.8".into(),
+            consistency: "crash",
+            quiesce: None,
+            ..report
+        };
+        insta::assert_snapshot!("snapshots_crash_consistent", crash.render(WIDTH));
+    }
+
+    #[test]
+    fn snapshot_list() {
+        let list = vec![
+            SnapshotInfo {
+                name: "data-orders-0-20261203t080000z".into(),
+                pvc: "data-orders-0".into(),
+                ready: true,
+                size: Some("1Gi".into()),
+                age_seconds: Some(7260),
+                consistency: Some("application".into()),
+                ..SnapshotInfo::default()
+            },
+            SnapshotInfo {
+                name: "by-hand".into(),
+                pvc: "data-orders-0".into(),
+                ready: false,
+                ..SnapshotInfo::default()
+            },
+        ];
+        insta::assert_snapshot!(list.render(WIDTH));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use kubectl_db::backup::{
-    self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions,
+    self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions, snapshot_list,
 };
 use kubectl_db::cli::{
     self, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, TargetArgs, exit, parse_duration,
@@ -24,7 +24,7 @@ use kubectl_db::{Error, client};
     // for a TARGET, since clap counts the global `-n` as an argument given.
     subcommand_negates_reqs = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass"
+    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z"
 )]
 struct Cli {
     #[command(flatten)]
@@ -113,15 +113,54 @@ struct RestoreArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct SnapshotArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    #[command(subcommand)]
+    action: Option<SnapshotAction>,
+    /// Pod or StatefulSet of the database
+    #[arg(required = true)]
+    target: Option<String>,
     /// VolumeSnapshotClass (default: the cluster's default class)
     #[arg(long, value_name = "CLASS")]
     class: Option<String>,
     /// How long to wait for the snapshots to be readyToUse
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
+    /// Do not quiesce the database: the snapshot is what a power cut would leave (the
+    /// server recovers it on start). By default PostgreSQL is held in backup mode and
+    /// MySQL/MariaDB under a read lock until the snapshots are cut
+    #[arg(long)]
+    crash_consistent: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// List the snapshots kubectl dbbackup took in the namespace (of one database)
+    List(SnapshotListArgs),
+    /// Delete a snapshot kubectl dbbackup took
+    Delete(SnapshotDeleteArgs),
+}
+
+#[derive(Args)]
+struct SnapshotListArgs {
+    /// Pod or StatefulSet of the database (default: every database)
+    target: Option<String>,
+    /// Also VolumeSnapshots not taken by kubectl dbbackup
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct SnapshotDeleteArgs {
+    /// VolumeSnapshot name
+    name: String,
+    /// Also delete a VolumeSnapshot that kubectl dbbackup did not take
+    #[arg(long)]
+    any: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -242,15 +281,45 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
 }
 
 async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Error> {
+    match args.action {
+        Some(SnapshotAction::List(list)) => return run_snapshot_list(global, list).await,
+        Some(SnapshotAction::Delete(delete)) => return run_snapshot_delete(global, delete).await,
+        None => {}
+    }
     let kube = client::connect_within(global, args.timeout).await?;
     let options = SnapshotOptions {
-        target: args.target.target,
+        target: args.target.unwrap_or_default(),
         class: args.class,
         timeout: args.timeout,
+        crash_consistent: args.crash_consistent,
         progress: global.show_progress(),
     };
     let report = backup::snapshot(&kube, &options).await?;
     output::print_report(&report, args.output.format)?;
+    Ok(exit::SUCCESS)
+}
+
+async fn run_snapshot_list(global: &GlobalArgs, args: SnapshotListArgs) -> Result<i32, Error> {
+    let kube = client::connect(global).await?;
+    let list = snapshot_list::list(&kube, args.target.as_deref(), args.all).await?;
+    if list.is_empty() && args.output.format == OutputFormat::Table {
+        eprintln!("no snapshots in namespace {}", kube.namespace);
+        return Ok(exit::SUCCESS);
+    }
+    output::print_report(&list, args.output.format)?;
+    Ok(exit::SUCCESS)
+}
+
+async fn run_snapshot_delete(global: &GlobalArgs, args: SnapshotDeleteArgs) -> Result<i32, Error> {
+    let kube = client::connect(global).await?;
+    let deleted = snapshot_list::delete(&kube, &args.name, args.any).await?;
+    match args.output.format {
+        OutputFormat::Table => println!(
+            "deleted VolumeSnapshot {}/{} (of PVC {})",
+            deleted.namespace, deleted.name, deleted.pvc
+        ),
+        format => output::print_document(&deleted, format)?,
+    }
     Ok(exit::SUCCESS)
 }
 

@@ -114,6 +114,11 @@ struct DeployArgs {
     /// Print the passwords (they are never printed otherwise)
     #[arg(long)]
     show_password: bool,
+    /// Start a new database from a VolumeSnapshot taken by `kubectl dbbackup snapshot`: its
+    /// data PVC is created from it (same engine and major version only; the source is not
+    /// touched, its passwords carry over)
+    #[arg(long, value_name = "SNAP")]
+    from_snapshot: Option<String>,
 }
 
 #[derive(Args)]
@@ -190,6 +195,11 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
     // Validate everything before touching the kubeconfig or the API.
     let offline_namespace = global.namespace.clone().unwrap_or_else(|| "default".into());
     spec_from(engine, &offline_namespace, &args).validate()?;
+    if args.dry_run == DryRun::Client && args.from_snapshot.is_some() {
+        return Err(Error::Usage(
+            "--from-snapshot reads the snapshot from the cluster: use --dry-run=server".into(),
+        ));
+    }
     if args.dry_run == DryRun::Client {
         // No API call at all: the namespace is -n or, failing that, the kubeconfig's
         // (a local file read), or "default".
@@ -220,6 +230,7 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
         wait: !args.no_wait,
         timeout: args.timeout,
         force_conflicts: args.force_conflicts,
+        from_snapshot: args.from_snapshot.clone(),
     };
     let progress = Progress::spinner(global.show_progress());
     let (mut report, server_objects) = deploy::deploy(&kube, &options, &progress).await?;

@@ -9,6 +9,7 @@ pub mod podspec;
 mod print;
 pub mod rules;
 pub mod services;
+pub mod snapshots;
 pub mod storage;
 pub mod verdict;
 
@@ -60,8 +61,16 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         target::resolve(kube, name),
     )
     .await?;
-    let facts = collect(kube, &target, options).await?;
-    let checks = rules::diagnose(&facts);
+    let database = target
+        .statefulset
+        .as_ref()
+        .map_or(target.pod_name.clone(), |s| s.name_any());
+    let (facts, snapshot) = tokio::join!(
+        collect(kube, &target, options),
+        snapshots::newest(kube, &database, options.api_timeout)
+    );
+    let mut checks = rules::diagnose(&facts?);
+    checks.push(snapshot);
     Ok(CheckReport {
         target: name.to_string(),
         namespace: target.namespace.clone(),

@@ -45,6 +45,13 @@ impl Render for DeployReport {
             secret.keys.join(", "),
             passwords_state(secret)
         );
+        if let Some(snapshot) = &self.from_snapshot {
+            let _ = writeln!(
+                text,
+                "data:     PVC data-{}-0 created from VolumeSnapshot {snapshot} (passwords of its database)",
+                self.name
+            );
+        }
         for (key, value) in self.passwords.iter().flatten() {
             let _ = writeln!(text, "  {key}={value}");
         }
@@ -210,6 +217,7 @@ mod tests {
             server_version: Some("PostgreSQL 15.14".into()),
             databases: vec!["appdb".into(), "postgres".into()],
             passwords: None,
+            from_snapshot: None,
         }
     }
 
@@ -231,6 +239,7 @@ mod tests {
         ]));
         report.wait = None;
         report.server_version = None;
+        report.from_snapshot = Some("data-orders-0-20261203t080000z".into());
         insta::assert_snapshot!(report.render(WIDTH));
     }
 

@@ -11,8 +11,8 @@ pub mod commands;
 #[cfg(test)]
 mod commands_tests;
 pub mod marker;
-mod mysql;
-mod postgres;
+pub mod mysql;
+pub mod postgres;
 
 pub use commands::{Commands, Query};
 

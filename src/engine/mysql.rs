@@ -434,6 +434,33 @@ impl MysqlFamily {
     }
 }
 
+/// The session that holds a snapshot's read lock: the client reading SQL from stdin,
+/// unbuffered so each answer arrives at once, ended by `timeout` after `"$2"` seconds
+/// whatever happens to the caller (the server drops the lock of a session that ends).
+/// `"$1"` (the snapshot label) is not used.
+pub const QUIESCE_SESSION: &str =
+    r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec timeout "$2" mysql -uroot -N -B --unbuffered"#;
+
+/// Blocks writes: the connection id after `session` (so another session can end it), then
+/// FLUSH TABLES WITH READ LOCK, waiting at most `lock_wait` seconds for running statements
+/// (while it waits, every write queues behind it). Prints `marker` when the lock is held.
+pub fn quiesce_sql(session: &str, marker: &str, lock_wait: u64) -> String {
+    format!(
+        "SELECT CONCAT('{session} ', CONNECTION_ID());\nSET SESSION lock_wait_timeout = {lock_wait};\nFLUSH TABLES WITH READ LOCK;\nSELECT '{marker}';\n"
+    )
+}
+
+/// Ends the quiesce session with connection id `id` from another session: a lock held or
+/// still waiting is gone at once.
+pub fn end_session_sql(id: u32) -> String {
+    format!("KILL {id};\n")
+}
+
+/// Lets writes go on, in the same session; prints `marker` when done.
+pub fn release_sql(marker: &str) -> String {
+    format!("UNLOCK TABLES;\nSELECT '{marker}';\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

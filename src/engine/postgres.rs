@@ -259,3 +259,39 @@ fn marker_query(marker: &str, sql: String) -> Query {
         sql,
     }
 }
+
+/// The session that holds a snapshot's backup mode: psql reading SQL from stdin, the
+/// backup label in `"$1"` (psql variable `label`), ended by `timeout` after `"$2"` seconds
+/// whatever happens to the caller (PostgreSQL aborts a non-exclusive backup whose session
+/// ends, so a lost session never leaves the server in backup mode).
+pub const QUIESCE_SESSION: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec timeout "$2" psql -X -q -v ON_ERROR_STOP=1 -tA -v label="$1" -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}""#;
+
+/// Start of backup mode: the session's backend PID after `session` (so another session can
+/// end it), a checkpoint (so the one `pg_backup_start` waits for is short), then
+/// non-exclusive backup mode (`pg_start_backup` before 15). Writes go on; full-page writes
+/// are forced until the backup stops. Prints `marker` when done.
+pub fn quiesce_sql(session: &str, marker: &str) -> String {
+    format!(
+        "SELECT '{session} ' || pg_backend_pid();\n\
+         SELECT current_setting('server_version_num')::int >= 150000 AS kdb_pg15 \\gset\n\
+         CHECKPOINT;\n\
+         \\if :kdb_pg15\nSELECT pg_backup_start(:'label', true);\n\
+         \\else\nSELECT pg_start_backup(:'label', true, false);\n\\endif\n\
+         \\echo {marker}\n"
+    )
+}
+
+/// End of backup mode, in the same session; prints `marker` when done.
+pub fn release_sql(marker: &str) -> String {
+    format!(
+        "\\if :kdb_pg15\nSELECT lsn FROM pg_backup_stop(false);\n\
+         \\else\nSELECT lsn FROM pg_stop_backup(false, false);\n\\endif\n\
+         \\echo {marker}\n"
+    )
+}
+
+/// Ends the quiesce session with backend PID `pid` from another session (its backup is
+/// aborted with it).
+pub fn end_session_sql(pid: u32) -> String {
+    format!("SELECT pg_terminate_backend({pid});\n")
+}

@@ -31,8 +31,8 @@
 #   - kubelet changes vm.overcommit_memory, kernel.panic, kernel.panic_on_oops and
 #     containerd/kubelet write a few paths outside the state dir: `down` restores them.
 #
-# CSI snapshot stack (test infrastructure, `csi-up`/`csi-down`; `up` runs csi-up only with
-# KDB_CSI=1): the snapshot.storage.k8s.io CRDs, snapshot-controller, csi-snapshotter and
+# CSI snapshot stack (test infrastructure, `csi-up`/`csi-down`; `up` runs csi-up unless
+# KDB_CSI=0): the snapshot.storage.k8s.io CRDs, snapshot-controller, csi-snapshotter and
 # csi-provisioner (external-snapshotter v8.7.0, external-provisioner v6.4.0, wrapper module
 # csi/go.mod) and a hostPath CSI driver (csi/driver) that registers itself with kubelet, all
 # host processes on the admin kubeconfig; StorageClass csi-hostpath (not default) and the
@@ -249,7 +249,7 @@ build_csi() {
     rm -rf "$sc"; mv "$sc.tmp" "$sc"
     find "$CSI_CACHE" -maxdepth 1 -name 'sidecars-*' ! -name "${sc##*/}" -exec rm -rf {} +
   fi
-  sum=$(cat "$dir/driver/main.go" "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
+  sum=$(cat "$dir"/driver/*.go "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
   drv=$CSI_CACHE/kdb-csi-driver-$sum
   if [[ ! -x $drv ]]; then
     need_go
@@ -283,6 +283,7 @@ cmd_build() {
   phase "build coredns" build_coredns
   phase "build krew" build_krew
   phase "build images" build_images
+  if [[ ${KDB_CSI:-1} != 0 ]]; then phase "build csi" build_csi; fi
 }
 
 # --- pki -------------------------------------------------------------------------------------
@@ -720,7 +721,7 @@ check_csi_processes() {
   ((bad == 0)) || die "some CSI components are not running"
 }
 
-# csi-up: on a running cluster (also run by `up` when KDB_CSI=1).
+# csi-up: on a running cluster (also run by every `up` unless KDB_CSI=0).
 cmd_csi_up() {
   local t0=$SECONDS
   [[ $(id -u) == 0 ]] || die "run as root"
@@ -731,7 +732,6 @@ cmd_csi_up() {
   mkdir -p "$CSI_STATE"; touch "$CSI_STATE/enabled"
   phase "csi driver + sidecars" start_csi
   log "csi up in $((SECONDS - t0))s — StorageClass $CSI_CLASS, VolumeSnapshotClass $CSI_SNAPSHOT_CLASS (default)"
-  log "note: with the snapshot API installed, tests expecting 'no VolumeSnapshot API' change behaviour ('csi-down --purge' removes it)"
 }
 
 stop_csi_sidecars() { stop snapshot-controller; stop csi-snapshotter; stop csi-provisioner; }
@@ -779,7 +779,7 @@ csi_status() {
   for n in "${CSI_DAEMONS[@]}"; do
     if alive "$n"; then printf '%-24s running (pid %s)\n' "$n" "$(pid_of "$n")"
     elif csi_enabled; then printf '%-24s stopped\n' "$n"; rc=1
-    else printf '%-24s off (csi-up, or up with KDB_CSI=1)\n' "$n"; fi
+    else printf '%-24s off (cluster.sh csi-up; `up` starts it unless KDB_CSI=0)\n' "$n"; fi
   done
   return $rc
 }
@@ -811,8 +811,9 @@ cmd_up() {
   phase "dns" start_coredns
   phase "default ServiceAccount" wait_for "default ServiceAccount" 60 default_sa
   check_processes
-  # The CSI snapshot stack is opt-in for now (KDB_CSI=1): CI's `up` is unchanged.
-  if [[ ${KDB_CSI:-} == 1 ]]; then phase "csi snapshot stack" cmd_csi_up; fi
+  # The CSI snapshot stack is part of the cluster (VolumeSnapshots are tested end to end);
+  # KDB_CSI=0 leaves it out, for a cluster without the snapshot API.
+  if [[ ${KDB_CSI:-1} != 0 ]]; then phase "csi snapshot stack" cmd_csi_up; fi
   log "cluster up in $((SECONDS - t0))s — API https://127.0.0.1:$API_PORT"
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }

@@ -143,7 +143,7 @@ main() {
     fail "StorageClass standard is no longer the default"
   [[ $(kc get volumesnapshotclass "$SNAPCLASS" -o 'jsonpath={.driver}/{.metadata.annotations.snapshot\.storage\.kubernetes\.io/is-default-class}') == "$DRIVER/true" ]] ||
     fail "VolumeSnapshotClass $SNAPCLASS missing, not of $DRIVER, or not the default"
-  kc get csinode -o 'jsonpath={.items[*].spec.drivers[*].name}' | tr ' ' '\n' | grep -qxF "$DRIVER" ||
+  kc get csinode -o 'jsonpath={.items[*].spec.drivers[*].name}' | tr ' ' '\n' | grep -xF "$DRIVER" >/dev/null ||
     fail "driver $DRIVER is not registered on any node (CSINode)"
 
   kc create namespace "$NS" >/dev/null
@@ -155,7 +155,8 @@ main() {
   wait_until "PVC src bound" 90 pvc_bound src
   wait_pod_done writer 120
   local written pv
-  written=$(k logs writer | head -n 1)
+  # sed, not head: head's early exit would SIGPIPE kubectl, which pipefail turns into exit 141.
+  written=$(k logs writer | sed -n 1p)
   [[ $written == snapshot-me-* ]] || fail "writer printed '$written'"
   pv=$(k get pvc src -o 'jsonpath={.spec.volumeName}')
   [[ $(kc get pv "$pv" -o 'jsonpath={.spec.csi.driver}') == "$DRIVER" ]] || fail "PV $pv is not a CSI volume of $DRIVER"

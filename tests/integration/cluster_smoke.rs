@@ -1,6 +1,7 @@
 //! The local test cluster itself (tests/cluster/): node Ready through the API, then the
 //! cluster's smoke script — database pods from each image Ready, exec returns the server
-//! version, a `standard` PVC binds, a deleted StatefulSet pod comes back with its data.
+//! version, a `standard` PVC binds, a deleted StatefulSet pod comes back with its data —
+//! and the CSI snapshot stack's smoke script (PVC, VolumeSnapshot, restore from it).
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
@@ -33,14 +34,23 @@ async fn node_is_ready_and_the_api_is_v1_34() {
 
 #[test]
 fn smoke_script_passes() {
+    run_script("tests/cluster/smoke.sh");
+}
+
+#[test]
+fn csi_smoke_script_passes() {
+    run_script("tests/cluster/csi-smoke.sh");
+}
+
+fn run_script(path: &str) {
     let kubeconfig = require_cluster!();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/smoke.sh");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     let output = std::process::Command::new("bash")
         .arg(script)
         .env("KUBECONFIG", kubeconfig)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "smoke test failed:\n{stderr}");
+    assert!(output.status.success(), "{path} failed:\n{stderr}");
     assert!(!stderr.contains("FAIL"), "{stderr}");
 }

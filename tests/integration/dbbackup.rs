@@ -1,18 +1,21 @@
 //! `kubectl dbbackup` on the local cluster: round trips for PostgreSQL and MariaDB (binary
 //! and non-ASCII data, row counts and content checksums), a dump cut off by the pod's
-//! deletion, truncated files refused by `verify` and `restore`, and the snapshot API's
-//! absence. Plus the usage errors that never reach the API.
+//! deletion, truncated files refused by `verify` and `restore`. Volume snapshots on the
+//! cluster's CSI class: consistent under a writer, restored with `dbdeploy --from-snapshot`,
+//! the lock released (also on SIGTERM), listed and deleted, and their errors. Plus the usage
+//! errors that never reach the API.
 
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::TestNamespace;
+use common::{SMALL, TestNamespace};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::DeleteParams;
 use kubectl_db::engine::Engine;
+use kubectl_db::exec;
 use serde_json::Value;
 
 use common::{gunzip, names_in, sha256_line, text};
@@ -25,15 +28,28 @@ struct Db<'a> {
 
 impl<'a> Db<'a> {
     async fn deploy(ns: &'a TestNamespace, engine: Engine, image: &str) -> Db<'a> {
+        Db::deploy_as(ns, engine, image, engine.as_str(), &[]).await
+    }
+
+    /// Deploys database `name` with more dbdeploy flags.
+    async fn deploy_as(
+        ns: &'a TestNamespace,
+        engine: Engine,
+        image: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Db<'a> {
         common::assert_exit(
             ns.bin("kubectl-dbdeploy")
-                .args(common::deploy_args_with(engine, image, "4m")),
+                .args(common::deploy_args_with(engine, image, "4m"))
+                .args(["--name", name])
+                .args(extra),
             0,
         );
         Db {
             ns,
             engine,
-            pod: format!("{}-0", engine.as_str()),
+            pod: format!("{name}-0"),
         }
     }
 
@@ -251,11 +267,13 @@ async fn postgres_round_trip() {
     );
     assert_eq!(verify_code(&one).0, Some(0));
 
-    // The test cluster has no snapshot CRDs: a clear message, exit 3.
+    // A volume of the default class `standard` (hostPath, not CSI) cannot be snapshotted:
+    // refused before anything is created, exit 2. (A cluster without the snapshot API is
+    // tested with a mocked API server in src/backup/snapshot.rs.)
     let output = dbbackup(&ns, &["snapshot", "postgres"]);
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("no VolumeSnapshot API"),
+        text(&output.stderr).contains("is not a CSI volume"),
         "{}",
         text(&output.stderr)
     );
@@ -801,4 +819,518 @@ async fn mariadb_restore_into_another_deployment() {
     restore_one_database(&ns, "ma", "mb", dir.path());
     assert_eq!(b.checksums(MARIADB_TABLES).await, before);
     mariadb_tcp_logins(b).await;
+}
+
+// --- Volume snapshots, on the cluster's CSI StorageClass (tests/cluster/csi). ---
+
+const CSI_CLASS: &str = "csi-hostpath";
+
+/// The writer's table, as the admin SQL script addresses it.
+fn writer_table(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "w",
+        _ => "appdb.w",
+    }
+}
+
+fn writer_ddl(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE w (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());"
+        }
+        _ => {
+            "CREATE TABLE appdb.w (id INT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6));"
+        }
+    }
+}
+
+impl Db<'_> {
+    /// Starts a writer in the pod: rows `first..first+count` of the writer's table, one
+    /// each 20 ms, each committed on its own (the client's autocommit). Runs on in the pod
+    /// when the returned stream is dropped, until it has written them all.
+    async fn start_writer(&self, first: u32, count: u32) -> kube::api::AttachedProcess {
+        let script = r#"i=$1; end=$(($1 + $2)); while [ "$i" -lt "$end" ]; do printf 'INSERT INTO %s (id) VALUES (%s);\n' "$3" "$i"; i=$((i + 1)); sleep 0.02; done | sh -c "$4""#;
+        let first = first.to_string();
+        let count = count.to_string();
+        let command = exec::script_command(
+            script,
+            &[
+                &first,
+                &count,
+                writer_table(self.engine),
+                self.engine.sql_script(),
+            ],
+        );
+        let pods: Api<Pod> = self.ns.kube.api();
+        exec::start(
+            &pods,
+            &self.pod,
+            Some(self.engine.container_name()),
+            &command,
+            false,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// (count, min id, max id) of the writer's rows below `limit`.
+    async fn written(&self, limit: u32) -> (u64, u64, u64) {
+        let table = writer_table(self.engine);
+        let out = self
+            .sql(&format!(
+                "SELECT COUNT(*), COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM {table} WHERE id < {limit};"
+            ))
+            .await;
+        let v: Vec<u64> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        (v[0], v[1], v[2])
+    }
+
+    /// Longest pause between two consecutive writer rows, in seconds.
+    async fn longest_pause(&self) -> f64 {
+        let table = writer_table(self.engine);
+        let sql = match self.engine {
+            Engine::Postgres => format!(
+                "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM at - prev)), 0) FROM (SELECT at, LAG(at) OVER (ORDER BY id) AS prev FROM {table}) g;"
+            ),
+            _ => format!(
+                "SELECT COALESCE(MAX(TIMESTAMPDIFF(MICROSECOND, prev, at)) / 1e6, 0) FROM (SELECT at, LAG(at) OVER (ORDER BY id) AS prev FROM {table}) g;"
+            ),
+        };
+        self.sql(&sql).await.trim().parse().unwrap()
+    }
+
+    async fn wait_written(&self, at_least: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.written(u32::MAX).await.0 < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never wrote {at_least} rows"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+fn json(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&output.stdout), text(&output.stderr)))
+}
+
+/// Snapshot under a writer, more rows after, restore into a new instance: every row
+/// committed before the snapshot is there, none written after it, and the copy is healthy.
+async fn snapshot_round_trip(engine: Engine, image: &str) {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, &format!("snap-{engine}"), &[]).await;
+    let db = Db::deploy_as(&ns, engine, image, "src", &["--storage-class", CSI_CLASS]).await;
+    db.sql(writer_ddl(engine)).await;
+    let _writer = db.start_writer(1, 4000).await;
+    db.wait_written(40).await;
+
+    let before = db.written(u32::MAX).await.2;
+    let output = dbbackup(&ns, &["snapshot", "src", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let after = db.written(u32::MAX).await.2;
+    let report = json(&output);
+    eprintln!("snapshot report: {report}");
+    assert_eq!(report["consistency"], "application");
+    assert_eq!(report["database"], "src");
+    let quiesce = &report["quiesce"];
+    assert_eq!(
+        quiesce["writes_paused"],
+        engine != Engine::Postgres,
+        "{report}"
+    );
+    assert!(quiesce["held_seconds"].as_f64().unwrap() < 10.0, "{report}");
+    let name = report["snapshots"][0]["name"].as_str().unwrap().to_string();
+    assert_eq!(report["snapshots"][0]["pvc"], "data-src-0");
+    assert_eq!(report["snapshots"][0]["ready"], true);
+
+    // The writer goes on: rows after the snapshot, and it was never held up for long.
+    db.wait_written(after + 30).await;
+    let pause = db.longest_pause().await;
+    assert!(pause < 10.0, "writes stopped for {pause}s");
+
+    // list: table and JSON.
+    let output = dbbackup(&ns, &["snapshot", "list", "src", "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let list = json(&output);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["name"], name.as_str());
+    assert_eq!(list[0]["ready"], true);
+    assert_eq!(list[0]["consistency"], "application");
+    assert_eq!(list[0]["engine"], engine.as_str());
+    let output = dbbackup(&ns, &["snapshot", "list"]);
+    let table = text(&output.stdout);
+    assert!(
+        table.contains("CONSISTENT") && table.contains(&name) && table.contains("application"),
+        "{table}"
+    );
+
+    // dbcheck of the source names its newest snapshot.
+    let output = ns
+        .bin("kubectl-dbcheck")
+        .args(["src", "-o", "json"])
+        .output()
+        .unwrap();
+    let check = json(&output);
+    let newest = check["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "snapshot.newest")
+        .unwrap()
+        .clone();
+    assert_eq!(newest["verdict"], "ok", "{newest}");
+    assert!(
+        newest["evidence"].as_str().unwrap().contains(&name),
+        "{newest}"
+    );
+
+    // Restore into a new instance.
+    let output = ns
+        .bin("kubectl-dbdeploy")
+        .args([
+            engine.as_str(),
+            "--name",
+            "copy",
+            "--image",
+            image,
+            "--timeout",
+            "4m",
+        ])
+        .args(SMALL)
+        .args(["--from-snapshot", &name, "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(json(&output)["from_snapshot"], name.as_str());
+    let copy = Db {
+        ns: &ns,
+        engine,
+        pod: "copy-0".into(),
+    };
+    let (count, min, max) = copy.written(u32::MAX).await;
+    eprintln!("{engine}: before {before}, restored {count} rows ({min}..={max}), after {after}");
+    assert!(
+        count > 0 && min == 1 && max == count,
+        "not a prefix: {count} rows {min}..={max}"
+    );
+    assert!(
+        before <= max && max <= after,
+        "{before} <= {max} <= {after}"
+    );
+    let output = ns
+        .bin("kubectl-dbcheck")
+        .args(["copy", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(json(&output)["summary"]["fail"], 0);
+    let pods: Api<Pod> = ns.kube.api();
+    let log = pods.logs("copy-0", &Default::default()).await.unwrap();
+    let recovery: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            [
+                "recovery",
+                "redo",
+                "not properly shut down",
+                "crash",
+                "InnoDB: Starting",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    eprintln!(
+        "{engine} copy's server log on start:\n{}",
+        recovery.join("\n")
+    );
+    // The original is untouched: still there, still written to.
+    assert!(db.written(u32::MAX).await.0 > after);
+
+    // delete: ours, and a hand-made one only with --any.
+    let output = dbbackup(&ns, &["snapshot", "delete", &name, "-o", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(json(&output)["name"], name.as_str());
+    no_snapshots_left(&ns).await;
+}
+
+/// Waits until `snapshot list` is empty (a deleted VolumeSnapshot goes once its
+/// finalizers are done).
+async fn no_snapshots_left(ns: &TestNamespace) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = json(&dbbackup(ns, &["snapshot", "list", "-o", "json"]));
+        if list == serde_json::json!([]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "snapshots left: {list}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_snapshot_holds_what_was_committed_before_it() {
+    snapshot_round_trip(Engine::Postgres, &common::postgres_image()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_snapshot_holds_what_was_committed_before_it() {
+    snapshot_round_trip(Engine::Mariadb, &common::mariadb_image()).await;
+}
+
+/// Names of the VolumeSnapshots in the namespace, as `snapshot list --all` shows them.
+fn snapshot_names(ns: &TestNamespace) -> Vec<String> {
+    let list = json(&dbbackup(ns, &["snapshot", "list", "--all", "-o", "json"]));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Starts `snapshot src` and returns once its VolumeSnapshot exists, i.e. while the read
+/// lock is held and the driver copies the volume (the data makes that take seconds).
+async fn snapshot_holding_the_lock(ns: &TestNamespace) -> std::process::Child {
+    let before = snapshot_names(ns);
+    let child = ns.spawn("kubectl-dbbackup", &["snapshot", "src"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while snapshot_names(ns).len() == before.len() {
+        assert!(Instant::now() < deadline, "no VolumeSnapshot was created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+/// A write from another session, in the background; returns when it completed.
+fn write_in_background(pods: &Api<Pod>, id: u32) -> tokio::task::JoinHandle<Instant> {
+    let pods = pods.clone();
+    tokio::spawn(async move {
+        let command = vec![
+            "sh".into(),
+            "-c".into(),
+            Engine::Mariadb.sql_script().into(),
+        ];
+        let sql = format!("INSERT INTO appdb.w (id) VALUES ({id});");
+        let out = exec::run(
+            &pods,
+            "src-0",
+            Some("mariadb"),
+            &command,
+            Some(sql.as_bytes()),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", out.stderr_text());
+        Instant::now()
+    })
+}
+
+fn finish(mut child: std::process::Child) -> (Option<i32>, String) {
+    let code = child.wait().unwrap().code();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (code, stderr)
+}
+
+/// The read lock is released: a write issued while the snapshot is being cut completes
+/// right after the cut, and right after a SIGTERM to the snapshot command mid-wait (which
+/// then deletes the snapshot it had created and exits 130).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_read_lock_is_released_after_the_cut_and_on_sigterm() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "snap-lock", &[]).await;
+    let image = common::mariadb_image();
+    let db = Db::deploy_as(
+        &ns,
+        Engine::Mariadb,
+        &image,
+        "src",
+        &["--storage-class", CSI_CLASS],
+    )
+    .await;
+    db.sql(writer_ddl(Engine::Mariadb)).await;
+    // ~250 MB the driver copies while the lock is held: a cut of a few seconds.
+    db.sql("USE appdb; CREATE TABLE appdb.big (id INT PRIMARY KEY, v LONGBLOB); INSERT INTO appdb.big SELECT seq, REPEAT(MD5(seq), 31250) FROM seq_1_to_250;")
+        .await;
+    let pods: Api<Pod> = ns.kube.api();
+
+    let snapshot = snapshot_holding_the_lock(&ns).await;
+    let write = write_in_background(&pods, 1);
+    let (code, stderr) = finish(snapshot);
+    let exited = Instant::now();
+    assert_eq!(code, Some(0), "{stderr}");
+    let written = write.await.unwrap();
+    assert!(
+        written < exited + Duration::from_secs(5),
+        "the write completed {:?} after the snapshot",
+        written.saturating_duration_since(exited)
+    );
+
+    let snapshot = snapshot_holding_the_lock(&ns).await;
+    let write = write_in_background(&pods, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let blocked = !write.is_finished();
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &snapshot.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, stderr) = finish(snapshot);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    let written = write.await.unwrap();
+    let after = written.saturating_duration_since(signalled);
+    assert!(
+        after < Duration::from_secs(5),
+        "the write waited {after:?} after SIGTERM"
+    );
+    eprintln!(
+        "write held by the lock until SIGTERM: {blocked}; completed {after:?} after it\n{stderr}"
+    );
+    assert!(
+        blocked,
+        "the write was not held by the lock: the cut was too fast to signal mid-wait"
+    );
+    // The interrupted run's snapshot is being deleted (the snapshot-controller lets it go
+    // once the driver's copy is done); the first one stays.
+    let snapshots: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        ns.kube.client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+        )),
+    );
+    let list = snapshots.list(&Default::default()).await.unwrap();
+    let kept: Vec<_> = list
+        .items
+        .iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", snapshot_names(&ns));
+}
+
+/// Clear messages and documented exit codes; nothing is created by a refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_errors() {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, "snap-err", &[]).await;
+    let image = common::postgres_image();
+    let _db = Db::deploy_as(
+        &ns,
+        Engine::Postgres,
+        &image,
+        "src",
+        &["--storage-class", CSI_CLASS],
+    )
+    .await;
+
+    let output = dbbackup(&ns, &["snapshot", "src", "--class", "no-such-class"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("VolumeSnapshotClass no-such-class does not exist"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // A database pod with no PVC.
+    let pods: Api<Pod> = ns.kube.api();
+    let bare: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "bare"},
+        "spec": {"containers": [{"name": "postgres", "image": image, "command": ["sleep", "600"]}]}
+    }))
+    .unwrap();
+    pods.create(&Default::default(), &bare).await.unwrap();
+    let output = dbbackup(&ns, &["snapshot", "bare"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("has no PersistentVolumeClaim"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // --from-snapshot of a missing snapshot, and of one that is not ready (its PVC does
+    // not exist, so it is never cut).
+    let deploy_from = |snap: &str| {
+        ns.bin("kubectl-dbdeploy")
+            .args(["postgres", "--name", "copy", "--image", &image])
+            .args(SMALL)
+            .args(["--from-snapshot", snap])
+            .output()
+            .unwrap()
+    };
+    let output = deploy_from("missing");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("VolumeSnapshot"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stderr).contains("missing does not exist"),
+        "{}",
+        text(&output.stderr)
+    );
+    let snapshots: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        ns.kube.client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+        )),
+    );
+    let pending: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": "pending", "labels": {
+            "app.kubernetes.io/managed-by": "kubectl-dbbackup",
+            "app.kubernetes.io/instance": "src",
+            "app.kubernetes.io/name": "postgresql"},
+            "annotations": {"kubectl-db.io/engine-version": "15.14",
+                            "kubectl-db.io/consistency": "application"}},
+        "spec": {"source": {"persistentVolumeClaimName": "no-such-claim"}}
+    }))
+    .unwrap();
+    snapshots
+        .create(&Default::default(), &pending)
+        .await
+        .unwrap();
+    let output = deploy_from("pending");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("not ready"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Nothing was created by either refusal.
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> = ns.kube.api();
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = ns.kube.api();
+    assert!(sets.get_opt("copy").await.unwrap().is_none());
+    assert!(claims.get_opt("data-copy-0").await.unwrap().is_none());
+
+    // delete: a snapshot this tool did not take only with --any; a missing one is exit 3.
+    let mut by_hand = pending.clone();
+    by_hand.metadata.name = Some("by-hand".into());
+    by_hand.metadata.labels = None;
+    snapshots
+        .create(&Default::default(), &by_hand)
+        .await
+        .unwrap();
+    let output = dbbackup(&ns, &["snapshot", "delete", "by-hand"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("--any"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = dbbackup(&ns, &["snapshot", "delete", "by-hand", "--any"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let output = dbbackup(&ns, &["snapshot", "delete", "by-hand"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
 }

@@ -47,6 +47,7 @@ async fn dbdeploy(ns: &TestNamespace, engine: Engine, image: &str) {
         wait: true,
         timeout: Duration::from_secs(240),
         force_conflicts: false,
+        from_snapshot: None,
     };
     let (report, _) = deploy::deploy(&ns.kube, &options, &Progress::spinner(false))
         .await

@@ -377,6 +377,10 @@ enum Before {
     Victim,
     /// No database `fresh`: the run deploys it and waits (watches) until it is ready.
     NoFresh,
+    /// A VolumeSnapshot `rbac-delete-me` of the shared database, for `snapshot delete`.
+    SnapshotToDelete,
+    /// A ready VolumeSnapshot `rbac-seed` of the shared database, for `--from-snapshot`.
+    Seed,
 }
 
 /// What a run must show under the full Role.
@@ -386,7 +390,7 @@ enum Expect {
     /// dbcheck: a report (healthy or not), exit 0 or 1.
     Report,
     /// snapshot: on a cluster without the VolumeSnapshot API it gets as far as saying so;
-    /// with it, it reaches the snapshot itself (which may fail for a non-CSI volume).
+    /// with it (the CSI stack of tests/cluster), it succeeds.
     Snapshot,
 }
 
@@ -429,7 +433,56 @@ impl Shared {
             Before::DatabaseReady => self.database_ready("postgres").await,
             Before::Victim => self.victim().await,
             Before::NoFresh => self.no_fresh().await,
+            Before::SnapshotToDelete => {
+                self.volume_snapshot("rbac-delete-me").await;
+            }
+            Before::Seed => {
+                let snapshots = self.volume_snapshot("rbac-seed").await;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+                loop {
+                    let seed = snapshots.get("rbac-seed").await.unwrap();
+                    if seed.data.pointer("/status/readyToUse") == Some(&serde_json::json!(true)) {
+                        return;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "rbac-seed never became ready"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
         }
+    }
+
+    /// Creates (as the admin) a VolumeSnapshot of the shared database's claim, labelled as
+    /// `kubectl dbbackup snapshot` labels its own, unless it exists.
+    async fn volume_snapshot(&self, name: &str) -> Api<kube::api::DynamicObject> {
+        let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+        ));
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.ns.kube.client.clone(), &self.ns.name, &resource);
+        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "labels": {
+                "app.kubernetes.io/managed-by": "kubectl-dbbackup",
+                "app.kubernetes.io/instance": "postgres",
+                "app.kubernetes.io/name": "postgresql"},
+                "annotations": {"kubectl-db.io/engine-version": "15",
+                                "kubectl-db.io/consistency": "crash"}},
+            "spec": {"source": {"persistentVolumeClaimName": "data-postgres-0"}}
+        }))
+        .unwrap();
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {}
+            // Still there (or still being deleted after the last run): the run finds it.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => panic!("create VolumeSnapshot {name}: {err}"),
+        }
+        api
     }
 
     /// Deletes the database `fresh` (if there) and waits until its pod and PVC are gone.
@@ -582,6 +635,9 @@ fn runs(command: &str) -> Vec<Run> {
             ),
             // A database that is not ready yet: the wait needs its watches' events.
             Run::new("kubectl-dbdeploy", &["{fresh}"], NoFresh, Success),
+            // A new database from a snapshot, with --dry-run=server: the claim is created
+            // from the snapshot for the authorizer, nothing is stored.
+            Run::new("kubectl-dbdeploy", &["{seeded}"], Seed, Success),
         ],
         "dbcheck" => vec![
             Run::new(
@@ -623,6 +679,33 @@ fn runs(command: &str) -> Vec<Run> {
                 Nothing,
                 Snapshot,
             ),
+            // A named class (get) instead of the default one (list).
+            Run::new(
+                "kubectl-dbbackup",
+                &[
+                    "snapshot",
+                    "postgres-0",
+                    "--class",
+                    "csi-hostpath-snapclass",
+                    "--crash-consistent",
+                    "--timeout",
+                    "1m",
+                ],
+                Nothing,
+                Snapshot,
+            ),
+            Run::new(
+                "kubectl-dbbackup",
+                &["snapshot", "list", "-o", "json"],
+                Nothing,
+                Snapshot,
+            ),
+            Run::new(
+                "kubectl-dbbackup",
+                &["snapshot", "delete", "rbac-delete-me"],
+                SnapshotToDelete,
+                Snapshot,
+            ),
         ],
         "dbpersist" => vec![Run::new(
             "kubectl-dbpersist",
@@ -640,11 +723,8 @@ fn expected(expect: Expect, code: i32, text: &str) -> bool {
         && match expect {
             Expect::Success => code == 0,
             Expect::Report => code == 0 || code == 1,
-            // The shared cluster may gain or lose the API while this runs: either outcome,
-            // as long as no permission stopped it.
-            Expect::Snapshot => {
-                (code == 3 && text.contains("no VolumeSnapshot API")) || matches!(code, 0 | 1)
-            }
+            // A cluster without the snapshot API (KDB_CSI=0) gets as far as saying so.
+            Expect::Snapshot => (code == 3 && text.contains("no VolumeSnapshot API")) || code == 0,
         }
 }
 
@@ -659,11 +739,30 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
             if run.args == ["{deploy}"] {
                 run.args = shared.deploy_args.clone();
             }
+            if run.args == ["{seeded}"] {
+                run.args = [
+                    "postgres",
+                    "--name",
+                    "seeded{n}",
+                    "--from-snapshot",
+                    "rbac-seed",
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+                run.args.extend(shared.deploy_args[1..].iter().cloned());
+                run.args
+                    .extend(["--dry-run=server".to_string(), "-o".into(), "json".into()]);
+            }
             if run.args == ["{fresh}"] {
                 run.args = vec!["postgres".into(), "--name".into(), "fresh".into()];
                 run.args.extend(shared.deploy_args[1..].iter().cloned());
             }
             run
+        })
+        // Without the snapshot API there is nothing to start from or delete.
+        .filter(|run| {
+            shared.snapshot_api || !matches!(run.before, Before::Seed | Before::SnapshotToDelete)
         })
         .collect();
     eprintln!("{command}: the documented Role");
@@ -695,7 +794,12 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
             eprintln!("{command}: not checked: {atom} (needed from Kubernetes 1.35 on)");
             continue;
         }
-        if atom.group == "snapshot.storage.k8s.io" && !shared.snapshot_api {
+        // Creating a claim is only dbdeploy --from-snapshot's, which needs the snapshot API.
+        let snapshot_only = atom.group == "snapshot.storage.k8s.io"
+            || (command == "dbdeploy"
+                && atom.resource == "persistentvolumeclaims"
+                && atom.verb == "create");
+        if snapshot_only && !shared.snapshot_api {
             eprintln!(
                 "{command}: not checked: {atom} (the cluster has no VolumeSnapshot API, so snapshot stops before using it)"
             );
@@ -774,6 +878,10 @@ async fn every_role_is_sufficient_and_minimal() {
     ];
     deploy_args.extend(common::SMALL.iter().map(|s| s.to_string()));
     deploy_args.extend(["--timeout".to_string(), "4m".to_string()]);
+    if snapshot_api {
+        // A CSI volume, so that `snapshot` cuts a snapshot and every verb it needs is used.
+        deploy_args.extend(["--storage-class".to_string(), "csi-hostpath".to_string()]);
+    }
     let shared = Shared {
         ns,
         dir: tempfile::tempdir().unwrap(),
@@ -804,7 +912,9 @@ async fn every_role_is_sufficient_and_minimal() {
         "no-such-class".into(),
         "--no-wait".into(),
     ];
-    args.extend(shared.deploy_args[1..].iter().cloned());
+    let shared_args = shared.deploy_args[1..].join(" ");
+    let without_class = shared_args.replace(" --storage-class csi-hostpath", "");
+    args.extend(without_class.split(' ').map(String::from));
     let (code, _, stderr) = common::output(shared.ns.bin("kubectl-dbdeploy").args(&args));
     assert_eq!(code, 0, "{stderr}");
     // A container that restarted once, so dbcheck reads its previous log (pods/log).

@@ -7,7 +7,7 @@
 //     `standard` class: pods of any uid can write), filled from a snapshot when the request
 //     has a snapshot content source; DeleteVolume removes it; CreateSnapshot archives the
 //     volume directory into <root>/snapshots/<id>.tar (GNU tar, numeric owners, permissions
-//     kept); DeleteSnapshot removes the archive; ListSnapshots lists the archives.
+//     kept) while the processes using the volume are stopped (freeze.go); DeleteSnapshot removes the archive; ListSnapshots lists the archives.
 //   - Node: NodePublishVolume bind-mounts the volume directory on kubelet's target path
 //     (remounted read-only when asked); NodeUnpublishVolume unmounts it.
 //   - Identity.
@@ -363,9 +363,15 @@ func (d *driver) CreateSnapshot(_ context.Context, req *csi.CreateSnapshotReques
 		return nil, status.Errorf(codes.NotFound, "volume %s not found", req.SourceVolumeId)
 	}
 	tmp := file + ".creating"
-	// The cut is a copy of the directory as it is now (crash-consistent, like a block snapshot
-	// of a live disk); the application quiesces around it if it wants more.
-	if out, err := exec.Command("tar", "-C", dir, "-cf", tmp, "--numeric-owner", "--xattrs", ".").CombinedOutput(); err != nil {
+	// The cut is a copy of the directory at one instant (crash-consistent, like a block
+	// snapshot of a live disk): the volume's users are stopped during the copy (freeze.go).
+	// The application quiesces around it if it wants more.
+	thaw, frozen := d.freezeUsers(req.SourceVolumeId)
+	started := time.Now()
+	out, err := exec.Command("tar", "-C", dir, "-cf", tmp, "--numeric-owner", "--xattrs", ".").CombinedOutput()
+	thaw()
+	log.Printf("snapshot %s of %s: %d processes stopped for %v", req.Name, req.SourceVolumeId, frozen, time.Since(started).Round(time.Millisecond))
+	if err != nil {
 		// tar exits 1 when a file changed while it was read: the archive is still complete.
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {

@@ -151,3 +151,28 @@ func TestMountedAt(t *testing.T) {
 		t.Fatalf("temp dir: %v %v", m, err)
 	}
 }
+
+// Only a mount of the volume itself (or a directory inside it) marks a process as a user.
+func TestMountsVolume(t *testing.T) {
+	info := "36 35 98:0 /var/tmp/kdb/csi/volumes/pvc-a /var/lib/postgresql/data rw,relatime - ext4 /dev/root rw\n" +
+		"37 35 98:0 /csi/volumes/pvc-b/sub /data rw - ext4 /dev/sdb rw\n"
+	for _, c := range []struct {
+		id   string
+		want bool
+	}{{"pvc-a", true}, {"pvc-b", true}, {"pvc-c", false}, {"pvc", false}} {
+		if got := mountsVolume(info, "volumes", c.id); got != c.want {
+			t.Errorf("mountsVolume(%q) = %v, want %v", c.id, got, c.want)
+		}
+	}
+}
+
+// A process using the volume (its own mount namespace is not available in a unit test) is
+// not found by mistake: the test process's namespace is the driver's own, never stopped.
+func TestFreezeStopsNothingInTheDriversNamespace(t *testing.T) {
+	d := newTestDriver(t)
+	thaw, n := d.freezeUsers("pvc-none")
+	thaw()
+	if n != 0 {
+		t.Fatalf("stopped %d processes", n)
+	}
+}
