@@ -864,18 +864,19 @@ async fn postgres_restore_into_another_deployment() {
     pg_tcp_login(b).await;
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
 
-    // The same file with an error right after A's password was set: the restore fails,
-    // and B's password is set again in a session of its own.
+    // The same file with an error right after A's password was set, early in the file
+    // (the 100 MB line follows): psql stops there, and so does the restore, at once and
+    // not at its --timeout, with psql's error; B's password is set again in a session of
+    // its own.
     let sql = gunzip(&with);
     let role = sql.find("\nALTER ROLE appuser WITH").unwrap() + 1;
-    let line_end = role + sql[role..].find('\n').unwrap() + 1;
-    assert!(sql[role..line_end].contains(" PASSWORD 'SCRAM-SHA-256$"));
-    // Near the end: a restore that fails early in a large file is not covered yet (see
-    // the report: the client may keep waiting until --timeout).
-    let after = sql
-        .rfind("\n--\n-- PostgreSQL database cluster dump complete")
-        .unwrap()
-        + 1;
+    let after = role + sql[role..].find('\n').unwrap() + 1;
+    assert!(sql[role..after].contains(" PASSWORD 'SCRAM-SHA-256$"));
+    assert!(
+        sql.len() - after > 100 << 20,
+        "{} bytes follow",
+        sql.len() - after
+    );
     let broken = dir.path().join("a-broken.sql");
     std::fs::write(
         &broken,
@@ -889,6 +890,7 @@ async fn postgres_restore_into_another_deployment() {
     .unwrap();
     drop(sql);
     std::fs::write(format!("{}.sha256", broken.display()), sha256_line(&broken)).unwrap();
+    let started = Instant::now();
     let output = dbbackup(
         &ns,
         &[
@@ -897,13 +899,22 @@ async fn postgres_restore_into_another_deployment() {
             "-f",
             &broken.display().to_string(),
             "--yes",
+            "--timeout",
+            "5m",
         ],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let took = started.elapsed();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(60), "took {took:?}: {stderr}");
     assert!(
-        text(&output.stderr).contains("the target's own credentials were set again"),
-        "{}",
-        text(&output.stderr)
+        stderr.contains("remote exit status 3")
+            && stderr.contains("function kdb_fails_on_purpose() does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the target's own credentials were set again"),
+        "{stderr}"
     );
     pg_tcp_login(b).await;
 

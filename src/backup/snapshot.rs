@@ -14,6 +14,7 @@ use crate::client::Kube;
 use crate::error::{Error, Result, is_not_found};
 use crate::output::Progress;
 use crate::target;
+use crate::wait::within;
 
 const GROUP: &str = "snapshot.storage.k8s.io";
 const VERSION: &str = "v1";
@@ -209,16 +210,18 @@ async fn wait_ready(
                 || o.data.pointer("/status/error/message").is_some()
         })
     };
-    let found = tokio::time::timeout(
+    let found = within(
         timeout,
-        kube::runtime::wait::await_condition(api.clone(), name, condition),
+        format!("VolumeSnapshot {name} to be readyToUse"),
+        async {
+            kube::runtime::wait::await_condition(api.clone(), name, condition)
+                .await
+                .map_err(|err| {
+                    Error::Failed(format!("failed to watch VolumeSnapshot {name}: {err}"))
+                })
+        },
     )
-    .await
-    .map_err(|_| Error::Timeout {
-        what: format!("VolumeSnapshot {name} to be readyToUse"),
-        after: timeout,
-    })?
-    .map_err(|err| Error::Failed(format!("failed to watch VolumeSnapshot {name}: {err}")))?;
+    .await?;
     let Some(object) = found else {
         return Err(Error::Failed(format!(
             "VolumeSnapshot {name} was deleted while waiting"

@@ -46,11 +46,15 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
             let api = api.clone();
             let ns = ns.clone();
             async move {
-                let claim = within(budget, format!("PVC {ns}/{name}"), async {
-                    api.get_opt(name)
-                        .await
-                        .map_err(Error::api(format!("read PVC {ns}/{name}")))
-                })
+                let claim = within(
+                    budget,
+                    format!("the API server to return PVC {ns}/{name}"),
+                    async {
+                        api.get_opt(name)
+                            .await
+                            .map_err(Error::api(format!("read PVC {ns}/{name}")))
+                    },
+                )
                 .await?;
                 Ok::<_, Error>((name.clone(), claim))
             }
@@ -61,7 +65,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     };
     let classes = async {
         let api: Api<StorageClass> = kube.api_all();
-        within(budget, "StorageClasses".into(), async {
+        within(budget, "the API server to return StorageClasses", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api("list StorageClasses"))
@@ -72,7 +76,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     };
     let services = async {
         let api: Api<Service> = kube.api();
-        within(budget, "Services".into(), async {
+        within(budget, "the API server to return Services", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api(format!("list Services in {ns}")))
@@ -82,7 +86,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     };
     let slices = async {
         let api: Api<EndpointSlice> = kube.api();
-        within(budget, "EndpointSlices".into(), async {
+        within(budget, "the API server to return EndpointSlices", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api(format!("list EndpointSlices in {ns}")))
@@ -96,7 +100,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     }));
     let events = async {
         let api: Api<Event> = kube.api();
-        within(budget, "events".into(), async {
+        within(budget, "the API server to return events", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api(format!("list events in {ns}")))
@@ -207,11 +211,15 @@ async fn bound_volumes(
     let reads = names.iter().map(|name| {
         let api = api.clone();
         async move {
-            within(budget, format!("PersistentVolume {name}"), async {
-                api.get_opt(name)
-                    .await
-                    .map_err(Error::api(format!("read PersistentVolume {name}")))
-            })
+            within(
+                budget,
+                format!("the API server to return PersistentVolume {name}"),
+                async {
+                    api.get_opt(name)
+                        .await
+                        .map_err(Error::api(format!("read PersistentVolume {name}")))
+                },
+            )
             .await
             .map_err(|e| error_text(&e))
         }
@@ -267,9 +275,13 @@ async fn object_keys(
             }
         }
     };
-    within(budget, format!("{kind} {ns}/{name}"), read)
-        .await
-        .map_err(|e| error_text(&e))
+    within(
+        budget,
+        format!("the API server to return {kind} {ns}/{name}"),
+        read,
+    )
+    .await
+    .map_err(|e| error_text(&e))
 }
 
 /// The last 20 lines of the previous container's log, when the container has restarted.
@@ -299,11 +311,15 @@ async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option
         ..Default::default()
     };
     let pod = &target.pod_name;
-    let read = within(budget, format!("the log of pod {pod}"), async {
-        api.logs(pod, &params)
-            .await
-            .map_err(Error::api(format!("read the previous log of pod {pod}")))
-    });
+    let read = within(
+        budget,
+        format!("the API server to return the log of pod {pod}"),
+        async {
+            api.logs(pod, &params)
+                .await
+                .map_err(Error::api(format!("read the previous log of pod {pod}")))
+        },
+    );
     // A log that cannot be read is said where the log would be, not silently left out.
     Some(
         read.await.unwrap_or_else(|err| {

@@ -21,6 +21,7 @@ use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::target;
+pub(crate) use crate::wait::within;
 
 pub use collect::collect;
 pub use rules::Facts;
@@ -156,7 +157,7 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
     let started = Instant::now();
     let target = within(
         options.api_timeout,
-        format!("pod or StatefulSet {name}"),
+        format!("the API server to return pod or StatefulSet {name}"),
         target::resolve(kube, name),
     )
     .await?;
@@ -215,11 +216,15 @@ pub async fn check_all(
     } else {
         kube.api()
     };
-    let list = within(options.api_timeout, "StatefulSets".into(), async {
-        api.list(&ListParams::default())
-            .await
-            .map_err(Error::api("list StatefulSets"))
-    })
+    let list = within(
+        options.api_timeout,
+        "the API server to return StatefulSets",
+        async {
+            api.list(&ListParams::default())
+                .await
+                .map_err(Error::api("list StatefulSets"))
+        },
+    )
     .await?;
     let databases: Vec<(String, String)> = list
         .items
@@ -294,20 +299,6 @@ fn summarize(name: &str, report: CheckReport) -> DatabaseSummary {
             .collect(),
         summary: report.summary,
     }
-}
-
-/// Runs an API read within its budget.
-pub(crate) async fn within<T>(
-    budget: Duration,
-    what: String,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::time::timeout(budget, work)
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("the API server to return {what}"),
-            after: budget,
-        })?
 }
 
 #[cfg(test)]
