@@ -905,6 +905,7 @@ async fn postgres_restore_into_another_deployment() {
     );
     let took = started.elapsed();
     let stderr = text(&output.stderr);
+    eprintln!("restore stopped early by psql: exit 1 after {took:?}");
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(took < Duration::from_secs(60), "took {took:?}: {stderr}");
     assert!(
