@@ -103,6 +103,7 @@ fn sql_failure(output: &ExecOutput) -> String {
     }
 }
 
+/// Runs an SQL script through the engine's client in the planned pod (the script on stdin).
 async fn run_sql(kube: &Kube, plan: &Plan, script: &str, timeout: Duration) -> Result<ExecOutput> {
     let pods: Api<Pod> = kube.exec_pods();
     let command = vec![
