@@ -7,11 +7,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Api;
-use kube::api::{AttachParams, AttachedProcess};
+use kube::api::AttachParams;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, Result};
+
+mod session;
+pub use session::Process;
 
 /// Buffer between the websocket and our readers: 1 MiB keeps dumps fast at low memory.
 pub const STREAM_BUFFER: usize = 1 << 20;
@@ -222,9 +225,9 @@ pub async fn start(
     container: Option<&str>,
     command: &[String],
     stdin: bool,
-) -> Result<AttachedProcess> {
+) -> Result<Process> {
     tracing::debug!(pod, command = %loggable(command), "exec");
-    pods.exec(pod, command.to_vec(), &attach_params(container, stdin))
+    Process::start(pods, pod, command, &attach_params(container, stdin))
         .await
         .map_err(Error::api(format!("exec into pod {pod}")))
 }
@@ -388,21 +391,16 @@ pub async fn run(
         let input = process.stdin();
         let feed = async move {
             if let (Some(mut writer), Some(bytes)) = (input, stdin) {
-                // A command that exits early closes stdin; its status says what happened.
                 let _ = writer.write_all(bytes).await;
                 let _ = writer.shutdown().await;
             }
         };
-        let ((), stdout, stderr) = tokio::join!(
-            feed,
+        let (status, stdout, stderr) = tokio::join!(
+            feed_until_status(feed, status),
             capture(stdout_reader, Keep::Head(STDOUT_KEEP)),
             capture(stderr_reader, Keep::Tail(STDERR_KEEP)),
         );
-        let status = match status {
-            Some(fut) => fut.await,
-            None => None,
-        };
-        let _ = process.join().await;
+        process.join().await;
         Ok(ExecOutput {
             stdout: stdout.bytes,
             stderr: stderr.bytes,
@@ -411,17 +409,31 @@ pub async fn run(
             status: ExecStatus::from_status(status),
         })
     };
-    let output = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!(
-                "{} in pod {pod}",
-                command.first().map(String::as_str).unwrap_or("command")
-            ),
-            after: timeout,
-        })??;
+    let program = command.first().map(String::as_str).unwrap_or("command");
+    let output = crate::wait::within(timeout, format!("{program} in pod {pod}"), work).await?;
     tracing::debug!(pod, elapsed_ms = started.elapsed().as_millis() as u64, status = %output.status, "exec done");
     Ok(output)
+}
+
+/// Runs `feed` (writing a command's stdin) until the command's exit status comes, and
+/// returns that status. A command that exits before reading all its input (psql stopped
+/// at an error) leaves the rest unread and writes to its stdin may then wait forever: the
+/// status ends the feeding.
+pub async fn feed_until_status(
+    feed: impl std::future::Future<Output = ()>,
+    status: Option<impl std::future::Future<Output = Option<Status>>>,
+) -> Option<Status> {
+    let status = async move {
+        match status {
+            Some(status) => status.await,
+            None => None,
+        }
+    };
+    tokio::pin!(status);
+    tokio::select! {
+        () = feed => (&mut status).await,
+        status = &mut status => status,
+    }
 }
 
 /// `sh -c SCRIPT sh ARGS...`: values reach the script as `"$1"`, `"$2"`..., never as

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 use crate::output::Progress;
 use crate::target;
+use crate::wait::within;
 
 /// Bytes per message between the exec stream and the writer.
 const CHUNK: usize = 256 << 10;
@@ -164,10 +165,11 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     let progress = Progress::bytes(options.progress, &what);
 
     let streamed = tokio::select! {
-        result = tokio::time::timeout(
+        result = within(
             options.timeout,
+            what.clone(),
             stream(&pods, &target.pod_name, &target.container, &command, sink, options.compression, &progress),
-        ) => result.map_err(|_| Error::Timeout { what: what.clone(), after: options.timeout })?,
+        ) => result,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
             "{what}: interrupted by {signal}; no file was written"
         ))),

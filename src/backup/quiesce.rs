@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::AttachedProcess;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -50,7 +49,7 @@ pub struct Held {
     pods: Api<Pod>,
     /// The server's id of the session, once it said it.
     session: Option<u32>,
-    process: AttachedProcess,
+    process: exec::Process,
     stdin: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 use crate::output::Progress;
 use crate::target;
+use crate::wait::{self, within};
 
 const CHUNK: usize = 256 << 10;
 const CHANNEL_DEPTH: usize = 8;
@@ -162,17 +163,21 @@ pub async fn restore(
     let what = format!("restoring {}/{pod}", target.namespace);
     let progress = Progress::bytes(options.progress, &what);
     let file = options.file.clone();
-    let uid = target.pod.as_ref().and_then(|p| p.metadata.uid.clone());
+    // An exec stream to a deleted pod can stay open with nobody reading its stdin: the
+    // restore ends when its pod goes. The watch starts before anything is sent.
+    let uid = target.pod.as_ref().and_then(|p| p.metadata.uid.as_deref());
+    let budget = options.timeout.min(crate::client::DEFAULT_REQUEST_TIMEOUT);
+    let watch = wait::watch_pod(kube, &pod, uid.unwrap_or_default(), budget).await?;
     let streamed = tokio::select! {
-        result = tokio::time::timeout(
+        result = within(
             options.timeout,
+            what.clone(),
             stream(&pods, &pod, &target.container, &command, file, kind, &progress),
-        ) => result.map_err(|_| Error::Timeout { what: what.clone(), after: options.timeout })?,
+        ) => result,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!("{what}: interrupted by {signal}; the databases may be half restored"))),
-        // An exec stream to a deleted pod can stay open with nobody reading its stdin.
-        () = pod_replaced(&pods, &pod, uid) => Err(Error::Failed(format!(
+        gone = watch.gone() => Err(gone.err().unwrap_or_else(|| Error::Failed(format!(
             "{what}: pod {pod} was deleted during the restore; the databases may be half restored"
-        ))),
+        )))),
     };
     progress.finish();
     let (status, sent, stderr) = streamed?;
@@ -216,21 +221,6 @@ pub async fn restore(
     })
 }
 
-/// Returns once pod `name` is gone, terminating or replaced (another UID); polls every 2 s
-/// and ignores API errors (the stream's own timeout covers an unreachable server).
-async fn pod_replaced(pods: &Api<Pod>, name: &str, uid: Option<String>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let Ok(found) = pods.get_opt(name).await else {
-            continue;
-        };
-        match found {
-            Some(pod) if pod.metadata.deletion_timestamp.is_none() && pod.metadata.uid == uid => {}
-            _ => return,
-        }
-    }
-}
-
 async fn stream(
     pods: &Api<Pod>,
     pod: &str,
@@ -259,22 +249,10 @@ async fn stream(
         }
         let _ = stdin.shutdown().await;
     };
-    let status = async move {
-        match status {
-            Some(fut) => fut.await,
-            None => None,
-        }
-    };
-    tokio::pin!(status);
-    // A remote that stopped at an error exits without reading the rest of the file, and
-    // writes to its stdin need not fail: its exit status ends the feeding.
+    // A remote that stopped at an error exits without reading the rest of the file: its
+    // exit status ends the feeding (exec::session reads it whatever stdin still holds).
     let (status, _, stderr) = tokio::join!(
-        async {
-            tokio::select! {
-                () = feed => (&mut status).await,
-                status = &mut status => status,
-            }
-        },
+        exec::feed_until_status(feed, status),
         read_capped(stdout, 4096),
         read_capped(stderr, 64 << 10)
     );

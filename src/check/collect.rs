@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::exec;
 use crate::render::claim_name;
 use crate::target::Target;
+use crate::wait::within;
 
 /// Knobs of a check run.
 #[derive(Debug, Clone)]
@@ -64,11 +65,15 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
             let api = api.clone();
             let ns = ns.clone();
             async move {
-                let claim = within(budget, format!("PVC {ns}/{name}"), async {
-                    api.get_opt(name)
-                        .await
-                        .map_err(Error::api(format!("read PVC {ns}/{name}")))
-                })
+                let claim = within(
+                    budget,
+                    format!("the API server to return PVC {ns}/{name}"),
+                    async {
+                        api.get_opt(name)
+                            .await
+                            .map_err(Error::api(format!("read PVC {ns}/{name}")))
+                    },
+                )
                 .await?;
                 Ok::<_, Error>((name.clone(), claim))
             }
@@ -79,7 +84,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     };
     let classes = async {
         let api: Api<StorageClass> = kube.api_all();
-        within(budget, "StorageClasses".into(), async {
+        within(budget, "the API server to return StorageClasses", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api("list StorageClasses"))
@@ -90,7 +95,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     };
     let services = async {
         let api: Api<Service> = kube.api();
-        within(budget, "Services".into(), async {
+        within(budget, "the API server to return Services", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api(format!("list Services in {ns}")))
@@ -100,7 +105,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     };
     let slices = async {
         let api: Api<EndpointSlice> = kube.api();
-        within(budget, "EndpointSlices".into(), async {
+        within(budget, "the API server to return EndpointSlices", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api(format!("list EndpointSlices in {ns}")))
@@ -114,7 +119,7 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     }));
     let events = async {
         let api: Api<Event> = kube.api();
-        within(budget, "events".into(), async {
+        within(budget, "the API server to return events", async {
             api.list(&ListParams::default())
                 .await
                 .map_err(Error::api(format!("list events in {ns}")))
@@ -225,11 +230,15 @@ async fn bound_volumes(
     let reads = names.iter().map(|name| {
         let api = api.clone();
         async move {
-            within(budget, format!("PersistentVolume {name}"), async {
-                api.get_opt(name)
-                    .await
-                    .map_err(Error::api(format!("read PersistentVolume {name}")))
-            })
+            within(
+                budget,
+                format!("the API server to return PersistentVolume {name}"),
+                async {
+                    api.get_opt(name)
+                        .await
+                        .map_err(Error::api(format!("read PersistentVolume {name}")))
+                },
+            )
             .await
             .map_err(|e| error_text(&e))
         }
@@ -280,9 +289,13 @@ async fn object_keys(kube: &Kube, kind: RefKind, name: &str, budget: Duration) -
             }
         }
     };
-    within(budget, format!("{kind} {ns}/{name}"), read)
-        .await
-        .map_err(|e| error_text(&e))
+    within(
+        budget,
+        format!("the API server to return {kind} {ns}/{name}"),
+        read,
+    )
+    .await
+    .map_err(|e| error_text(&e))
 }
 
 /// The last 20 lines of the previous container's log, when the container has restarted.
@@ -312,11 +325,15 @@ async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option
         ..Default::default()
     };
     let pod = &target.pod_name;
-    let read = within(budget, format!("the log of pod {pod}"), async {
-        api.logs(pod, &params)
-            .await
-            .map_err(Error::api(format!("read the previous log of pod {pod}")))
-    });
+    let read = within(
+        budget,
+        format!("the API server to return the log of pod {pod}"),
+        async {
+            api.logs(pod, &params)
+                .await
+                .map_err(Error::api(format!("read the previous log of pod {pod}")))
+        },
+    );
     // A log that cannot be read is said where the log would be, not silently left out.
     Some(
         read.await.unwrap_or_else(|err| {
@@ -487,18 +504,4 @@ async fn timed(
         // With the cause and hint: a refused exec must say it was refused.
         Err(err) => Outcome::Error(err.chain_with_hint()),
     }
-}
-
-/// Runs an API read within its budget.
-pub(super) async fn within<T>(
-    budget: Duration,
-    what: String,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::time::timeout(budget, work)
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("the API server to return {what}"),
-            after: budget,
-        })?
 }

@@ -25,8 +25,7 @@ use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::target;
-
-use collect::within;
+pub(crate) use crate::wait::within;
 pub use collect::{CheckOptions, collect};
 pub use facts::Facts;
 pub use verdict::{Check, Summary, Verdict};
@@ -57,7 +56,7 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
     let started = Instant::now();
     let target = within(
         options.api_timeout,
-        format!("pod or StatefulSet {name}"),
+        format!("the API server to return pod or StatefulSet {name}"),
         target::resolve(kube, name),
     )
     .await?;
@@ -124,11 +123,15 @@ pub async fn check_all(
     } else {
         kube.api()
     };
-    let list = within(options.api_timeout, "StatefulSets".into(), async {
-        api.list(&ListParams::default())
-            .await
-            .map_err(Error::api("list StatefulSets"))
-    })
+    let list = within(
+        options.api_timeout,
+        "the API server to return StatefulSets",
+        async {
+            api.list(&ListParams::default())
+                .await
+                .map_err(Error::api("list StatefulSets"))
+        },
+    )
     .await?;
     let databases: Vec<(String, String)> = list
         .items

@@ -637,12 +637,13 @@ fn broken_dump(sql: &str, at: usize, dir: &Path) -> PathBuf {
 
 /// A restore that fails after the dump's accounts were written: exit 1, and the target's
 /// own credentials set again.
-fn restore_fails_and_resets_credentials(ns: &TestNamespace, target: &str, broken: &Path) {
+fn restore_fails_and_resets_credentials(ns: &TestNamespace, target: &str, broken: &Path) -> String {
     let stderr = restore(ns, target, broken, true, 1);
     assert!(
         stderr.contains("the target's own credentials were set again"),
         "{stderr}"
     );
+    stderr
 }
 
 /// Dumps database appdb of `from` (pg_dump --create, or one MariaDB database) and restores it
@@ -723,21 +724,31 @@ async fn postgres_restore_into_another_deployment() {
     pg_tcp_login(b).await;
     assert_eq!(b.sql(PG_TRICKY_FINGERPRINT).await, expected);
 
-    // The same file with an error right after A's password was set: the restore fails,
-    // and B's password is set again in a session of its own.
+    // The same file with an error right after A's password was set, early in the file
+    // (the 100 MB line follows): psql stops there, and so does the restore, at once and
+    // not at its --timeout, with psql's error; B's password is set again in a session of
+    // its own.
     let sql = gunzip(&with);
     let role = sql.find("\nALTER ROLE appuser WITH").unwrap() + 1;
-    let line_end = role + sql[role..].find('\n').unwrap() + 1;
-    assert!(sql[role..line_end].contains(" PASSWORD 'SCRAM-SHA-256$"));
-    // Near the end: a restore that fails early in a large file is not covered yet (see
-    // the report: the client may keep waiting until --timeout).
-    let after = sql
-        .rfind("\n--\n-- PostgreSQL database cluster dump complete")
-        .unwrap()
-        + 1;
+    let after = role + sql[role..].find('\n').unwrap() + 1;
+    assert!(sql[role..after].contains(" PASSWORD 'SCRAM-SHA-256$"));
+    assert!(
+        sql.len() - after > 100 << 20,
+        "{} bytes follow",
+        sql.len() - after
+    );
     let broken = broken_dump(&sql, after, dir.path());
     drop(sql);
-    restore_fails_and_resets_credentials(&ns, "pgb", &broken);
+    let started = Instant::now();
+    let stderr = restore_fails_and_resets_credentials(&ns, "pgb", &broken);
+    let took = started.elapsed();
+    eprintln!("restore stopped early by psql: exit 1 after {took:?}");
+    assert!(took < Duration::from_secs(60), "took {took:?}: {stderr}");
+    assert!(
+        stderr.contains("remote exit status 3")
+            && stderr.contains("function kdb_fails_on_purpose() does not exist"),
+        "{stderr}"
+    );
     pg_tcp_login(b).await;
 
     // One database (pg_dump --create) restores over the existing one.
@@ -848,7 +859,7 @@ impl Db<'_> {
     /// Starts a writer in the pod: rows `first..first+count` of the writer's table, one
     /// each 20 ms, each committed on its own (the client's autocommit). Runs on in the pod
     /// when the returned stream is dropped, until it has written them all.
-    async fn start_writer(&self, first: u32, count: u32) -> kube::api::AttachedProcess {
+    async fn start_writer(&self, first: u32, count: u32) -> exec::Process {
         let script = r#"i=$1; end=$(($1 + $2)); while [ "$i" -lt "$end" ]; do printf 'INSERT INTO %s (id) VALUES (%s);\n' "$3" "$i"; i=$((i + 1)); sleep 0.02; done | sh -c "$4""#;
         let first = first.to_string();
         let count = count.to_string();
