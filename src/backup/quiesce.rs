@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::engine::{Engine, mysql, postgres};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 
@@ -58,14 +58,6 @@ pub struct Held {
     pod: String,
 }
 
-/// What the engine does: method name, whether writes stop, the session script.
-fn method(engine: Engine) -> (&'static str, bool, &'static str) {
-    match engine {
-        Engine::Postgres => ("backup-mode", false, postgres::QUIESCE_SESSION),
-        Engine::Mysql | Engine::Mariadb => ("read-lock", true, mysql::QUIESCE_SESSION),
-    }
-}
-
 /// Starts the session and quiesces; returns once the database is held. `max_hold` bounds
 /// the session remotely (the client is ended after it, whatever the caller does).
 pub async fn hold(
@@ -77,9 +69,9 @@ pub async fn hold(
     max_hold: Duration,
 ) -> Result<Held> {
     let started = Instant::now();
-    let (_, _, script) = method(engine);
-    let seconds = max_hold.as_secs().max(1).to_string();
-    let command = exec::script_command(script, &[label, &seconds]);
+    let command = engine
+        .commands()
+        .quiesce_session(label, max_hold.as_secs().max(1));
     let mut process = exec::start(pods, pod, Some(engine.container_name()), &command, true).await?;
     let (tx, lines) = mpsc::channel(64);
     forward_lines(process.stdout(), tx.clone());
@@ -103,12 +95,9 @@ pub async fn hold(
         quiesce_seconds: 0.0,
         pod: pod.to_string(),
     };
-    let sql = match engine {
-        Engine::Postgres => postgres::quiesce_sql(SESSION, HELD),
-        Engine::Mysql | Engine::Mariadb => {
-            mysql::quiesce_sql(SESSION, HELD, lock_wait.as_secs().max(1))
-        }
-    };
+    let sql = engine
+        .commands()
+        .quiesce_sql(SESSION, HELD, lock_wait.as_secs().max(1));
     // The quiesce waits for a checkpoint or for running statements: bounded by lock_wait
     // (plus the time to connect). While a read lock waits, writes queue behind it, so a
     // signal ends it at once.
@@ -132,13 +121,10 @@ impl Held {
     /// Releases the database (the release statements, then the client's exit) and reports
     /// how long it was held.
     pub async fn release(mut self) -> Result<QuiesceReport> {
-        let sql = match self.engine {
-            Engine::Postgres => postgres::release_sql(RELEASED),
-            Engine::Mysql | Engine::Mariadb => mysql::release_sql(RELEASED),
-        };
+        let sql = self.engine.commands().release_sql(RELEASED);
         let released = self.send_and_wait(&sql, RELEASED, RELEASE_TIMEOUT).await;
         let held_seconds = self.held_at.elapsed().as_secs_f64();
-        let (method, writes_paused, _) = method(self.engine);
+        let (method, writes_paused) = self.engine.commands().quiesce_method();
         let exit = self.close().await;
         released?;
         if let Some(status) = exit.filter(|s| !s.success()) {
@@ -158,17 +144,13 @@ impl Held {
     /// the original cause.
     pub async fn abandon(mut self) {
         if let Some(id) = self.session {
-            let sql = match self.engine {
-                Engine::Postgres => postgres::end_session_sql(id),
-                Engine::Mysql | Engine::Mariadb => mysql::end_session_sql(id),
-            };
-            let command = vec!["sh".into(), "-c".into(), self.engine.sql_script().into()];
+            let end = self.engine.commands().end_session(id);
             let ended = exec::run(
                 &self.pods,
                 &self.pod,
                 Some(self.engine.container_name()),
-                &command,
-                Some(sql.as_bytes()),
+                &end.argv,
+                Some(end.sql.as_bytes()),
                 END_TIMEOUT,
             )
             .await;

@@ -58,6 +58,21 @@ pub trait Commands: Sync {
     /// Reads a dump on stdin, then sets the container's own credentials again in the same
     /// session. Stops at the first error; the exit status is the client's.
     fn restore(&self) -> Vec<String>;
+
+    // --- dbbackup snapshot: one session holds the database while volumes are cut ---
+
+    /// The quiesce's name in reports, and whether writes stop while it is held.
+    fn quiesce_method(&self) -> (&'static str, bool);
+    /// The session's command: the SQL client reading stdin, ended remotely after
+    /// `max_seconds` whatever happens to the caller; `label` names the hold.
+    fn quiesce_session(&self, label: &str, max_seconds: u64) -> Vec<String>;
+    /// Prints `session <id>` (so another session can end this one), quiesces, waiting at
+    /// most `lock_wait_seconds` for running statements, then prints `marker`.
+    fn quiesce_sql(&self, session: &str, marker: &str, lock_wait_seconds: u64) -> String;
+    /// Ends the hold in the same session, then prints `marker`.
+    fn release_sql(&self, marker: &str) -> String;
+    /// From another session: ends session `id` (and with it the hold).
+    fn end_session(&self, id: u32) -> Query;
     /// Sets the container's own credentials again, in a session of its own.
     fn credentials(&self) -> Vec<String>;
     /// Lists what a restore could overwrite; read by [`Commands::with_data`].

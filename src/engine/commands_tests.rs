@@ -118,7 +118,7 @@ fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
         std::fs::write(&path, STUB).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    for util in ["cat", "id", "stat", "df"] {
+    for util in ["cat", "id", "stat", "df", "timeout"] {
         let found = ["/usr/bin", "/bin"]
             .iter()
             .map(|d| Path::new(d).join(util))
@@ -224,6 +224,8 @@ fn every_command(engine: Engine, value: &str) -> Vec<(&'static str, Vec<String>)
             c.remove_marker(value, Created::default()).argv,
         ),
         ("ping", c.ping().argv),
+        ("quiesce session", c.quiesce_session(value, 60)),
+        ("end session", c.end_session(7).argv),
     ]
 }
 
@@ -348,6 +350,29 @@ fn sql_runs_the_client_on_stdin_with_no_headers() {
                 assert!(call.args.iter().any(|a| a == arg), "{arg}: {call:?}");
             }
         }
+    }
+}
+
+/// The snapshot's hold runs the container's own client (either MariaDB name), under a
+/// remote `timeout`, reading its SQL from stdin.
+#[test]
+fn the_quiesce_session_runs_the_client_under_a_remote_timeout() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            let sql = c.quiesce_sql("session", "held", 30);
+            let ran = run(&c.quiesce_session("snap-label", 90), *tools, &sql, "");
+            let call = one_call(&ran);
+            assert_eq!(call.tool, tools.expected(client_name(engine)), "{engine}");
+            assert_eq!(call.stdin, sql, "{engine}");
+            assert!(
+                sql.contains("session") && sql.contains("held"),
+                "{engine}: {sql}"
+            );
+        }
+        let (method, writes_paused) = c.quiesce_method();
+        assert_eq!(writes_paused, method == "read-lock", "{engine}");
+        assert!(c.release_sql("released").contains("released"), "{engine}");
     }
 }
 

@@ -11,8 +11,8 @@ pub mod commands;
 #[cfg(test)]
 mod commands_tests;
 pub mod marker;
-pub mod mysql;
-pub mod postgres;
+mod mysql;
+mod postgres;
 
 pub use commands::{Commands, Query};
 

@@ -97,6 +97,15 @@ macro_rules! dumper {
     };
 }
 
+/// The session that holds a snapshot's read lock: the client reading SQL from stdin,
+/// unbuffered so each answer arrives at once, ended by `timeout` after `"$2"` seconds
+/// whatever happens to the caller (the server drops the lock of a session that ends).
+/// `"$1"` (the snapshot label) is not used.
+const QUIESCE_SESSION: &str = concat!(
+    client!(),
+    r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec timeout "$2" "$c" -uroot -N -B --unbuffered"#
+);
+
 /// A real query over TCP: the images' init-time server has networking off.
 const READINESS: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql -uroot -h127.0.0.1 -P3306 -N -B -e 'SELECT 1' >/dev/null"#;
 const READINESS_EITHER: &str = concat!(
@@ -335,6 +344,34 @@ impl Commands for MysqlFamily {
         script(RESTORE, &[])
     }
 
+    /// FLUSH TABLES WITH READ LOCK: writes wait until it is released.
+    fn quiesce_method(&self) -> (&'static str, bool) {
+        ("read-lock", true)
+    }
+
+    fn quiesce_session(&self, label: &str, max_seconds: u64) -> Vec<String> {
+        script(QUIESCE_SESSION, &[label, &max_seconds.to_string()])
+    }
+
+    /// While the lock waits for running statements, every write queues behind it.
+    fn quiesce_sql(&self, session: &str, marker: &str, lock_wait_seconds: u64) -> String {
+        format!(
+            "SELECT CONCAT('{session} ', CONNECTION_ID());\nSET SESSION lock_wait_timeout = {lock_wait_seconds};\nFLUSH TABLES WITH READ LOCK;\nSELECT '{marker}';\n"
+        )
+    }
+
+    fn release_sql(&self, marker: &str) -> String {
+        format!("UNLOCK TABLES;\nSELECT '{marker}';\n")
+    }
+
+    /// A lock held or still waiting is gone at once.
+    fn end_session(&self, id: u32) -> Query {
+        Query {
+            argv: self.sql(&[]),
+            sql: format!("KILL {id};\n"),
+        }
+    }
+
     /// The local socket still lets root in: the accounts stay in force until a `FLUSH
     /// PRIVILEGES`.
     fn credentials(&self) -> Vec<String> {
@@ -432,33 +469,6 @@ impl MysqlFamily {
             sql,
         }
     }
-}
-
-/// The session that holds a snapshot's read lock: the client reading SQL from stdin,
-/// unbuffered so each answer arrives at once, ended by `timeout` after `"$2"` seconds
-/// whatever happens to the caller (the server drops the lock of a session that ends).
-/// `"$1"` (the snapshot label) is not used.
-pub const QUIESCE_SESSION: &str =
-    r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec timeout "$2" mysql -uroot -N -B --unbuffered"#;
-
-/// Blocks writes: the connection id after `session` (so another session can end it), then
-/// FLUSH TABLES WITH READ LOCK, waiting at most `lock_wait` seconds for running statements
-/// (while it waits, every write queues behind it). Prints `marker` when the lock is held.
-pub fn quiesce_sql(session: &str, marker: &str, lock_wait: u64) -> String {
-    format!(
-        "SELECT CONCAT('{session} ', CONNECTION_ID());\nSET SESSION lock_wait_timeout = {lock_wait};\nFLUSH TABLES WITH READ LOCK;\nSELECT '{marker}';\n"
-    )
-}
-
-/// Ends the quiesce session with connection id `id` from another session: a lock held or
-/// still waiting is gone at once.
-pub fn end_session_sql(id: u32) -> String {
-    format!("KILL {id};\n")
-}
-
-/// Lets writes go on, in the same session; prints `marker` when done.
-pub fn release_sql(marker: &str) -> String {
-    format!("UNLOCK TABLES;\nSELECT '{marker}';\n")
 }
 
 #[cfg(test)]

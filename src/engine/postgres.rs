@@ -182,6 +182,31 @@ impl Commands for Postgres {
         script(&text, &[])
     }
 
+    /// Non-exclusive backup mode: writes go on, full-page writes are forced.
+    fn quiesce_method(&self) -> (&'static str, bool) {
+        ("backup-mode", false)
+    }
+
+    fn quiesce_session(&self, label: &str, max_seconds: u64) -> Vec<String> {
+        script(QUIESCE_SESSION, &[label, &max_seconds.to_string()])
+    }
+
+    fn quiesce_sql(&self, session: &str, marker: &str, _lock_wait_seconds: u64) -> String {
+        quiesce_sql(session, marker)
+    }
+
+    fn release_sql(&self, marker: &str) -> String {
+        release_sql(marker)
+    }
+
+    /// The session's backup is aborted with it.
+    fn end_session(&self, id: u32) -> Query {
+        Query {
+            argv: self.sql(&[]),
+            sql: end_session_sql(id),
+        }
+    }
+
     /// The local socket still lets the target's own user in: the images trust it.
     fn credentials(&self) -> Vec<String> {
         let text = format!(
@@ -264,13 +289,13 @@ fn marker_query(marker: &str, sql: String) -> Query {
 /// backup label in `"$1"` (psql variable `label`), ended by `timeout` after `"$2"` seconds
 /// whatever happens to the caller (PostgreSQL aborts a non-exclusive backup whose session
 /// ends, so a lost session never leaves the server in backup mode).
-pub const QUIESCE_SESSION: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec timeout "$2" psql -X -q -v ON_ERROR_STOP=1 -tA -v label="$1" -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}""#;
+const QUIESCE_SESSION: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec timeout "$2" psql -X -q -v ON_ERROR_STOP=1 -tA -v label="$1" -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}""#;
 
 /// Start of backup mode: the session's backend PID after `session` (so another session can
 /// end it), a checkpoint (so the one `pg_backup_start` waits for is short), then
 /// non-exclusive backup mode (`pg_start_backup` before 15). Writes go on; full-page writes
 /// are forced until the backup stops. Prints `marker` when done.
-pub fn quiesce_sql(session: &str, marker: &str) -> String {
+fn quiesce_sql(session: &str, marker: &str) -> String {
     format!(
         "SELECT '{session} ' || pg_backend_pid();\n\
          SELECT current_setting('server_version_num')::int >= 150000 AS kdb_pg15 \\gset\n\
@@ -282,7 +307,7 @@ pub fn quiesce_sql(session: &str, marker: &str) -> String {
 }
 
 /// End of backup mode, in the same session; prints `marker` when done.
-pub fn release_sql(marker: &str) -> String {
+fn release_sql(marker: &str) -> String {
     format!(
         "\\if :kdb_pg15\nSELECT lsn FROM pg_backup_stop(false);\n\
          \\else\nSELECT lsn FROM pg_stop_backup(false, false);\n\\endif\n\
@@ -292,6 +317,6 @@ pub fn release_sql(marker: &str) -> String {
 
 /// Ends the quiesce session with backend PID `pid` from another session (its backup is
 /// aborted with it).
-pub fn end_session_sql(pid: u32) -> String {
+fn end_session_sql(pid: u32) -> String {
     format!("SELECT pg_terminate_backend({pid});\n")
 }
