@@ -391,7 +391,7 @@ mod tests {
     }
 
     /// A plugin-shaped command; `--kubeconfig` is always a missing file, so no test here
-    /// reaches a cluster (tests/completion.rs does, with the real plugins).
+    /// reaches a cluster (tests/integration/completion.rs does, with the real plugins).
     fn command() -> Command {
         Command::new("kubectl dbx")
             .arg(

@@ -1,6 +1,6 @@
 //! Man pages generated from each plugin's clap definition: `kubectl-<plugin> __man` prints the
 //! page of the plugin, `__man SUBCOMMAND` the page of a subcommand (`kubectl-dbdeploy-postgres`).
-//! docs/man/ holds the output; tests/man.rs keeps it current (`KDB_UPDATE_MAN=1`).
+//! docs/man/ holds the output; tests/integration/man.rs keeps it current (`KDB_UPDATE_MAN=1`).
 
 use clap::Command;
 

@@ -49,7 +49,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${KDB_CLUSTER_STATE:-/var/tmp/kubectl-db-cluster}
 CACHE=${KDB_CACHE:-$HOME/.cache/kubectl-db}
 K8S_VERSION=v1.34.4
-KREW_VERSION=v0.4.3  # tests/krew.rs: the Krew release the plugins are installed with
+KREW_VERSION=v0.4.3  # tests/integration/krew.rs: the Krew release the plugins are installed with
 BIN=$CACHE/k8s-$K8S_VERSION/bin
 API_PORT=${KDB_API_PORT:-16443}
 ETCD_PORT=${KDB_ETCD_PORT:-16379}
@@ -265,7 +265,7 @@ build_csi() {
 }
 
 build_krew() {
-  # tests/krew.rs installs the plugins with this Krew (it looks in $CACHE/krew/krew).
+  # tests/integration/krew.rs installs the plugins with this Krew (it looks in $CACHE/krew/krew).
   [[ -x $CACHE/krew/krew ]] && { log "krew $KREW_VERSION cached in $CACHE/krew"; return 0; }
   need_go
   log "building krew $KREW_VERSION"
