@@ -192,6 +192,16 @@ impl Drop for Progress {
     }
 }
 
+/// An age the way kubectl prints one: `42s`, `5m`, `3h`, `2d`.
+pub fn age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 /// A duration as `1.23s`, for step timings.
 pub fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())

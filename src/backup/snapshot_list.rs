@@ -172,15 +172,7 @@ pub async fn delete(kube: &Kube, name: &str, any: bool) -> Result<SnapshotInfo> 
     Ok(found)
 }
 
-/// An age the way kubectl prints one: `42s`, `5m`, `3h`, `2d`.
-pub fn age(seconds: i64) -> String {
-    match seconds.max(0) {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
+pub use crate::output::age;
 
 #[cfg(test)]
 mod tests {

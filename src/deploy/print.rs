@@ -133,20 +133,10 @@ impl Render for Vec<ListedDatabase> {
                 db.ready.clone(),
                 db.image.clone(),
                 db.service.clone(),
-                db.age_seconds.map(age).unwrap_or_default(),
+                db.age_seconds.map(output::age).unwrap_or_default(),
             ]);
         }
         output::table_text(&table)
-    }
-}
-
-/// An age as `kubectl get` shows it: 90s, 12m, 5h, 3d.
-fn age(seconds: i64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
     }
 }
 
