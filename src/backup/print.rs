@@ -289,17 +289,26 @@ mod tests {
                 pvc: "data-orders-0".into(),
                 ready: true,
                 size: Some("1Gi".into()),
+                namespace: "shop".into(),
+                created: Some("2026-12-03T08:00:01Z".into()),
                 age_seconds: Some(7260),
+                database: Some("orders".into()),
+                engine: Some(Engine::Mariadb),
+                engine_version: Some("10.11".into()),
                 consistency: Some("application".into()),
-                ..SnapshotInfo::default()
+                managed: true,
+                error: None,
             },
             SnapshotInfo {
                 name: "by-hand".into(),
+                namespace: "shop".into(),
                 pvc: "data-orders-0".into(),
-                ready: false,
+                error: Some("snapshotting non-CSI volumes is not supported".into()),
                 ..SnapshotInfo::default()
             },
         ];
         insta::assert_snapshot!(list.render(WIDTH));
+        // `snapshot list -o json` is this list; `snapshot delete -o json` one element.
+        insta::assert_snapshot!("snapshot_list_json", output::to_json(&list).unwrap());
     }
 }

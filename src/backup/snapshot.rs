@@ -390,6 +390,7 @@ pub fn pod_pvcs(pod: &Pod) -> Vec<String> {
 }
 
 /// The VolumeSnapshotClass a snapshot uses, and the CSI driver it is for.
+#[derive(Debug)]
 pub struct SnapshotClass {
     pub name: String,
     pub driver: String,
@@ -583,6 +584,63 @@ mod tests {
         );
         let err = check_api(&forbidden).await.unwrap_err();
         assert!(err.to_string().starts_with("failed to discover"), "{err}");
+    }
+
+    /// A cluster that serves the snapshot API with one VolumeSnapshotClass, not marked
+    /// default: without --class nothing can be chosen; a named class that is missing is
+    /// named. (The shared test cluster has a default class that other tests rely on.)
+    #[tokio::test]
+    async fn no_default_class_and_an_unknown_class_are_refused_before_any_write() {
+        let service = tower::service_fn(|request: http::Request<kube::client::Body>| async move {
+            let path = request.uri().path().to_string();
+            assert_eq!(request.method(), http::Method::GET, "{path}: only reads");
+            let (status, body) = match path.as_str() {
+                "/apis/snapshot.storage.k8s.io/v1" => (
+                    200,
+                    r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"snapshot.storage.k8s.io/v1","resources":[{"name":"volumesnapshots","singularName":"volumesnapshot","namespaced":true,"kind":"VolumeSnapshot","verbs":["get","list","create"]}]}"#,
+                ),
+                "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses" => (
+                    200,
+                    r#"{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshotClassList","metadata":{},"items":[{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshotClass","metadata":{"name":"slow"},"driver":"ebs.csi.aws.com","deletionPolicy":"Delete"}]}"#,
+                ),
+                "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/slow" => (
+                    200,
+                    r#"{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshotClass","metadata":{"name":"slow"},"driver":"ebs.csi.aws.com","deletionPolicy":"Delete"}"#,
+                ),
+                _ => (
+                    404,
+                    r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"not found"}"#,
+                ),
+            };
+            http::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.as_bytes().to_vec()))
+        });
+        let client = kube::Client::new(service, "default");
+        let kube = Kube {
+            client: client.clone(),
+            streams: client,
+            namespace: "default".into(),
+        };
+        let err = check_api_and_class(&kube, None).await.unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.to_string().contains("no default VolumeSnapshotClass"),
+            "{err}"
+        );
+        let err = check_api_and_class(&kube, Some("fast")).await.unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.to_string()
+                .contains("VolumeSnapshotClass fast does not exist"),
+            "{err}"
+        );
+        let class = check_api_and_class(&kube, Some("slow")).await.unwrap();
+        assert_eq!(
+            (class.name.as_str(), class.driver.as_str()),
+            ("slow", "ebs.csi.aws.com")
+        );
     }
 
     #[test]
