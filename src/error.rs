@@ -154,6 +154,7 @@ impl Error {
                     .into(),
             ),
             Error::Api { source, .. } => api_hint(source),
+            Error::Watch { source, .. } => watch_source(source).and_then(api_hint),
             Error::NotReady { pod, .. } => Some(format!(
                 "run `kubectl dbcheck {}` for a full diagnosis",
                 pod.as_deref().unwrap_or("NAME")
@@ -181,6 +182,18 @@ fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
+}
+
+/// The API error under a failed watch (a refused list or watch), when there is one.
+fn watch_source(err: &kube::runtime::wait::Error) -> Option<&kube::Error> {
+    use kube::runtime::watcher::Error as Watch;
+    let kube::runtime::wait::Error::ProbeFailed(err) = err;
+    match err {
+        Watch::InitialListFailed(source)
+        | Watch::WatchStartFailed(source)
+        | Watch::WatchFailed(source) => Some(source),
+        _ => None,
+    }
 }
 
 fn api_hint(err: &kube::Error) -> Option<String> {
@@ -250,6 +263,19 @@ mod tests {
             err.chain()
                 .starts_with("failed to watch VolumeSnapshot data-pg-0-x: ")
         );
+        assert_eq!(err.hint(), None);
+        // A watch the API server refuses says which Role to look at, like any refused call.
+        let refused = Error::Watch {
+            what: "VolumeSnapshot data-pg-0-x".into(),
+            source: kube::runtime::wait::Error::ProbeFailed(
+                kube::runtime::watcher::Error::InitialListFailed(kube::Error::Api(
+                    kube::core::Status::failure("forbidden", "Forbidden")
+                        .with_code(403)
+                        .boxed(),
+                )),
+            ),
+        };
+        assert!(refused.hint().is_some_and(|h| h.contains("docs/rbac.md")));
     }
 
     #[test]

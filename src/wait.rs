@@ -328,7 +328,7 @@ pub async fn statefulset_ready(
     let started = Instant::now();
     let since =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(5);
-    let selector = crate::render::selector(name);
+    let selector = crate::render::app_selector(name);
     let config = watcher::Config::default().timeout(60);
     // Watches may be quiet for long: the stream client has no read timeout (client.rs).
     let sts = watch(

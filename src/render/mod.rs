@@ -133,10 +133,10 @@ pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// [`selector_labels`] as a label selector, for lists and watches of the database's pods
-/// and PVCs.
-pub fn selector(name: &str) -> String {
-    to_selector(&selector_labels(name))
+/// `app=NAME` alone: what the guide's hand-made StatefulSets label their pods and claims
+/// with too, so waits on a database dbdeploy did not make still see its pods.
+pub fn app_selector(name: &str) -> String {
+    to_selector(&BTreeMap::from([(APP_LABEL.to_string(), name.to_string())]))
 }
 
 /// The selector of everything dbdeploy manages.
@@ -586,7 +586,14 @@ mod tests {
 
     #[test]
     fn selectors_are_the_labels_put_on_the_objects() {
-        assert_eq!(selector("pg"), "app=pg,app.kubernetes.io/instance=pg");
+        assert_eq!(app_selector("pg"), "app=pg");
+        assert_eq!(
+            selector_labels("pg"),
+            BTreeMap::from([
+                ("app".to_string(), "pg".to_string()),
+                ("app.kubernetes.io/instance".to_string(), "pg".to_string())
+            ])
+        );
         assert_eq!(
             managed_selector(),
             "app.kubernetes.io/managed-by=kubectl-dbdeploy"
