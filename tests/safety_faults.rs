@@ -18,8 +18,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
 use kubectl_db::engine::Engine;
 
-/// The tests share one API server: never two outages at once.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests share one API server. A test that restarts it holds this for writing, so no
+/// two outages overlap and no other test of this file runs during one (an exec stream
+/// open across a restart is cut, which is not what those tests are about). The others
+/// hold it for reading and may run side by side.
+static OUTAGE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// [`require_cluster!`] that also needs `KDB_TEST_FAULTS=1`: returns early without it.
 macro_rules! require_faults {
@@ -95,7 +98,7 @@ fn finish_restart(mut restart: Child) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_wait_survives_an_apiserver_restart() {
     let kubeconfig = require_faults!();
-    let _serial = SERIAL.lock().await;
+    let _outage = OUTAGE.write().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
     let mut args = common::deploy_args_with(Engine::Mariadb, &common::mariadb_image(), "3m");
     args.extend(["-o".into(), "json".into()]);
@@ -150,7 +153,7 @@ async fn outlive_restart(
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
     let kubeconfig = require_faults!();
-    let _serial = SERIAL.lock().await;
+    let _outage = OUTAGE.write().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
     // An image that does not exist locally: the pod never becomes ready.
     let mut args = vec![
@@ -199,7 +202,7 @@ async fn deploy_wait_fails_cleanly_when_the_apiserver_stays_down() {
 #[tokio::test(flavor = "multi_thread")]
 async fn persist_survives_an_apiserver_restart() {
     let kubeconfig = require_faults!();
-    let _serial = SERIAL.lock().await;
+    let _outage = OUTAGE.write().await;
     let ns = TestNamespace::create(&kubeconfig, "fault", &[]).await;
     let args = common::deploy_args_with(Engine::Postgres, &common::postgres_image(), "3m");
     let mut deploy = ns.spawn("kubectl-dbdeploy", &args);
@@ -374,6 +377,7 @@ fn deploy_postgres(ns: &TestNamespace) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quiet_restore_outlives_the_request_timeout() {
     let kubeconfig = require_faults!();
+    let _outage = OUTAGE.read().await;
     let ns = TestNamespace::create(&kubeconfig, "quiet", &[]).await;
     deploy_postgres(&ns);
     let dir = tempfile::tempdir().unwrap();
@@ -449,6 +453,7 @@ fn assert_all_end_hung(children: &mut [(&str, Child, Instant, Duration)]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
     let kubeconfig = require_faults!();
+    let _outage = OUTAGE.read().await;
     let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
     deploy_postgres(&ns);
     let dir = tempfile::tempdir().unwrap();
@@ -544,6 +549,7 @@ async fn a_hung_apiserver_ends_every_command_within_its_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_apiserver_mid_command_ends_it_within_its_timeout() {
     let kubeconfig = require_faults!();
+    let _outage = OUTAGE.read().await;
     let ns = TestNamespace::create(&kubeconfig, "hung", &[]).await;
     deploy_postgres(&ns);
     let forwarder = Forwarder::start(&ns);
