@@ -164,11 +164,11 @@ pub async fn snapshot(kube: &Kube, options: &SnapshotOptions) -> Result<Snapshot
         )
     };
     let cut = tokio::select! {
-        cut = tokio::time::timeout(options.timeout, create_and_wait_cut(kube, &objects, &progress)) => cut
-            .unwrap_or_else(|_| Err(Error::Timeout {
-                what: "the VolumeSnapshots to be cut (status.creationTime)".into(),
-                after: options.timeout,
-            })),
+        cut = crate::wait::within(
+            options.timeout,
+            "the VolumeSnapshots to be cut (status.creationTime)",
+            create_and_wait_cut(kube, &objects, &progress),
+        ) => cut,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
             "snapshot of pod {}: interrupted by {signal}", target.pod_name
         ))),
@@ -320,12 +320,13 @@ async fn wait_all_ready(
         let name = object.name_any();
         progress.set(format!("waiting for VolumeSnapshot {name} to be ready"));
         let left = options.timeout.saturating_sub(started.elapsed());
-        let wait = tokio::time::timeout(left, wait_for(&watch, &name, "/status/readyToUse"));
+        let wait = crate::wait::within(
+            left,
+            format!("VolumeSnapshot {name} to be readyToUse (the rest of --timeout)"),
+            wait_for(&watch, &name, "/status/readyToUse"),
+        );
         let ready = tokio::select! {
-            ready = wait => ready.map_err(|_| Error::Timeout {
-                what: format!("VolumeSnapshot {name} to be readyToUse"),
-                after: options.timeout,
-            })??,
+            ready = wait => ready?,
             signal = crate::cli::interrupted() => return Err(Error::Interrupted(format!(
                 "interrupted by {signal} after the snapshots were cut: they stay and become ready on their own"
             ))),

@@ -19,13 +19,7 @@ pub async fn newest(kube: &Kube, database: &str, budget: Duration) -> Check {
         check_api(kube).await?;
         snapshot_list::of_database(kube, Some(database), false).await
     };
-    let found: Result<Vec<SnapshotInfo>> = match tokio::time::timeout(budget, read).await {
-        Ok(found) => found,
-        Err(_) => Err(Error::Timeout {
-            what: "the API server to list VolumeSnapshots".into(),
-            after: budget,
-        }),
-    };
+    let found = crate::wait::within(budget, "the API server to list VolumeSnapshots", read).await;
     judge(database, found)
 }
 
