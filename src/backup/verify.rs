@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::format::{self, Compression, DumpKind, Head, Tail};
+use super::manifest::{self, Manifest};
 use crate::error::{Error, Result};
 
 /// What `verify` found (the `-o json` schema).
@@ -36,6 +37,33 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// No problems.
     pub ok: bool,
+    /// With `--deep`: the manifest beside the file (databases, tables, rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+}
+
+/// [`verify`], plus the manifest beside the file: what the dump holds, without a cluster.
+/// A missing manifest, or one of another kind of dump, is a problem.
+pub fn verify_deep(file: &Path) -> Result<VerifyReport> {
+    let mut report = verify(file)?;
+    let path = manifest::path_beside(file);
+    match manifest::read_beside(file)? {
+        None => report
+            .problems
+            .push(format!("no manifest {} (--deep lists it)", path.display())),
+        Some(found) => {
+            if report.kind.is_some_and(|kind| kind != found.kind) {
+                report.problems.push(format!(
+                    "{} describes a {} dump, not this one",
+                    path.display(),
+                    found.kind.engine_name()
+                ));
+            }
+            report.manifest = Some(found);
+        }
+    }
+    report.ok = report.problems.is_empty();
+    Ok(report)
 }
 
 /// Reads the file once: hashes it as stored, decompresses it, and checks header and trailer.
@@ -135,6 +163,7 @@ pub fn verify(file: &Path) -> Result<VerifyReport> {
         complete,
         ok: problems.is_empty(),
         problems,
+        manifest: None,
     })
 }
 
