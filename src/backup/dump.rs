@@ -233,11 +233,19 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
                     "{} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
                     path.display(),
                     err.chain()
-                )))?,
-                signal = crate::cli::interrupted() => return Err(Error::Interrupted(format!(
+                ))),
+                signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
                     "interrupted by {signal} after the dump: {} is complete, but its manifest (for `drill` and `verify --deep`) was not written",
                     path.display()
                 ))),
+            };
+            // A manifest left by an earlier dump under this name must not vouch for this one.
+            let after = match after {
+                Ok(after) => after,
+                Err(err) => {
+                    let _ = manifest::remove_beside(path);
+                    return Err(err);
+                }
             };
             let manifest = Manifest {
                 format: manifest::FORMAT,

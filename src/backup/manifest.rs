@@ -132,6 +132,20 @@ pub fn write_beside(dump: &Path, manifest: &Manifest) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Removes the manifest beside a dump, if any: one left from an earlier dump under the
+/// same name must not vouch for this one.
+pub fn remove_beside(dump: &Path) -> Result<()> {
+    let path = path_beside(dump);
+    match std::fs::remove_file(&path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            action: "remove",
+            path: path.display().to_string(),
+            source: err,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the manifest beside a dump: `None` when there is none. The one place it is read.
 pub fn read_beside(dump: &Path) -> Result<Option<Manifest>> {
     let path = path_beside(dump);
