@@ -152,6 +152,13 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     if let Some(path) = &final_path {
         refuse_existing(path, options.force)?;
     }
+    let dumped_at = k8s_openapi::jiff::Timestamp::now().to_string();
+    // Counted before and after the dump: a table that differs was written meanwhile. This
+    // pass runs before FILE.partial exists, so a signal now leaves nothing behind.
+    let counted_before = match final_path {
+        Some(_) => Some(count_tables(kube, &target, options).await?),
+        None => None,
+    };
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let sink: Box<dyn Write + Send> = match &partial {
         Some(p) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
@@ -167,12 +174,6 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         .engine
         .commands()
         .dump(options.database.as_deref(), options.with_credentials);
-    let dumped_at = k8s_openapi::jiff::Timestamp::now().to_string();
-    // Counted before and after the dump: a table that differs was written meanwhile.
-    let counted_before = match final_path {
-        Some(_) => Some(count_tables(kube, &target, options).await?),
-        None => None,
-    };
     let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
