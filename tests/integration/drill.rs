@@ -3,7 +3,7 @@
 //! dump PASSes, a drill of a copy edited to lose a row (trailer and checksum intact, so
 //! `verify` accepts it) FAILs naming the table, and a drill interrupted by SIGINT while its
 //! throwaway instance starts exits 130. After each, nothing of the throwaway instance is
-//! left in the namespace.
+//! left in the namespace. A file without manifest is refused before any API call.
 
 use crate::common;
 
@@ -159,6 +159,29 @@ async fn drill(engine: Engine) {
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     assert!(stderr.contains("was deleted"), "{stderr}");
     assert_eq!(leftovers(&ns).await, Vec::<String>::new());
+}
+
+/// A dump without its manifest is refused before any API call (exit 2, the unreachable
+/// kubeconfig shows no call was made): nothing is created for a file that cannot be drilled.
+#[test]
+fn a_dump_without_manifest_is_refused_before_any_api_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.sql");
+    std::fs::write(
+        &file,
+        "-- MySQL dump 10.13\nCREATE TABLE t (id int);\n-- Dump completed on 2026-12-03\n",
+    )
+    .unwrap();
+    common::write_checksum(&file);
+    let output = common::unreachable_bin("kubectl-dbbackup")
+        .arg("drill")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = common::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: no manifest "), "{stderr}");
+    assert!(!stderr.contains("127.0.0.1"), "{stderr}");
 }
 
 /// Writes a copy of the gzip dump `from` with the first row of `items` removed (a line of
