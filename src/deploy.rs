@@ -633,7 +633,7 @@ where
 
 /// Deletes `name` when dbdeploy made it for database `db`; otherwise names it in
 /// `not_managed` and leaves it alone.
-async fn remove_if_ours<K>(
+pub(crate) async fn remove_if_ours<K>(
     kube: &Kube,
     name: &str,
     db: &str,

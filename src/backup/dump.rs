@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::format::{self, Compression, DumpKind, Tail};
+use super::manifest::{self, Manifest};
 use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -86,6 +87,12 @@ pub struct DumpReport {
     pub duration_seconds: f64,
     /// Remote exit status, as reported by the exec status channel.
     pub remote_status: ExecStatus,
+    /// `FILE.manifest.json`: tables, row counts and checksums (none for standard output).
+    pub manifest_file: Option<String>,
+    /// Tables whose rows changed while the dump ran (`database.table`): the manifest keeps
+    /// their state before and after the dump, and `drill` accepts either.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_during_dump: Vec<String>,
 }
 
 /// Longest database name both engines accept (PostgreSQL's NAMEDATALEN - 1; MySQL's is 64).
@@ -145,6 +152,13 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     if let Some(path) = &final_path {
         refuse_existing(path, options.force)?;
     }
+    let dumped_at = k8s_openapi::jiff::Timestamp::now().to_string();
+    // Counted before and after the dump: a table that differs was written meanwhile. This
+    // pass runs before FILE.partial exists, so a signal now leaves nothing behind.
+    let counted_before = match final_path {
+        Some(_) => Some(count_tables(kube, &target, options).await?),
+        None => None,
+    };
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let sink: Box<dyn Write + Send> = match &partial {
         Some(p) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
@@ -213,6 +227,46 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         }
         _ => None,
     };
+    let (manifest_file, changed_during_dump) = match (counted_before, &final_path) {
+        (Some(before), Some(path)) => {
+            let after = tokio::select! {
+                after = count_tables(kube, &target, options) => after.map_err(|err| Error::Failed(format!(
+                    "{} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
+                    path.display(),
+                    err.chain()
+                ))),
+                signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
+                    "interrupted by {signal} after the dump: {} is complete, but its manifest (for `drill` and `verify --deep`) was not written",
+                    path.display()
+                ))),
+            };
+            // A manifest left by an earlier dump under this name must not vouch for this one.
+            let after = match after {
+                Ok(after) => after,
+                Err(err) => {
+                    let _ = manifest::remove_beside(path);
+                    return Err(err);
+                }
+            };
+            let manifest = Manifest {
+                format: manifest::FORMAT,
+                engine: target.engine,
+                image: container_image(&target),
+                kind,
+                database: options.database.clone(),
+                namespace: target.namespace.clone(),
+                pod: target.pod_name.clone(),
+                dumped_at,
+                databases: manifest::merge(before, after),
+            };
+            let written = manifest::write_beside(path, &manifest)?;
+            (
+                Some(written.display().to_string()),
+                manifest.changed_during_dump(),
+            )
+        }
+        _ => (None, Vec::new()),
+    };
     Ok(DumpReport {
         file: file_label,
         checksum_file,
@@ -227,7 +281,40 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         sha256: streamed.sha256,
         duration_seconds: started.elapsed().as_secs_f64(),
         remote_status: streamed.status,
+        manifest_file,
+        changed_during_dump,
     })
+}
+
+/// The source's tables, row counts and checksums, for the manifest.
+async fn count_tables(
+    kube: &Kube,
+    target: &target::Target,
+    options: &DumpOptions,
+) -> Result<Vec<manifest::DatabaseManifest>> {
+    manifest::take(
+        kube,
+        target.engine,
+        &target.pod_name,
+        &target.container,
+        options.database.as_deref(),
+        options.timeout,
+    )
+    .await
+}
+
+/// The image of the pod's database container.
+fn container_image(target: &target::Target) -> Option<String> {
+    target
+        .pod
+        .as_ref()?
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == target.container)?
+        .image
+        .clone()
 }
 
 /// Refuses to replace an existing backup or its checksum file unless `force`, and refuses

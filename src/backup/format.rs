@@ -66,7 +66,7 @@ impl std::fmt::Display for Compression {
 }
 
 /// Which tool wrote a dump, read from its first lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpKind {
     /// `pg_dumpall`: every database, roles and tablespaces.

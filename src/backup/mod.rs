@@ -3,8 +3,11 @@
 //! trusted only when the remote exit status is 0 and the dump tool's completion trailer is
 //! there; until then it lives under `FILE.partial`.
 
+pub mod drill;
+mod drill_print;
 pub mod dump;
 pub mod format;
+pub mod manifest;
 pub mod pg_filter;
 mod print;
 pub mod quiesce;
@@ -13,9 +16,10 @@ pub mod snapshot;
 pub mod snapshot_list;
 pub mod verify;
 
+pub use drill::{DrillOptions, DrillReport, drill};
 pub use dump::{Destination, DumpOptions, DumpReport, dump};
 pub use format::{Compression, DumpKind};
 pub use pg_filter::PgRestoreFilter;
 pub use restore::{RestoreOptions, RestoreReport, check_file, restore};
 pub use snapshot::{SnapshotOptions, SnapshotReport, snapshot};
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, verify, verify_deep};

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use indicatif::HumanBytes;
 
+use super::manifest::Manifest;
 use super::snapshot_list::{self, SnapshotInfo};
 use super::{DumpReport, RestoreReport, SnapshotReport, VerifyReport};
 use crate::output::{self, Render, Width};
@@ -30,6 +31,16 @@ impl Render for DumpReport {
         if let Some(checksum) = &self.checksum_file {
             let _ = writeln!(text, "  checksum file {checksum}");
         }
+        if let Some(manifest) = &self.manifest_file {
+            let _ = writeln!(text, "  manifest {manifest}");
+        }
+        if !self.changed_during_dump.is_empty() {
+            let _ = writeln!(
+                text,
+                "  changed while the dump ran (a drill accepts their state before or after it): {}",
+                self.changed_during_dump.join(", ")
+            );
+        }
         text
     }
 }
@@ -52,8 +63,40 @@ impl Render for VerifyReport {
         for problem in &self.problems {
             let _ = writeln!(text, "  problem: {problem}");
         }
+        if let Some(manifest) = &self.manifest {
+            text.push_str(&contents(manifest));
+        }
         text
     }
+}
+
+/// What a dump holds, from its manifest (`verify --deep`).
+fn contents(manifest: &Manifest) -> String {
+    let tables = manifest.tables().count();
+    let rows: u64 = manifest.tables().map(|(_, t)| t.rows).sum();
+    let mut text = format!(
+        "  manifest: {} databases, {tables} tables, {rows} rows; dumped from {}/{} ({}) at {}\n",
+        manifest.databases.len(),
+        manifest.namespace,
+        manifest.pod,
+        manifest.image.as_deref().unwrap_or("image unknown"),
+        manifest.dumped_at
+    );
+    let mut table = output::table(&["database", "table", "rows"]);
+    for db in &manifest.databases {
+        if db.tables.is_empty() {
+            table.add_row(vec![db.name.clone(), "-".into(), "-".into()]);
+        }
+        for t in &db.tables {
+            let rows = match &t.after_dump {
+                Some(after) => format!("{} ({} after the dump)", t.rows, after.rows),
+                None => t.rows.to_string(),
+            };
+            table.add_row(vec![db.name.clone(), t.name.clone(), rows]);
+        }
+    }
+    text.push_str(&output::table_text(&table));
+    text
 }
 
 impl Render for RestoreReport {
@@ -157,6 +200,8 @@ mod tests {
             sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
             duration_seconds: 4.0,
             remote_status: ExecStatus::Success,
+            manifest_file: Some("orders-20261203T080000Z.sql.gz.manifest.json".into()),
+            changed_during_dump: vec!["appdb.public.orders".into()],
         }
     }
 
@@ -171,6 +216,8 @@ mod tests {
             kind: DumpKind::Mysql,
             compression: Compression::Zstd,
             duration_seconds: 0.0,
+            manifest_file: None,
+            changed_during_dump: vec![],
             ..dump()
         };
         insta::assert_snapshot!("dump_to_stdout", to_stdout.render(WIDTH));
@@ -191,6 +238,7 @@ mod tests {
             complete: true,
             problems: vec![],
             ok: true,
+            manifest: None,
         }
     }
 
@@ -210,6 +258,11 @@ mod tests {
         };
         insta::assert_snapshot!("verify_bad", bad.render(WIDTH));
         let unknown = VerifyReport { kind: None, ..bad };
+        let deep = VerifyReport {
+            manifest: Some(crate::backup::drill::tests::manifest()),
+            ..verified()
+        };
+        insta::assert_snapshot!("verify_deep", deep.render(WIDTH));
         assert!(
             unknown
                 .render(WIDTH)

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::format::{self, Compression, DumpKind, Head, Tail};
+use super::manifest::{self, Manifest};
 use crate::error::{Error, Result};
 
 /// What `verify` found (the `-o json` schema).
@@ -36,6 +37,33 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// No problems.
     pub ok: bool,
+    /// With `--deep`: the manifest beside the file (databases, tables, rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+}
+
+/// [`verify`], plus the manifest beside the file: what the dump holds, without a cluster.
+/// A missing manifest, or one of another kind of dump, is a problem.
+pub fn verify_deep(file: &Path) -> Result<VerifyReport> {
+    let mut report = verify(file)?;
+    let path = manifest::path_beside(file);
+    match manifest::read_beside(file)? {
+        None => report
+            .problems
+            .push(format!("no manifest {} (--deep lists it)", path.display())),
+        Some(found) => {
+            if report.kind.is_some_and(|kind| kind != found.kind) {
+                report.problems.push(format!(
+                    "{} describes a {} dump, not this one",
+                    path.display(),
+                    found.kind.engine_name()
+                ));
+            }
+            report.manifest = Some(found);
+        }
+    }
+    report.ok = report.problems.is_empty();
+    Ok(report)
 }
 
 /// Reads the file once: hashes it as stored, decompresses it, and checks header and trailer.
@@ -135,6 +163,7 @@ pub fn verify(file: &Path) -> Result<VerifyReport> {
         complete,
         ok: problems.is_empty(),
         problems,
+        manifest: None,
     })
 }
 
@@ -210,5 +239,72 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::manifest::{DatabaseManifest, FORMAT, TableManifest};
+
+    /// A complete plain-SQL pg_dump file with its checksum file.
+    fn dump(dir: &Path) -> std::path::PathBuf {
+        let file = dir.join("d.sql");
+        let sql = "--\n-- PostgreSQL database dump\n--\nSELECT 1;\n--\n-- PostgreSQL database dump complete\n--\n";
+        std::fs::write(&file, sql).unwrap();
+        let sha = format::hex(&Sha256::digest(sql.as_bytes()));
+        std::fs::write(
+            format::checksum_path(&file),
+            format::checksum_line(&sha, &file),
+        )
+        .unwrap();
+        file
+    }
+
+    #[test]
+    fn deep_lists_the_manifest_and_misses_it_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dump(dir.path());
+        assert!(verify(&file).unwrap().ok);
+        let without = verify_deep(&file).unwrap();
+        assert!(!without.ok);
+        assert!(
+            without.problems[0].starts_with("no manifest"),
+            "{without:?}"
+        );
+
+        let mut manifest = Manifest {
+            format: FORMAT,
+            engine: crate::engine::Engine::Postgres,
+            image: None,
+            kind: DumpKind::PostgresDatabase,
+            database: Some("appdb".into()),
+            namespace: "shop".into(),
+            pod: "pg-0".into(),
+            dumped_at: "2026-12-03T08:00:00Z".into(),
+            databases: vec![DatabaseManifest {
+                name: "appdb".into(),
+                tables: vec![TableManifest {
+                    name: "public.t".into(),
+                    rows: 7,
+                    checksum: "abc".into(),
+                    after_dump: None,
+                }],
+            }],
+        };
+        manifest::write_beside(&file, &manifest).unwrap();
+        let deep = verify_deep(&file).unwrap();
+        assert!(deep.ok, "{deep:?}");
+        assert_eq!(deep.manifest.as_ref(), Some(&manifest));
+
+        // A manifest of another kind of dump does not describe this file.
+        manifest.kind = DumpKind::Mysql;
+        manifest::write_beside(&file, &manifest).unwrap();
+        let other = verify_deep(&file).unwrap();
+        assert!(!other.ok);
+        assert!(
+            other.problems[0].contains("MySQL/MariaDB dump"),
+            "{other:?}"
+        );
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use kubectl_db::backup::{
-    self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions, snapshot_list,
+    self, Compression, Destination, DrillOptions, DumpOptions, RestoreOptions, SnapshotOptions,
+    snapshot_list,
 };
 use kubectl_db::cli::{
     self, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, TargetArgs, exit, parse_duration,
@@ -24,7 +25,7 @@ use kubectl_db::{Error, client};
     // for a TARGET, since clap counts the global `-n` as an argument given.
     subcommand_negates_reqs = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z"
+    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z"
 )]
 struct Cli {
     #[command(flatten)]
@@ -44,6 +45,9 @@ enum Command {
     Verify(VerifyArgs),
     /// Stream a backup file into the database
     Restore(RestoreArgs),
+    /// Prove a backup restores: restore it into a throwaway instance, compare every table
+    /// with the dump's manifest, delete the instance (exit 1 when a table differs)
+    Drill(DrillArgs),
     /// Take a CSI VolumeSnapshot of each of the pod's volumes
     Snapshot(SnapshotArgs),
     /// Print a shell completion script
@@ -89,6 +93,30 @@ struct DumpArgs {
 struct VerifyArgs {
     /// Backup file
     file: PathBuf,
+    /// Also list what the dump holds (databases, tables, rows) from FILE.manifest.json;
+    /// a missing manifest is a problem
+    #[arg(long)]
+    deep: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct DrillArgs {
+    /// Backup file, with FILE.sha256 and FILE.manifest.json beside it
+    file: PathBuf,
+    /// Image of the throwaway instance (default: the source's, recorded in the manifest)
+    #[arg(long)]
+    image: Option<String>,
+    /// Volume of the throwaway instance (default: three times the SQL, at least 1Gi)
+    #[arg(long, value_name = "SIZE")]
+    storage_size: Option<String>,
+    /// StorageClass of the throwaway instance's volume (default: the cluster's default)
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Time limit for deploying, restoring and comparing (deleting the instance comes after)
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -190,6 +218,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Dump(args) => run_dump(&global, args).await,
         Command::Verify(args) => run_verify(args),
         Command::Restore(args) => run_restore(&global, args).await,
+        Command::Drill(args) => run_drill(&global, args).await,
         Command::Snapshot(args) => run_snapshot(&global, args).await,
         Command::Completion(args) => {
             args.print(Cli::command(), "kubectl-dbbackup");
@@ -255,7 +284,10 @@ fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
             args.file.display()
         )));
     }
-    let report = backup::verify(&args.file)?;
+    let report = match args.deep {
+        true => backup::verify_deep(&args.file)?,
+        false => backup::verify(&args.file)?,
+    };
     output::print_report(&report, args.output.format)?;
     Ok(if report.ok {
         exit::SUCCESS
@@ -278,6 +310,29 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
     let report = backup::restore(&kube, &options, kind).await?;
     output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
+}
+
+async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
+    // The file and its manifest are checked before connecting: nothing is created for a
+    // file that cannot be drilled.
+    let (verified, kind) = backup::check_file(&args.file)?;
+    let options = DrillOptions {
+        file: args.file,
+        image: args.image,
+        storage_size: args.storage_size,
+        storage_class: args.storage_class,
+        timeout: args.timeout,
+        progress: global.show_progress(),
+    };
+    let manifest = backup::drill::read_manifest(&options, kind)?;
+    let kube = client::connect_within(global, args.timeout).await?;
+    let report = backup::drill(&kube, &options, &verified, kind, &manifest).await?;
+    output::print_report(&report, args.output.format)?;
+    Ok(if report.passed {
+        exit::SUCCESS
+    } else {
+        exit::UNHEALTHY
+    })
 }
 
 async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Error> {

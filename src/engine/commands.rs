@@ -81,6 +81,17 @@ pub trait Commands: Sync {
     /// `dump_has_system_schema`: the dump carries the server's accounts (MySQL's `mysql`).
     fn with_data(&self, listing: &str, dump_has_system_schema: bool) -> Vec<String>;
 
+    // --- dbbackup manifest and drill ---
+
+    /// Prints what a dump of `database` (else of every user database) holds, read by
+    /// `backup::manifest`: a `database<TAB>NAME` line per database, then per table
+    /// `table<TAB>DATABASE<TAB>TABLE<TAB>ROWS<TAB>CHECKSUM`. The checksum does not depend
+    /// on row order or physical layout (an order-free sum of per-row hashes), so it is the
+    /// same after a restore into the same engine and major version. The system schemas
+    /// (`mysql`, `sys`, PostgreSQL's catalogs and template databases) are left out: a
+    /// restore re-asserts the instance's own accounts there.
+    fn manifest(&self, database: Option<&str>) -> Vec<String>;
+
     // --- dbcheck ---
 
     /// Prints `key<TAB>value` rows: version, uptime, connections, max_connections and

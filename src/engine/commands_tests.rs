@@ -213,6 +213,8 @@ fn every_command(engine: Engine, value: &str) -> Vec<(&'static str, Vec<String>)
         ("restore", c.restore()),
         ("credentials", c.credentials()),
         ("user data", c.user_data()),
+        ("manifest", c.manifest(Some(value))),
+        ("manifest all", c.manifest(None)),
         ("overview", c.overview().argv),
         ("status", c.status()),
         ("permissions", c.permissions(value)),
@@ -507,6 +509,65 @@ fn user_data_and_what_a_restore_would_overwrite() {
             assert_eq!(call.tool, tools.expected("mysql"));
             assert!(call.stdin.contains("information_schema.tables"));
             assert_eq!(ran.stdout, "database appdb\nself app\n");
+        }
+    }
+}
+
+/// The manifest's database travels as data: psql's `-d "$1"`, or mysql's `@kdb_db` hex
+/// literal in the generating session, whose output the second session runs.
+#[test]
+fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            for value in VALUES.iter().filter(|v| !v.is_empty()) {
+                let ran = run(&c.manifest(Some(value)), *tools, "", "GENERATED;\n");
+                assert!(ran.success, "{engine}: {ran:?}");
+                match engine {
+                    Engine::Postgres => {
+                        let call = one_call(&ran);
+                        assert_eq!(call.tool, "psql");
+                        assert_eq!(call.args[call.args.len() - 2..], ["-d", *value]);
+                        assert!(call.stdin.contains("\\gexec"), "{call:?}");
+                        assert!(call.stdin.contains("SET TimeZone = 'UTC';"));
+                        assert!(
+                            ran.stdout.starts_with(&format!("database\t{value}\n")),
+                            "{ran:?}"
+                        );
+                    }
+                    _ => {
+                        let [generate, count] = ran.calls.as_slice() else {
+                            panic!("{ran:?}");
+                        };
+                        assert_no_password_in_args(generate);
+                        assert_no_password_in_args(count);
+                        assert_eq!(generate.tool, tools.expected("mysql"));
+                        assert!(generate.args.contains(&"-r".to_string()));
+                        let hex = crate::encoding::hex(value.as_bytes());
+                        let init = format!("--init-command=SET @kdb_db = X'{hex}'");
+                        assert!(generate.args.contains(&init), "{generate:?}");
+                        assert!(generate.stdin.contains("information_schema.columns"));
+                        assert_eq!(count.tool, tools.expected("mysql"));
+                        assert_eq!(count.stdin, "GENERATED;\n");
+                    }
+                }
+            }
+            // Every database: PostgreSQL lists them first; MySQL binds NULL.
+            let ran = run(&c.manifest(None), *tools, "", "");
+            assert!(ran.success, "{engine}: {ran:?}");
+            match engine {
+                Engine::Postgres => assert!(
+                    ran.calls[0]
+                        .args
+                        .iter()
+                        .any(|a| a.contains("datallowconn AND NOT datistemplate"))
+                ),
+                _ => assert!(
+                    ran.calls[0]
+                        .args
+                        .contains(&"--init-command=SET @kdb_db = NULL".to_string())
+                ),
+            }
         }
     }
 }

@@ -17,7 +17,9 @@ mod postgres;
 pub use commands::{Commands, Query};
 
 /// A supported database engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// PostgreSQL (official `postgres` image contract)

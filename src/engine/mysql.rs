@@ -235,6 +235,32 @@ const CREDENTIALS: &str = concat!(
 kdb_credentials | "$c" -uroot"#
 );
 
+/// The manifest (see [`Commands::manifest`]), in two steps: a first session, with
+/// `@kdb_db` (the one database, or NULL for every user database) set by `"$1"`, writes the
+/// queries, identifiers quoted by the server; a second runs them. Per table: `COUNT(*)` and
+/// the MD5 of the sum of each row's hash (64 bits of the MD5 of its columns' bytes, a NULL
+/// told apart from every value), which no order of the rows changes. `-r`: the queries
+/// come out unescaped.
+const MANIFEST: &str = concat!(
+    r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}"; export MYSQL_PWD; "#,
+    client!(),
+    r#"
+sql=$("$c" -uroot -N -B -r --default-character-set=utf8mb4 "$1" <<'SQL'
+SET SESSION group_concat_max_len = 1073741824;
+SELECT CONCAT('SELECT ''database'', ', QUOTE(schema_name), ';') FROM information_schema.schemata
+WHERE schema_name NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema') AND (@kdb_db IS NULL OR schema_name = @kdb_db)
+ORDER BY schema_name;
+SELECT CONCAT('SELECT ''table'', ', QUOTE(c.table_schema), ', ', QUOTE(c.table_name), ', COUNT(*), MD5(COALESCE(SUM(CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, ',
+  GROUP_CONCAT(CONCAT('IFNULL(CONCAT(0x76, CAST(`', REPLACE(c.column_name, '`', '``'), '` AS BINARY)), 0x6e)') ORDER BY c.ordinal_position SEPARATOR ', '),
+  ')), 1, 16), 16, 10) AS UNSIGNED)), 0)) FROM `', REPLACE(c.table_schema, '`', '``'), '`.`', REPLACE(c.table_name, '`', '``'), '`;')
+FROM information_schema.columns c JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE t.table_type = 'BASE TABLE' AND c.table_schema NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema') AND (@kdb_db IS NULL OR c.table_schema = @kdb_db)
+GROUP BY c.table_schema, c.table_name ORDER BY c.table_schema, c.table_name;
+SQL
+) || exit 1
+printf '%s\n' "$sql" | "$c" -uroot -N -B --default-character-set=utf8mb4"#
+);
+
 /// `database NAME` lines, `account USER@HOST` lines (the `mysql` schema an
 /// `--all-databases` dump replaces) and `self USER` (the container's MYSQL_USER).
 const USER_DATA: &str = concat!(
@@ -410,6 +436,18 @@ impl Commands for MysqlFamily {
             databases.push(format!("mysql (accounts {})", extra.join(", ")));
         }
         databases
+    }
+
+    /// `@kdb_db` bound like [`MysqlFamily::sql`]'s variables: a hex literal, no quoting.
+    fn manifest(&self, database: Option<&str>) -> Vec<String> {
+        let init = match database {
+            Some(db) => format!(
+                "--init-command=SET @kdb_db = X'{}'",
+                crate::encoding::hex(db.as_bytes())
+            ),
+            None => "--init-command=SET @kdb_db = NULL".into(),
+        };
+        script(MANIFEST, &[&init])
     }
 
     fn overview(&self) -> Query {

@@ -109,6 +109,35 @@ printf '%s\n' "$dbs" | while IFS= read -r db; do
   if [ "$n" -gt 0 ]; then echo "$db"; fi
 done"#;
 
+/// The manifest (see [`Commands::manifest`]): `"$1"` names the one database, else every
+/// database that accepts connections and is not a template. Per table, `\gexec` runs one
+/// generated query (names quoted by the server's `format('%I')`): the row count and the MD5
+/// of the sum of each row's hash (the first 64 bits of the MD5 of its text), which no
+/// order of the rows changes. Output settings are fixed so a row's text is the same in any
+/// session. `ROW(kdb_r.*)`: a bare alias would name a column of that name instead.
+const MANIFEST: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}"; export PGPASSWORD; u="${POSTGRES_USER:-postgres}"
+one() {
+  printf 'database\t%s\n' "$1"
+  psql -X -w -q -v ON_ERROR_STOP=1 -tA -F '	' -U "$u" -d "$1" <<'SQL'
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO, YMD';
+SET IntervalStyle = 'postgres';
+SET extra_float_digits = 1;
+SET bytea_output = 'hex';
+SELECT format('SELECT ''table'', current_database(), %L, count(*), md5(coalesce(sum((''x'' || substr(md5(ROW(kdb_r.*)::text), 1, 16))::bit(64)::bigint), 0)::text) FROM %I.%I kdb_r', n.nspname || '.' || c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+ORDER BY n.nspname, c.relname \gexec
+SQL
+}
+if [ -n "${1:-}" ]; then one "$1"; exit; fi
+dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || exit 1
+printf '%s\n' "$dbs" | while IFS= read -r db; do
+  [ -n "$db" ] || continue
+  one "$db" || exit 1
+done"#;
+
 const OVERVIEW: &str = "SELECT 'version', version();\n\
     SELECT 'uptime', extract(epoch from now() - pg_postmaster_start_time())::bigint;\n\
     SELECT 'connections', count(*) FROM pg_stat_activity WHERE backend_type = 'client backend';\n\
@@ -228,6 +257,10 @@ printf '%s\n' {} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgr
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect()
+    }
+
+    fn manifest(&self, database: Option<&str>) -> Vec<String> {
+        script(MANIFEST, &[database.unwrap_or_default()])
     }
 
     fn overview(&self) -> Query {

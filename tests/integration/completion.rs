@@ -287,6 +287,7 @@ async fn database_names_come_from_the_cluster() {
                 "dump",
                 "verify",
                 "restore",
+                "drill",
                 "snapshot",
                 "completion",
                 "help",

@@ -508,7 +508,10 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("d.sql.gz.sha256 already exists"));
     assert_eq!(std::fs::read(&checksum).unwrap(), first_sum);
-    assert_eq!(names_in(dir.path()), ["d.sql.gz.sha256", "precious"]);
+    assert_eq!(
+        names_in(dir.path()),
+        ["d.sql.gz.manifest.json", "d.sql.gz.sha256", "precious"]
+    );
 
     // --force replaces both; a symlink at FILE is replaced, not written through.
     std::os::unix::fs::symlink(&precious, &file).unwrap();
@@ -521,7 +524,12 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
     assert_eq!(mode, 0o600, "mode {mode:o}");
     assert_eq!(
         names_in(dir.path()),
-        ["d.sql.gz", "d.sql.gz.sha256", "precious"]
+        [
+            "d.sql.gz",
+            "d.sql.gz.manifest.json",
+            "d.sql.gz.sha256",
+            "precious"
+        ]
     );
 
     // Two dumps to one path at once: one wins whole, the other exits 2 and leaves nothing;
@@ -556,7 +564,10 @@ async fn dump_files_are_exclusive_private_and_never_clobbered() {
             );
         }
         assert_eq!(verify_code(&file).0, Some(0), "round {round}");
-        assert_eq!(names_in(race.path()), ["r.sql.gz", "r.sql.gz.sha256"]);
+        assert_eq!(
+            names_in(race.path()),
+            ["r.sql.gz", "r.sql.gz.manifest.json", "r.sql.gz.sha256"]
+        );
     }
 }
 

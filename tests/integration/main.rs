@@ -14,6 +14,7 @@ mod dbbackup;
 mod dbcheck;
 mod dbdeploy;
 mod dbpersist;
+mod drill;
 mod krew;
 mod man;
 mod parsers;

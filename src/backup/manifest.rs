@@ -1,0 +1,360 @@
+//! The manifest a dump writes beside itself (`FILE.manifest.json`): which databases and
+//! tables it holds, each table's row count and content checksum, taken from the source
+//! before and after the dump. `drill` compares a restore with it; `verify --deep` lists it.
+//! The engine computes the checksums ([`crate::engine::Commands::manifest`]); this module
+//! reads their output, merges the two passes and stores the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::format::DumpKind;
+use crate::client::Kube;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::exec;
+
+/// The version of the manifest's layout; a reader refuses others.
+pub const FORMAT: u32 = 1;
+
+/// A table's row count and content checksum at one moment. An empty checksum means the
+/// table did not exist then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub rows: u64,
+    pub checksum: String,
+}
+
+impl Counted {
+    /// A table that does not exist.
+    pub fn absent() -> Counted {
+        Counted {
+            rows: 0,
+            checksum: String::new(),
+        }
+    }
+}
+
+/// One table: its state before the dump and, when rows changed while the dump ran, after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableManifest {
+    /// `schema.table` (PostgreSQL) or `table` (MySQL/MariaDB).
+    pub name: String,
+    /// Rows before the dump.
+    pub rows: u64,
+    /// Content checksum before the dump (independent of row order and physical layout).
+    pub checksum: String,
+    /// The state after the dump, present only when it differs from the one before: the
+    /// table changed while the dump ran, and the dump holds one of the two states (or one
+    /// in between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_dump: Option<Counted>,
+}
+
+impl TableManifest {
+    /// The state before the dump.
+    pub fn before(&self) -> Counted {
+        Counted {
+            rows: self.rows,
+            checksum: self.checksum.clone(),
+        }
+    }
+}
+
+/// One database and its tables, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseManifest {
+    pub name: String,
+    pub tables: Vec<TableManifest>,
+}
+
+/// `FILE.manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: u32,
+    pub engine: Engine,
+    /// The source container's image: `drill` restores into the same one.
+    pub image: Option<String>,
+    /// Tool that wrote the dump.
+    pub kind: DumpKind,
+    /// The one database dumped (`--database`), else every user database.
+    pub database: Option<String>,
+    /// Source pod.
+    pub namespace: String,
+    pub pod: String,
+    /// When the dump started (UTC, RFC 3339).
+    pub dumped_at: String,
+    pub databases: Vec<DatabaseManifest>,
+}
+
+impl Manifest {
+    /// `database.table` of every table that changed while the dump ran.
+    pub fn changed_during_dump(&self) -> Vec<String> {
+        self.tables()
+            .filter(|(_, t)| t.after_dump.is_some())
+            .map(|(db, t)| format!("{db}.{}", t.name))
+            .collect()
+    }
+
+    /// Every table with its database's name.
+    pub fn tables(&self) -> impl Iterator<Item = (&str, &TableManifest)> {
+        self.databases
+            .iter()
+            .flat_map(|db| db.tables.iter().map(move |t| (db.name.as_str(), t)))
+    }
+}
+
+/// The manifest's name beside a dump: `FILE.manifest.json`.
+pub fn path_beside(dump: &Path) -> PathBuf {
+    let mut name = dump.as_os_str().to_os_string();
+    name.push(".manifest.json");
+    PathBuf::from(name)
+}
+
+/// Writes the manifest beside the dump, under a temporary name first so a reader never
+/// sees half of it. The one place the manifest is written (object storage plugs in here).
+pub fn write_beside(dump: &Path, manifest: &Manifest) -> Result<PathBuf> {
+    let path = path_beside(dump);
+    let partial = super::format::partial_path(&path);
+    let io_err = |action: &'static str, path: &Path| {
+        let path = path.display().to_string();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let text = crate::output::to_json(manifest)?;
+    std::fs::write(&partial, text).map_err(io_err("write", &partial))?;
+    std::fs::rename(&partial, &path).map_err(io_err("rename", &partial))?;
+    Ok(path)
+}
+
+/// Removes the manifest beside a dump, if any: one left from an earlier dump under the
+/// same name must not vouch for this one.
+pub fn remove_beside(dump: &Path) -> Result<()> {
+    let path = path_beside(dump);
+    match std::fs::remove_file(&path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            action: "remove",
+            path: path.display().to_string(),
+            source: err,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the manifest beside a dump: `None` when there is none. The one place it is read.
+pub fn read_beside(dump: &Path) -> Result<Option<Manifest>> {
+    let path = path_beside(dump);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Io {
+                action: "read",
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|err| {
+        Error::Failed(format!("failed to read manifest {}: {err}", path.display()))
+    })?;
+    if manifest.format != FORMAT {
+        return Err(Error::Failed(format!(
+            "failed to read manifest {}: format {} is not {FORMAT}; a newer kubectl-dbbackup wrote it",
+            path.display(),
+            manifest.format
+        )));
+    }
+    Ok(Some(manifest))
+}
+
+/// Runs the engine's manifest query in a database pod and reads its output.
+pub async fn take(
+    kube: &Kube,
+    engine: Engine,
+    pod: &str,
+    container: &str,
+    database: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<DatabaseManifest>> {
+    let what = "the manifest query (row counts and checksums)";
+    let output = exec::run(
+        &kube.exec_pods(),
+        pod,
+        Some(container),
+        &engine.commands().manifest(database),
+        None,
+        timeout,
+    )
+    .await?;
+    if output.stdout_dropped > 0 {
+        return Err(Error::Exec {
+            pod: pod.into(),
+            what: what.into(),
+            detail: "its output was too large".into(),
+        });
+    }
+    let text = output.into_stdout(pod, what)?;
+    parse(&text).map_err(|detail| Error::Exec {
+        pod: pod.into(),
+        what: what.into(),
+        detail,
+    })
+}
+
+/// Reads `database<TAB>NAME` and `table<TAB>DB<TAB>TABLE<TAB>ROWS<TAB>CHECKSUM` lines.
+pub fn parse(text: &str) -> std::result::Result<Vec<DatabaseManifest>, String> {
+    let mut databases: Vec<DatabaseManifest> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["database", name] => {
+                if !databases.iter().any(|d| d.name == *name) {
+                    databases.push(DatabaseManifest {
+                        name: name.to_string(),
+                        tables: Vec::new(),
+                    });
+                }
+            }
+            ["table", db, table, rows, checksum] => {
+                let rows = rows
+                    .parse()
+                    .map_err(|_| format!("unexpected row count in {line:?}"))?;
+                let table = TableManifest {
+                    name: table.to_string(),
+                    rows,
+                    checksum: checksum.to_string(),
+                    after_dump: None,
+                };
+                match databases.iter_mut().find(|d| d.name == *db) {
+                    Some(found) => found.tables.push(table),
+                    None => databases.push(DatabaseManifest {
+                        name: db.to_string(),
+                        tables: vec![table],
+                    }),
+                }
+            }
+            _ => return Err(format!("unexpected line {line:?}")),
+        }
+    }
+    databases.sort_by(|a, b| a.name.cmp(&b.name));
+    for db in &mut databases {
+        db.tables.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(databases)
+}
+
+/// The manifest from the passes before and after the dump: a table whose state differs
+/// between them (or that exists in one only) gets its state after the dump in `after_dump`.
+pub fn merge(before: Vec<DatabaseManifest>, after: Vec<DatabaseManifest>) -> Vec<DatabaseManifest> {
+    let mut merged = before;
+    for db_after in after {
+        let index = match merged.iter().position(|d| d.name == db_after.name) {
+            Some(index) => index,
+            None => {
+                merged.push(DatabaseManifest {
+                    name: db_after.name.clone(),
+                    tables: Vec::new(),
+                });
+                merged.len() - 1
+            }
+        };
+        let db = &mut merged[index];
+        for table in &db_after.tables {
+            match db.tables.iter_mut().find(|t| t.name == table.name) {
+                Some(known) if known.before() != table.before() => {
+                    known.after_dump = Some(table.before());
+                }
+                Some(_) => {}
+                None => db.tables.push(TableManifest {
+                    name: table.name.clone(),
+                    rows: 0,
+                    checksum: String::new(),
+                    after_dump: Some(table.before()),
+                }),
+            }
+        }
+        for known in &mut db.tables {
+            if known.after_dump.is_none()
+                && !known.checksum.is_empty()
+                && !db_after.tables.iter().any(|t| t.name == known.name)
+            {
+                known.after_dump = Some(Counted::absent());
+            }
+        }
+        db.tables.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    merged.sort_by(|a, b| a.name.cmp(&b.name));
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "database\tappdb\ndatabase\tempty\ntable\tappdb\tpublic.b\t2\tbbb\ntable\tappdb\tpublic.a\t1\taaa\ntable\tappdb\tpublic.gone\t5\tggg\n";
+
+    #[test]
+    fn output_is_read_into_sorted_databases_and_tables() {
+        let dbs = parse(BEFORE).unwrap();
+        assert_eq!(dbs.len(), 2);
+        assert_eq!(dbs[0].name, "appdb");
+        let names: Vec<&str> = dbs[0].tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["public.a", "public.b", "public.gone"]);
+        assert_eq!(dbs[0].tables[1].rows, 2);
+        assert!(dbs[1].tables.is_empty());
+        assert!(parse("table\tappdb\tt\tmany\tx\n").is_err());
+        assert!(parse("ERROR: no\n").is_err());
+    }
+
+    #[test]
+    fn tables_that_changed_during_the_dump_carry_their_state_after() {
+        let after = "database\tappdb\ndatabase\tempty\ntable\tappdb\tpublic.a\t1\taaa\ntable\tappdb\tpublic.b\t3\tccc\ntable\tappdb\tpublic.new\t1\tnnn\n";
+        let merged = merge(parse(BEFORE).unwrap(), parse(after).unwrap());
+        let manifest = Manifest {
+            format: FORMAT,
+            engine: Engine::Postgres,
+            image: Some("postgres:15".into()),
+            kind: DumpKind::PostgresCluster,
+            database: None,
+            namespace: "shop".into(),
+            pod: "pg-0".into(),
+            dumped_at: "2026-12-03T08:00:00Z".into(),
+            databases: merged,
+        };
+        assert_eq!(
+            manifest.changed_during_dump(),
+            ["appdb.public.b", "appdb.public.gone", "appdb.public.new"]
+        );
+        let tables: Vec<&TableManifest> = manifest.tables().map(|(_, t)| t).collect();
+        assert_eq!(tables[0].after_dump, None);
+        assert_eq!(
+            tables[1].after_dump,
+            Some(Counted {
+                rows: 3,
+                checksum: "ccc".into()
+            })
+        );
+        assert_eq!(tables[2].after_dump, Some(Counted::absent()));
+        assert_eq!(tables[3].before(), Counted::absent());
+
+        // Written beside the dump and read back unchanged.
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("pg.sql.gz");
+        assert_eq!(read_beside(&dump).unwrap(), None);
+        let written = write_beside(&dump, &manifest).unwrap();
+        assert_eq!(written, dir.path().join("pg.sql.gz.manifest.json"));
+        assert_eq!(read_beside(&dump).unwrap(), Some(manifest.clone()));
+        let newer = std::fs::read_to_string(&written)
+            .unwrap()
+            .replace("\"format\": 1", "\"format\": 2");
+        std::fs::write(&written, newer).unwrap();
+        let err = read_beside(&dump).unwrap_err();
+        assert!(err.to_string().contains("format 2"), "{err}");
+    }
+}

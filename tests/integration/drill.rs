@@ -1,0 +1,275 @@
+//! `kubectl dbbackup drill` on the local cluster, one source database per engine: the dump
+//! writes its manifest (`verify --deep` lists it without a cluster), a drill of the good
+//! dump PASSes, a drill of a copy edited to lose a row (trailer and checksum intact, so
+//! `verify` accepts it) FAILs naming the table, and a drill interrupted by SIGINT while its
+//! throwaway instance starts exits 130. After each, nothing of the throwaway instance is
+//! left in the namespace. A file without manifest is refused before any API call.
+
+use crate::common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use kubectl_db::engine::Engine;
+use serde_json::Value;
+
+/// Two tables (text with Korean, NULLs, binary, numbers; one without a primary key) and an
+/// empty database.
+fn data(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric, note text, data bytea);
+INSERT INTO items SELECT g, '상품 ' || g, g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END, decode(md5(g::text), 'hex') FROM generate_series(1, 2000) g;
+CREATE TABLE events (at timestamptz, v double precision);
+INSERT INTO events SELECT now() - g * interval '1 minute', g / 3.0 FROM generate_series(1, 500) g;
+CREATE DATABASE reports;
+"
+        }
+        _ => {
+            "USE appdb;
+CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2), note VARCHAR(50) NULL, data VARBINARY(32));
+INSERT INTO items SELECT seq, CONCAT('상품 ', seq), seq * 1.25, IF(seq % 7 = 0, NULL, CONCAT('n', seq)), UNHEX(MD5(seq)) FROM seq_1_to_2000;
+CREATE TABLE events (at DATETIME, v DOUBLE);
+INSERT INTO events SELECT NOW() - INTERVAL seq MINUTE, seq / 3 FROM seq_1_to_500;
+CREATE DATABASE reports;
+"
+        }
+    }
+}
+
+/// The name of the `items` table in the manifest.
+fn items(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "public.items",
+        _ => "items",
+    }
+}
+
+engine_tests! {
+    drill_postgres: drill(Postgres),
+    drill_mariadb: drill(Mariadb),
+}
+
+async fn drill(engine: Engine) {
+    let kubeconfig = require_cluster!();
+    let ns = TestNamespace::create(&kubeconfig, &format!("drill-{}", engine.as_str()), &[]).await;
+    common::deploy_json(&ns, &common::deploy_args(engine));
+    let pod = format!("{}-0", engine.as_str());
+    common::sql(&ns, engine, &pod, data(engine)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.sql.gz");
+
+    // The dump writes its manifest; `verify --deep` lists it without a cluster.
+    let report = common::json(
+        ns.bin("kubectl-dbbackup")
+            .args(["dump", &pod, "-f"])
+            .arg(&good),
+    );
+    let manifest_file = format!("{}.manifest.json", good.display());
+    assert_eq!(report["manifest_file"], manifest_file.as_str());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_file).unwrap()).unwrap();
+    assert_eq!(manifest["engine"], engine.as_str());
+    assert_eq!(manifest["image"], common::image(engine).as_str());
+    let deep = common::clean_bin("kubectl-dbbackup")
+        .args(["verify", "--deep"])
+        .arg(&good)
+        .assert()
+        .code(0);
+    let listing = common::text(&deep.get_output().stdout);
+    let row = |words: &[&str]| {
+        listing
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == words)
+    };
+    assert!(row(&["appdb", items(engine), "2000"]), "{listing}");
+    assert!(row(&["reports", "-", "-"]), "{listing}");
+
+    // A good dump: PASS for every table, exit 0, nothing left behind.
+    let passed = common::json(
+        ns.bin("kubectl-dbbackup")
+            .args(["drill", "--timeout", "5m"])
+            .arg(&good),
+    );
+    assert_eq!(passed["passed"], true, "{passed:#}");
+    let tables = passed["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "{passed:#}");
+    for table in tables {
+        assert_eq!(table["result"], "pass", "{table}");
+        assert_eq!(table["expected_rows"], table["found_rows"], "{table}");
+        assert_eq!(
+            table["expected_checksum"], table["found_checksum"],
+            "{table}"
+        );
+    }
+    assert_eq!(passed["image"], common::image(engine).as_str());
+    assert!(passed["restore_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(leftovers(&ns).await, Vec::<String>::new());
+
+    // One row fewer in `items`, trailer and checksum intact: verify accepts the file, the
+    // drill FAILs naming the table, exit 1, nothing left behind.
+    let edited = dir.path().join("edited.sql.gz");
+    drop_one_row(engine, &good, &edited);
+    common::clean_bin("kubectl-dbbackup")
+        .arg("verify")
+        .arg(&edited)
+        .assert()
+        .code(0);
+    let output = ns
+        .bin("kubectl-dbbackup")
+        .args(["drill", "--timeout", "5m"])
+        .arg(&edited)
+        .output()
+        .unwrap();
+    let stdout = common::text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        common::text(&output.stderr)
+    );
+    let failed_line = stdout
+        .lines()
+        .find(|l| l.contains(items(engine)))
+        .unwrap_or_default();
+    assert!(
+        failed_line.contains("FAIL")
+            && failed_line.contains("2000")
+            && failed_line.contains("1999"),
+        "{stdout}"
+    );
+    assert!(stdout.starts_with("drill of "), "{stdout}");
+    assert!(stdout.contains(": FAIL (1 of 2 tables match)"), "{stdout}");
+    assert_eq!(leftovers(&ns).await, Vec::<String>::new());
+
+    // SIGINT while the throwaway instance starts: exit 130, the instance deleted.
+    let mut child = ns.spawn("kubectl-dbbackup", &["drill", &good.display().to_string()]);
+    wait_for_throwaway(&ns, &mut child).await;
+    common::signal(child.id(), "INT");
+    let output = common::wait_bounded(&mut child, Duration::from_secs(300)).expect("drill ended");
+    let stderr = common::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(stderr.contains("was deleted"), "{stderr}");
+    assert_eq!(leftovers(&ns).await, Vec::<String>::new());
+}
+
+/// A dump without its manifest is refused before any API call (exit 2, the unreachable
+/// kubeconfig shows no call was made): nothing is created for a file that cannot be drilled.
+#[test]
+fn a_dump_without_manifest_is_refused_before_any_api_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.sql");
+    std::fs::write(
+        &file,
+        "-- MySQL dump 10.13\nCREATE TABLE t (id int);\n-- Dump completed on 2026-12-03\n",
+    )
+    .unwrap();
+    common::write_checksum(&file);
+    let output = common::unreachable_bin("kubectl-dbbackup")
+        .arg("drill")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = common::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: no manifest "), "{stderr}");
+    assert!(!stderr.contains("127.0.0.1"), "{stderr}");
+}
+
+/// Writes a copy of the gzip dump `from` with the first row of `items` removed (a line of
+/// pg_dump's COPY, a tuple of mysqldump's INSERT), its checksum file and manifest beside it.
+fn drop_one_row(engine: Engine, from: &Path, to: &PathBuf) {
+    let sql = common::gunzip(from);
+    let edited = match engine {
+        Engine::Postgres => {
+            let copy = sql.find("COPY public.items ").expect("the COPY of items");
+            let row = copy + sql[copy..].find('\n').unwrap() + 1;
+            let end = row + sql[row..].find('\n').unwrap() + 1;
+            format!("{}{}", &sql[..row], &sql[end..])
+        }
+        _ => {
+            // MariaDB writes one tuple per line, MySQL all on one: `(1,..),\n(2,..)`.
+            let insert = sql
+                .find("INSERT INTO `items` VALUES")
+                .expect("the INSERT of items");
+            let first = insert + sql[insert..].find('(').unwrap();
+            let after = first + sql[first..].find("),").unwrap() + 2;
+            let second = after + sql[after..].find('(').unwrap();
+            format!("{}{}", &sql[..first], &sql[second..])
+        }
+    };
+    assert!(edited.len() < sql.len());
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(to).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(edited.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    common::write_checksum(to);
+    std::fs::copy(
+        format!("{}.manifest.json", from.display()),
+        format!("{}.manifest.json", to.display()),
+    )
+    .unwrap();
+}
+
+/// Waits until the drill's throwaway StatefulSet exists (the drill is under way).
+async fn wait_for_throwaway(ns: &TestNamespace, child: &mut std::process::Child) {
+    let sets: Api<StatefulSet> = ns.kube.api();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = sets.list(&ListParams::default()).await.unwrap();
+        if list
+            .items
+            .iter()
+            .any(|s| s.name_any().starts_with("drill-"))
+        {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the drill ended early");
+        assert!(
+            Instant::now() < deadline,
+            "no throwaway StatefulSet appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every object of a throwaway instance still in the namespace, as `Kind/name`.
+async fn leftovers(ns: &TestNamespace) -> Vec<String> {
+    async fn named<K>(ns: &TestNamespace, kind: &str) -> Vec<String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let api: Api<K> = ns.kube.api();
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .filter(|n| n.contains("drill-"))
+            .map(|n| format!("{kind}/{n}"))
+            .collect()
+    }
+    let mut found = named::<StatefulSet>(ns, "StatefulSet").await;
+    found.extend(named::<Pod>(ns, "Pod").await);
+    found.extend(named::<Service>(ns, "Service").await);
+    found.extend(named::<Secret>(ns, "Secret").await);
+    found.extend(named::<ConfigMap>(ns, "ConfigMap").await);
+    found.extend(named::<NetworkPolicy>(ns, "NetworkPolicy").await);
+    found.extend(named::<PersistentVolumeClaim>(ns, "PersistentVolumeClaim").await);
+    found
+}
