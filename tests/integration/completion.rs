@@ -69,6 +69,8 @@ fn subcommands_with_descriptions() {
             "mariadb",
             "delete",
             "list",
+            "credentials",
+            "connect",
             "completion",
             "help"
         ]
