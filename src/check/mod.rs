@@ -26,7 +26,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::target;
 pub(crate) use crate::wait::within;
-pub use collect::{CheckOptions, collect};
+pub use collect::{CheckOptions, LogTail, Logs, collect};
 pub use facts::Facts;
 pub use verdict::{Check, Summary, Verdict};
 
@@ -41,6 +41,9 @@ pub struct CheckReport {
     pub engine: Engine,
     pub checks: Vec<Check>,
     pub summary: Summary,
+    /// The database container's recent log, with `--logs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Logs>,
     pub elapsed_seconds: f64,
 }
 
@@ -64,9 +67,16 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         .statefulset
         .as_ref()
         .map_or(target.pod_name.clone(), |s| s.name_any());
-    let (facts, snapshot) = tokio::join!(
+    let logs = async {
+        match options.logs {
+            Some(lines) => Some(collect::logs(kube, &target, lines, options.api_timeout).await),
+            None => None,
+        }
+    };
+    let (facts, snapshot, logs) = tokio::join!(
         collect(kube, &target, options),
-        snapshots::newest(kube, &database, options.api_timeout)
+        snapshots::newest(kube, &database, options.api_timeout),
+        logs
     );
     let mut checks = rules::diagnose(&facts?);
     checks.push(snapshot);
@@ -78,6 +88,7 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         engine: target.engine,
         summary: Summary::of(&checks),
         checks,
+        logs,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{CheckReport, NamespaceReport, Verdict};
+use super::{CheckReport, LogTail, Logs, NamespaceReport, Verdict};
 use crate::output::{self, Render, Width};
 
 impl Render for CheckReport {
@@ -38,8 +38,42 @@ impl Render for CheckReport {
             s.skipped,
             self.elapsed_seconds
         );
+        if let Some(logs) = &self.logs {
+            text.push_str(&render_logs(logs));
+        }
         text
     }
+}
+
+/// `--logs`: the current container's lines, then the previous one's, indented.
+fn render_logs(logs: &Logs) -> String {
+    let mut text = String::new();
+    let mut part = |title: String, tail: &LogTail| {
+        let _ = writeln!(text, "\n{title}:");
+        if let Some(error) = &tail.error {
+            let _ = writeln!(text, "  (could not read it: {error})");
+        } else if tail.lines.is_empty() {
+            let _ = writeln!(text, "  (empty)");
+        }
+        for line in &tail.lines {
+            let _ = writeln!(text, "  {line}");
+        }
+    };
+    let n = logs.tail_lines;
+    part(
+        format!("Log of container {} (last {n} lines)", logs.container),
+        &logs.current,
+    );
+    if let Some(previous) = &logs.previous {
+        part(
+            format!(
+                "Log of the previous container {} (last {n} lines)",
+                logs.container
+            ),
+            previous,
+        );
+    }
+    text
 }
 
 /// One line per database; nothing when none was found (the binary says so on stderr).
@@ -113,6 +147,7 @@ mod tests {
             engine: Engine::Mysql,
             summary: Summary::of(&checks),
             checks,
+            logs: None,
             elapsed_seconds: 1.234,
         }
     }
@@ -145,6 +180,27 @@ mod tests {
                 .fix("raise max_connections (kubectl dbdeploy mysql --set max_connections=500)"),
         ]);
         insta::assert_snapshot!(report.render(Width(80)));
+    }
+
+    #[test]
+    fn logs_of_the_current_and_previous_container() {
+        let mut report = report(vec![Check::new("statefulset", Verdict::Ok, "1/1 ready")]);
+        report.logs = Some(Logs {
+            container: "mysql".into(),
+            tail_lines: 2,
+            current: LogTail {
+                lines: vec![],
+                error: Some("failed to read the log of pod orders-0: container is waiting".into()),
+            },
+            previous: Some(LogTail {
+                lines: vec![
+                    "[ERROR] unknown variable 'innodb_buffer_pool=1G'".into(),
+                    "[ERROR] Aborting".into(),
+                ],
+                error: None,
+            }),
+        });
+        insta::assert_snapshot!(report.render(Width(100)));
     }
 
     fn line(name: &str, verdict: Verdict, problems: &[&str]) -> DatabaseSummary {
