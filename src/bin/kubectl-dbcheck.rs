@@ -19,6 +19,7 @@ use kubectl_db::{Error, client};
     about = "Check a database's health and diagnose what is wrong, with the fix",
     args_conflicts_with_subcommands = true,
     mut_arg("all_namespaces", |arg| arg.help("Every namespace (without a target)")),
+    mut_arg("output", |arg| arg.help("Output: table | wide (every check on its own row) | json | yaml")),
     after_help = "Examples:\n  kubectl dbcheck postgres-0\n  kubectl dbcheck mysql            # a StatefulSet: checks its pod -0\n  kubectl dbcheck mysql-0 --logs=50  # with the container's last 50 log lines\n  kubectl dbcheck                  # every database in the namespace, one line each\n  kubectl dbcheck -A -o json       # every namespace, for CI\n\nExit status: 0 nothing failed, 1 a check failed, 2 bad usage, 3 the cluster could not be read."
 )]
 struct Cli {
@@ -100,7 +101,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
             let report = check::check_all(&kube, cli.scope.all_namespaces, &options).await?;
             progress.finish();
             if let Some(note) = report.nothing_found()
-                && format == OutputFormat::Table
+                && matches!(format, OutputFormat::Table | OutputFormat::Wide)
             {
                 eprintln!("{note}");
             }

@@ -174,20 +174,8 @@ pub async fn check_all(
 }
 
 fn summarize(name: &str, report: CheckReport) -> DatabaseSummary {
-    // Checks that only echo another one's cause (a pod not ready, hence no endpoints) go
-    // after the checks that name the cause, so the one-line summary shows the cause.
-    const CONSEQUENCES: &[&str] = &["statefulset", "pod.ready", "service.endpoints", "events"];
-    let mut problems: Vec<&Check> = report
-        .checks
-        .iter()
-        .filter(|c| c.verdict >= Verdict::Warn)
-        .collect();
-    problems.sort_by_key(|c| {
-        (
-            std::cmp::Reverse(c.verdict),
-            CONSEQUENCES.contains(&c.name.as_str()),
-        )
-    });
+    // The cause first, so the one-line summary shows it (see verdict::by_cause).
+    let problems = verdict::by_cause(&report.checks);
     DatabaseSummary {
         namespace: report.namespace.clone(),
         name: name.to_string(),
