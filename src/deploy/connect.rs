@@ -6,6 +6,7 @@
 
 use std::io::{IsTerminal, Read};
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{AttachParams, TerminalSize};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::client::Kube;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 use crate::target;
@@ -21,24 +23,18 @@ use crate::target;
 /// superuser with `admin`, with `args` after the client's own. Returns the client's exit
 /// status.
 pub async fn connect(kube: &Kube, name: &str, admin: bool, args: &[String]) -> Result<i32> {
-    let target = target::resolve(kube, name).await?;
-    let pod = &target.pod_name;
-    if target.pod.is_none() {
-        return Err(Error::NotFound(format!(
-            "pod {}/{pod} does not exist (StatefulSet {name} scaled to zero, or still starting)",
-            target.namespace
-        )));
-    }
+    let (pod, engine, container) = resolve(kube, name).await?;
+    let pod = &pod;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let command = target.engine.commands().client(admin, &args);
+    let command = engine.commands().client(admin, &args);
     let pods = kube.exec_pods();
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let status = if terminal {
-        on_terminal(&pods, pod, &target.container, &command).await?
+        on_terminal(&pods, pod, &container, &command).await?
     } else {
-        piped(&pods, pod, &target.container, &command).await?
+        piped(&pods, pod, &container, &command).await?
     };
-    let what = format!("{} client", target.engine);
+    let what = format!("{engine} client");
     match status {
         ExecStatus::Success => Ok(0),
         ExecStatus::Failure {
@@ -50,6 +46,29 @@ pub async fn connect(kube: &Kube, name: &str, admin: bool, args: &[String]) -> R
             detail: status.to_string(),
         }),
     }
+}
+
+/// The pod, engine and container of `name`: a StatefulSet's pod `-0` (read from the
+/// StatefulSet alone, so dbdeploy's Role, which has no `get` on pods, is enough), else a
+/// pod by name.
+async fn resolve(kube: &Kube, name: &str) -> Result<(String, Engine, String)> {
+    let ns = &kube.namespace;
+    let api: Api<StatefulSet> = kube.api();
+    let sts = api
+        .get_opt(name)
+        .await
+        .map_err(Error::api(format!("read StatefulSet {ns}/{name}")))?;
+    if let Some((engine, container)) = sts.as_ref().and_then(target::statefulset_engine) {
+        return Ok((format!("{name}-0"), engine, container));
+    }
+    let target = target::resolve(kube, name).await?;
+    if target.pod.is_none() {
+        return Err(Error::NotFound(format!(
+            "pod {ns}/{} does not exist (StatefulSet {name} scaled to zero, or still starting)",
+            target.pod_name
+        )));
+    }
+    Ok((target.pod_name, target.engine, target.container))
 }
 
 /// Local stdin, read on a thread of its own: a read blocked on a terminal must neither
