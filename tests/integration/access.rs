@@ -2,7 +2,7 @@
 //! (in-cluster names, user, database; the password and a URI carrying it only with
 //! `--show-password`) and `dbdeploy connect` run as a script would (SQL from arguments
 //! and from stdin, the client's exit status, `--admin`, no password on any command line
-//! in the pod).
+//! in the pod) and on a terminal (a TTY whose size follows the local one).
 
 use crate::common;
 
@@ -199,6 +199,56 @@ async fn access(engine: Engine) {
         Some(0),
         "{}",
         common::text(&output.stderr)
+    );
+
+    if engine == Engine::Postgres {
+        on_a_terminal(&ns);
+    }
+}
+
+/// On a terminal (`script` gives it one): psql with a TTY, the terminal's size followed.
+fn on_a_terminal(ns: &TestNamespace) {
+    if std::process::Command::new("script")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        common::missing_tool("script (util-linux) is not installed");
+        return;
+    }
+    let plugin = ns.command("kubectl-dbdeploy");
+    let line = format!(
+        "stty cols 91 rows 33; {} -n {} connect postgres",
+        plugin.get_program().to_string_lossy(),
+        ns.name
+    );
+    let mut script = std::process::Command::new("timeout");
+    script.args(["60", "script", "-qec", &line, "/dev/null"]);
+    for (key, value) in plugin.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    let mut child = script
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Typed ahead: the pseudo-terminal keeps it until psql reads it.
+    stdin
+        .write_all(b"select 6 * 7 as answer;\n\\! stty size\n\\q\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let out = common::text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("appdb=#"), "no interactive prompt:\n{out}");
+    assert!(out.contains("42\r\n"), "no answer through the TTY:\n{out}");
+    assert!(
+        out.contains("33 91"),
+        "the terminal's size did not follow:\n{out}"
     );
 }
 
