@@ -89,12 +89,14 @@ pub enum OutputFormat {
     Json,
     /// The same document as YAML
     Yaml,
+    /// The table with everything shown (dbcheck: no rows collapsed)
+    Wide,
 }
 
 /// `-o/--output`, on every command that prints a report.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct OutputArgs {
-    /// Output: table | json | yaml
+    /// Output: table | json | yaml | wide
     #[arg(
         id = "output",
         short,

@@ -27,6 +27,8 @@ use crate::render::{self, DeploySpec, Manifests, Names};
 use crate::target;
 use crate::wait::{self, WaitReport};
 
+pub mod connect;
+pub mod credentials;
 mod print;
 
 /// Length of generated passwords: alphanumeric, so no shell or URL quoting issues.

@@ -40,6 +40,12 @@ impl Width {
 pub trait Render {
     /// The text printed, each line ending in a newline.
     fn render(&self, width: Width) -> String;
+
+    /// The text of `-o wide`: everything shown; the same as [`Render::render`] unless a
+    /// report shortens its table.
+    fn render_wide(&self, width: Width) -> String {
+        self.render(width)
+    }
 }
 
 /// Prints a report on stdout in the format asked for.
@@ -47,6 +53,10 @@ pub fn print_report<R: Render + Serialize>(report: &R, format: OutputFormat) -> 
     match format {
         OutputFormat::Table => {
             print!("{}", report.render(Width::of_stdout()));
+            Ok(())
+        }
+        OutputFormat::Wide => {
+            print!("{}", report.render_wide(Width::of_stdout()));
             Ok(())
         }
         format => print_document(report, format),

@@ -369,7 +369,7 @@ async fn run_snapshot_delete(global: &GlobalArgs, args: SnapshotDeleteArgs) -> R
     let kube = client::connect(global).await?;
     let deleted = snapshot_list::delete(&kube, &args.name, args.any).await?;
     match args.output.format {
-        OutputFormat::Table => println!(
+        OutputFormat::Table | OutputFormat::Wide => println!(
             "deleted VolumeSnapshot {}/{} (of PVC {})",
             deleted.namespace, deleted.name, deleted.pvc
         ),

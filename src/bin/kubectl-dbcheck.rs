@@ -19,7 +19,8 @@ use kubectl_db::{Error, client};
     about = "Check a database's health and diagnose what is wrong, with the fix",
     args_conflicts_with_subcommands = true,
     mut_arg("all_namespaces", |arg| arg.help("Every namespace (without a target)")),
-    after_help = "Examples:\n  kubectl dbcheck postgres-0\n  kubectl dbcheck mysql            # a StatefulSet: checks its pod -0\n  kubectl dbcheck                  # every database in the namespace, one line each\n  kubectl dbcheck -A -o json       # every namespace, for CI\n\nExit status: 0 nothing failed, 1 a check failed, 2 bad usage, 3 the cluster could not be read."
+    mut_arg("output", |arg| arg.help("Output: table | wide (every check on its own row) | json | yaml")),
+    after_help = "Examples:\n  kubectl dbcheck postgres-0\n  kubectl dbcheck mysql            # a StatefulSet: checks its pod -0\n  kubectl dbcheck mysql-0 --logs=50  # with the container's last 50 log lines\n  kubectl dbcheck                  # every database in the namespace, one line each\n  kubectl dbcheck -A -o json       # every namespace, for CI\n\nExit status: 0 nothing failed, 1 a check failed, 2 bad usage, 3 the cluster could not be read."
 )]
 struct Cli {
     #[command(flatten)]
@@ -33,6 +34,9 @@ struct Cli {
     /// Time limit of each command run in the pod
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     exec_timeout: Duration,
+    /// Add the database container's last N log lines (and its previous container's, after a restart) to the report
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "20", value_parser = clap::value_parser!(i64).range(1..=10000))]
+    logs: Option<i64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -65,8 +69,14 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     if cli.exec_timeout.is_zero() {
         return Err(Error::Usage("--exec-timeout must be more than 0".into()));
     }
+    if cli.logs.is_some() && cli.target.is_none() {
+        return Err(Error::Usage(
+            "--logs needs a target (kubectl dbcheck POD --logs)".into(),
+        ));
+    }
     let mut options = CheckOptions {
         exec_timeout: cli.exec_timeout,
+        logs: cli.logs,
         ..Default::default()
     };
     if !cli.global.request_timeout.is_zero() {
@@ -91,7 +101,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
             let report = check::check_all(&kube, cli.scope.all_namespaces, &options).await?;
             progress.finish();
             if let Some(note) = report.nothing_found()
-                && format == OutputFormat::Table
+                && matches!(format, OutputFormat::Table | OutputFormat::Wide)
             {
                 eprintln!("{note}");
             }

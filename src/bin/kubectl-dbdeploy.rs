@@ -19,7 +19,7 @@ use kubectl_db::{Error, client};
     bin_name = "kubectl dbdeploy",
     version,
     about = "Deploy PostgreSQL, MySQL or MariaDB on Kubernetes as a StatefulSet, correctly",
-    after_help = "Examples:\n  kubectl dbdeploy postgres\n  kubectl dbdeploy mysql --name orders --storage-size 50Gi --set max_connections=500\n  kubectl dbdeploy postgres --dry-run=client -o yaml > postgres.yaml\n  kubectl dbdeploy list -A\n  kubectl dbdeploy delete orders"
+    after_help = "Examples:\n  kubectl dbdeploy postgres\n  kubectl dbdeploy mysql --name orders --storage-size 50Gi --set max_connections=500\n  kubectl dbdeploy postgres --dry-run=client -o yaml > postgres.yaml\n  kubectl dbdeploy list -A\n  kubectl dbdeploy credentials orders -o uri --show-password\n  kubectl dbdeploy connect postgres -- -c 'select 1'\n  kubectl dbdeploy delete orders"
 )]
 struct Cli {
     #[command(flatten)]
@@ -40,6 +40,10 @@ enum Command {
     Delete(DeleteArgs),
     /// List the databases dbdeploy manages
     List(ListArgs),
+    /// Print how to connect to a database: in-cluster host names, port, user, database, a URI (the password only with --show-password)
+    Credentials(CredentialsArgs),
+    /// Open the engine's own client (psql, mysql, mariadb) in the database's pod; arguments after -- go to the client
+    Connect(ConnectArgs),
     /// Print a shell completion script
     Completion(CompletionArgs),
 }
@@ -143,6 +147,56 @@ struct ListArgs {
     output: OutputArgs,
 }
 
+/// `-o` of `credentials`: the report formats, and a connection URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CredentialsFormat {
+    /// Human-readable
+    Table,
+    /// Stable JSON for scripts
+    Json,
+    /// The same document as YAML
+    Yaml,
+    /// A connection URI (postgresql:// or mysql://), percent-encoded
+    Uri,
+}
+
+#[derive(Args)]
+struct CredentialsArgs {
+    /// Name of the database (its StatefulSet)
+    name: String,
+    /// The superuser's credentials instead of the application user's (MySQL and MariaDB: root; PostgreSQL's application user already is its superuser)
+    #[arg(long)]
+    admin: bool,
+    /// Read the password from its Secret and print it (in the URI too)
+    #[arg(long)]
+    show_password: bool,
+    /// Output: table | json | yaml | uri
+    #[arg(
+        short,
+        long = "output",
+        value_name = "OUTPUT",
+        value_enum,
+        default_value = "table"
+    )]
+    output: CredentialsFormat,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  kubectl dbdeploy connect postgres\n  kubectl dbdeploy connect postgres -- -c 'select 1'\n  kubectl dbdeploy connect mariadb --admin -- -e 'show databases'\n  kubectl dbdeploy connect postgres < schema.sql\n\nOn a terminal the client gets a TTY; otherwise stdin, stdout and stderr are piped and the client's exit status is this command's."
+)]
+struct ConnectArgs {
+    /// Database StatefulSet (its pod -0) or pod
+    #[arg(index = 1)]
+    name: String,
+    /// Log in as the superuser instead of the application user (MySQL and MariaDB: root; PostgreSQL's application user already is its superuser)
+    #[arg(long)]
+    admin: bool,
+    /// Arguments for the client (psql, mysql or mariadb), after --
+    #[arg(index = 2, last = true, value_name = "CLIENT-ARGS")]
+    client_args: Vec<String>,
+}
+
 fn main() {
     kubectl_db::man::hook(Cli::command);
     kubectl_db::complete::hook(Cli::command);
@@ -159,6 +213,12 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Mariadb(args) => run_deploy(&global, Engine::Mariadb, args).await,
         Command::Delete(args) => run_delete(&global, args).await,
         Command::List(args) => run_list(&global, args).await,
+        Command::Credentials(args) => run_credentials(&global, args).await,
+        Command::Connect(args) => {
+            kubectl_db::render::validate_name(&args.name)?;
+            let kube = client::connect(&global).await?;
+            deploy::connect::connect(&kube, &args.name, args.admin, &args.client_args).await
+        }
         Command::Completion(args) => {
             args.print(Cli::command(), "kubectl-dbdeploy");
             Ok(exit::SUCCESS)
@@ -321,5 +381,19 @@ async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
         eprintln!("no databases managed by kubectl-dbdeploy found");
     }
     output::print_report(&databases, args.output.format)?;
+    Ok(exit::SUCCESS)
+}
+
+async fn run_credentials(global: &GlobalArgs, args: CredentialsArgs) -> Result<i32, Error> {
+    kubectl_db::render::validate_name(&args.name)?;
+    let kube = client::connect(global).await?;
+    let credentials =
+        deploy::credentials::read(&kube, &args.name, args.admin, args.show_password).await?;
+    match args.output {
+        CredentialsFormat::Uri => println!("{}", credentials.uri),
+        CredentialsFormat::Table => output::print_report(&credentials, OutputFormat::Table)?,
+        CredentialsFormat::Json => output::print_report(&credentials, OutputFormat::Json)?,
+        CredentialsFormat::Yaml => output::print_report(&credentials, OutputFormat::Yaml)?,
+    }
     Ok(exit::SUCCESS)
 }

@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::{Api, ResourceExt};
+use serde::Serialize;
 
 use super::facts::{Facts, InsideFacts, ObjectKeys, Outcome, RefKind, Run};
 use super::podspec::references;
@@ -29,6 +30,29 @@ pub struct CheckOptions {
     pub exec_timeout: Duration,
     /// Budget of each API read.
     pub api_timeout: Duration,
+    /// `--logs=N`: add the database container's last N log lines to the report.
+    pub logs: Option<i64>,
+}
+
+/// The end of one container's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogTail {
+    /// The lines, oldest first.
+    pub lines: Vec<String>,
+    /// Why the log could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The database container's recent log (`--logs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Logs {
+    pub container: String,
+    /// How many lines were asked for (each log has at most this many).
+    pub tail_lines: i64,
+    pub current: LogTail,
+    /// The container before its last restart; `null` when it never restarted.
+    pub previous: Option<LogTail>,
 }
 
 impl Default for CheckOptions {
@@ -36,6 +60,7 @@ impl Default for CheckOptions {
         CheckOptions {
             exec_timeout: Duration::from_secs(10),
             api_timeout: Duration::from_secs(30),
+            logs: None,
         }
     }
 }
@@ -298,48 +323,95 @@ async fn object_keys(kube: &Kube, kind: RefKind, name: &str, budget: Duration) -
     .map_err(|e| error_text(&e))
 }
 
+/// Whether the database container has a previous instance (it restarted), whose log the
+/// API server still keeps.
+fn restarted(target: &Target) -> bool {
+    target
+        .pod
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == target.container))
+        .is_some_and(|status| {
+            status.restart_count > 0
+                || status
+                    .last_state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+        })
+}
+
 /// The last 20 lines of the previous container's log, when the container has restarted.
 async fn previous_logs(kube: &Kube, target: &Target, budget: Duration) -> Option<String> {
-    let status = target
-        .pod
-        .as_ref()?
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == target.container)?;
-    let restarted = status.restart_count > 0
-        || status
-            .last_state
-            .as_ref()
-            .is_some_and(|s| s.terminated.is_some());
-    if !restarted {
+    if !restarted(target) {
         return None;
     }
+    // A log that cannot be read is said where the log would be, not silently left out.
+    Some(
+        read_log(kube, target, true, 20, budget)
+            .await
+            .unwrap_or_else(|err| format!("(could not read the previous log: {err})")),
+    )
+}
+
+/// The last `lines` lines of the database container's log (`previous`: of the container
+/// before its last restart); the error as text.
+async fn read_log(
+    kube: &Kube,
+    target: &Target,
+    previous: bool,
+    lines: i64,
+    budget: Duration,
+) -> Result<String, String> {
     let api: Api<Pod> = kube.api();
     let params = LogParams {
         container: Some(target.container.clone()),
-        previous: true,
-        tail_lines: Some(20),
+        previous,
+        tail_lines: Some(lines),
         ..Default::default()
     };
     let pod = &target.pod_name;
-    let read = within(
+    let which = if previous { "previous " } else { "" };
+    within(
         budget,
         format!("the API server to return the log of pod {pod}"),
         async {
             api.logs(pod, &params)
                 .await
-                .map_err(Error::api(format!("read the previous log of pod {pod}")))
+                .map_err(Error::api(format!("read the {which}log of pod {pod}")))
         },
-    );
-    // A log that cannot be read is said where the log would be, not silently left out.
-    Some(
-        read.await.unwrap_or_else(|err| {
-            format!("(could not read the previous log: {})", error_text(&err))
-        }),
     )
+    .await
+    .map_err(|e| error_text(&e))
+}
+
+/// `dbcheck --logs=N`: the database container's last `lines` log lines, of the running
+/// container and, when it restarted, of the one before.
+pub async fn logs(kube: &Kube, target: &Target, lines: i64, budget: Duration) -> Logs {
+    let tail = |previous| async move {
+        match read_log(kube, target, previous, lines, budget).await {
+            Ok(text) => LogTail {
+                lines: text.lines().map(str::to_string).collect(),
+                error: None,
+            },
+            Err(error) => LogTail {
+                lines: Vec::new(),
+                error: Some(error),
+            },
+        }
+    };
+    let (current, previous) = tokio::join!(tail(false), async {
+        match restarted(target) {
+            true => Some(tail(true).await),
+            false => None,
+        }
+    });
+    Logs {
+        container: target.container.clone(),
+        tail_lines: lines,
+        current,
+        previous,
+    }
 }
 
 /// CPU and memory use per container from the metrics API (metrics-server), when installed.

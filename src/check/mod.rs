@@ -26,7 +26,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::target;
 pub(crate) use crate::wait::within;
-pub use collect::{CheckOptions, collect};
+pub use collect::{CheckOptions, LogTail, Logs, collect};
 pub use facts::Facts;
 pub use verdict::{Check, Summary, Verdict};
 
@@ -41,6 +41,9 @@ pub struct CheckReport {
     pub engine: Engine,
     pub checks: Vec<Check>,
     pub summary: Summary,
+    /// The database container's recent log, with `--logs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Logs>,
     pub elapsed_seconds: f64,
 }
 
@@ -64,9 +67,16 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         .statefulset
         .as_ref()
         .map_or(target.pod_name.clone(), |s| s.name_any());
-    let (facts, snapshot) = tokio::join!(
+    let logs = async {
+        match options.logs {
+            Some(lines) => Some(collect::logs(kube, &target, lines, options.api_timeout).await),
+            None => None,
+        }
+    };
+    let (facts, snapshot, logs) = tokio::join!(
         collect(kube, &target, options),
-        snapshots::newest(kube, &database, options.api_timeout)
+        snapshots::newest(kube, &database, options.api_timeout),
+        logs
     );
     let mut checks = rules::diagnose(&facts?);
     checks.push(snapshot);
@@ -78,6 +88,7 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         engine: target.engine,
         summary: Summary::of(&checks),
         checks,
+        logs,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -163,20 +174,8 @@ pub async fn check_all(
 }
 
 fn summarize(name: &str, report: CheckReport) -> DatabaseSummary {
-    // Checks that only echo another one's cause (a pod not ready, hence no endpoints) go
-    // after the checks that name the cause, so the one-line summary shows the cause.
-    const CONSEQUENCES: &[&str] = &["statefulset", "pod.ready", "service.endpoints", "events"];
-    let mut problems: Vec<&Check> = report
-        .checks
-        .iter()
-        .filter(|c| c.verdict >= Verdict::Warn)
-        .collect();
-    problems.sort_by_key(|c| {
-        (
-            std::cmp::Reverse(c.verdict),
-            CONSEQUENCES.contains(&c.name.as_str()),
-        )
-    });
+    // The cause first, so the one-line summary shows it (see verdict::by_cause).
+    let problems = verdict::by_cause(&report.checks);
     DatabaseSummary {
         namespace: report.namespace.clone(),
         name: name.to_string(),

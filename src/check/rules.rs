@@ -499,4 +499,4 @@ fn events(facts: &Facts) -> Check {
 
 #[cfg(test)]
 #[path = "rules_tests.rs"]
-mod tests;
+pub(crate) mod tests;

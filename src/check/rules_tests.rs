@@ -27,7 +27,7 @@ fn items<T: serde::de::DeserializeOwned>(all: &Value, kind: &str) -> Vec<T> {
 
 /// Facts for one recorded pod, assembled the way `collect` does; every referenced
 /// Secret/ConfigMap has the keys the pod asks for, except those in `missing`.
-fn facts(pod_name: &str, missing: &[&str]) -> Facts {
+pub(crate) fn facts(pod_name: &str, missing: &[&str]) -> Facts {
     let all = recorded();
     let pods: Vec<Pod> = items(&all, "pods");
     let pod = pods.into_iter().find(|p| p.name_any() == pod_name).unwrap();

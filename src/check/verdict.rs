@@ -90,9 +90,75 @@ impl Summary {
     }
 }
 
+/// Checks that only echo another one's cause (a pod not ready, hence no endpoints), and
+/// `pod.scheduling`, which a PVC that cannot bind also fails: they explain less than the
+/// checks that name a cause. Their rank: the later in this list, the less they explain.
+pub const CONSEQUENCES: &[&[&str]] = &[
+    &["pod.scheduling"],
+    &["statefulset", "pod.ready", "service.endpoints", "events"],
+];
+
+/// How much less than a cause a check explains: 0 for a cause, then its tier.
+fn consequence_rank(name: &str) -> usize {
+    CONSEQUENCES
+        .iter()
+        .position(|tier| tier.contains(&name))
+        .map_or(0, |tier| tier + 1)
+}
+
+/// The failed, then the warned checks; within each, the checks that name a cause come
+/// before those that follow from one ([`CONSEQUENCES`]), otherwise in report order.
+pub fn by_cause(checks: &[Check]) -> Vec<&Check> {
+    let mut problems: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.verdict >= Verdict::Warn)
+        .collect();
+    problems.sort_by_key(|c| (std::cmp::Reverse(c.verdict), consequence_rank(&c.name)));
+    problems
+}
+
+/// The check that explains the others: the first of [`by_cause`], `None` when nothing
+/// failed or warned.
+pub fn root_cause(checks: &[Check]) -> Option<&Check> {
+    by_cause(checks).into_iter().next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_cause_is_the_worst_check_that_names_a_cause() {
+        let checks = vec![
+            Check::new("statefulset", Verdict::Fail, "0/1 ready"),
+            Check::new("pod.scheduling", Verdict::Fail, "unbound immediate PVCs"),
+            Check::new("security.context", Verdict::Warn, "may run as root"),
+            Check::new("pod.ready", Verdict::Fail, "not ready"),
+            Check::new("pvc.bound", Verdict::Fail, "Pending"),
+            Check::new("db.server", Verdict::Skipped, "not running"),
+        ];
+        assert_eq!(
+            root_cause(&checks).map(|c| c.name.as_str()),
+            Some("pvc.bound")
+        );
+        let names: Vec<&str> = by_cause(&checks).iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "pvc.bound",
+                "pod.scheduling",
+                "statefulset",
+                "pod.ready",
+                "security.context"
+            ]
+        );
+        assert_eq!(root_cause(&checks[5..]), None);
+        // Unschedulable for CPU: the scheduler's check is the cause.
+        assert_eq!(
+            root_cause(&checks[..4]).map(|c| c.name.as_str()),
+            Some("pod.scheduling")
+        );
+    }
 
     #[test]
     fn summary_takes_the_worst_verdict_and_ignores_skipped() {

@@ -50,6 +50,13 @@ pub trait Commands: Sync {
     /// SQL that lists databases, one per row.
     fn list_databases_sql(&self) -> &'static str;
 
+    // --- dbdeploy connect ---
+
+    /// The engine's own client for a person or a script, logged in as [`Engine::login`]
+    /// says (the application user, or the admin with `admin`) with the password from the
+    /// container's environment; `args` go to the client after its own.
+    fn client(&self, admin: bool, args: &[&str]) -> Vec<String>;
+
     // --- dbbackup ---
 
     /// Writes the dump to stdout: every database, or `database` alone. Without

@@ -706,3 +706,17 @@ fn every_engine_has_every_command() {
     assert_eq!(Engine::Postgres.commands().pre_stop(), Some("kill -INT 1"));
     assert_eq!(Engine::Mariadb.commands().pre_stop(), None);
 }
+
+#[test]
+fn the_client_logs_in_from_the_environment_and_passes_arguments_through() {
+    for engine in Engine::ALL {
+        for admin in [false, true] {
+            let argv = engine.commands().client(admin, &["-c", "select 1"]);
+            assert_eq!(argv[..2], ["sh", "-c"]);
+            assert_eq!(argv[argv.len() - 2..], ["-c", "select 1"]);
+            let password = format!("\"${{{}:-}}\"", engine.login(admin).password_var);
+            assert!(argv[2].contains(&password), "{engine}: {}", argv[2]);
+            assert!(!crate::exec::carries_password(&argv), "{argv:?}");
+        }
+    }
+}

@@ -149,6 +149,40 @@ impl Engine {
         }
     }
 
+    /// Who a client logs in as: the application user, or with `admin` the superuser, by
+    /// the names of the container's environment the images read.
+    pub fn login(self, admin: bool) -> Login {
+        match (self, admin) {
+            // The image makes POSTGRES_USER the superuser: one role for both.
+            (Engine::Postgres, _) => Login {
+                user_var: Some("POSTGRES_USER"),
+                default_user: "postgres",
+                password_var: "POSTGRES_PASSWORD",
+                database_var: "POSTGRES_DB",
+            },
+            (Engine::Mysql | Engine::Mariadb, false) => Login {
+                user_var: Some("MYSQL_USER"),
+                default_user: "",
+                password_var: "MYSQL_PASSWORD",
+                database_var: "MYSQL_DATABASE",
+            },
+            (Engine::Mysql | Engine::Mariadb, true) => Login {
+                user_var: None,
+                default_user: "root",
+                password_var: "MYSQL_ROOT_PASSWORD",
+                database_var: "MYSQL_DATABASE",
+            },
+        }
+    }
+
+    /// The scheme of a connection URI (`postgresql://`, `mysql://`).
+    pub fn uri_scheme(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgresql",
+            Engine::Mysql | Engine::Mariadb => "mysql",
+        }
+    }
+
     /// Server arguments (the postgres image passes them to `postgres`).
     pub fn server_args(self) -> Vec<String> {
         match self {
@@ -230,6 +264,19 @@ impl Engine {
         }
         None
     }
+}
+
+/// A login by the names of the container's environment variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    /// The variable naming the user; `None`: always [`Login::default_user`].
+    pub user_var: Option<&'static str>,
+    /// The user when the variable is unset.
+    pub default_user: &'static str,
+    /// The variable holding the password.
+    pub password_var: &'static str,
+    /// The variable naming the database (unset: PostgreSQL's is the user's name).
+    pub database_var: &'static str,
 }
 
 impl std::fmt::Display for Engine {

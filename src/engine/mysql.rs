@@ -126,6 +126,18 @@ const SQL_STDIN: &str = concat!(
     r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec "$c" -uroot -N -B --default-character-set=utf8mb4 "$@""#
 );
 
+/// The user's client as the application user (MYSQL_USER) in its database. No history
+/// file, as for psql.
+const CLIENT: &str = concat!(
+    client!(),
+    r#"MYSQL_PWD="${MYSQL_PASSWORD:-}" MYSQL_HISTFILE=/dev/null exec "$c" --user="${MYSQL_USER:-}" --database="${MYSQL_DATABASE:-}" --default-character-set=utf8mb4 "$@""#
+);
+/// The user's client as root, in the application database.
+const CLIENT_ADMIN: &str = concat!(
+    client!(),
+    r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}" MYSQL_HISTFILE=/dev/null exec "$c" --user=root --database="${MYSQL_DATABASE:-}" --default-character-set=utf8mb4 "$@""#
+);
+
 /// Whether an image surely has the `mysql*` client names: MySQL's, and MariaDB's before 11
 /// (their probes stay byte for byte those of earlier releases, so a re-deploy does not
 /// restart the pod). A MariaDB image of 11 or later, or of unknown version (`latest`, a
@@ -345,6 +357,10 @@ impl Commands for MysqlFamily {
             .collect();
         let init = format!("--init-command=SET {}", set.join(", "));
         script(SQL_STDIN, &[&init])
+    }
+
+    fn client(&self, admin: bool, args: &[&str]) -> Vec<String> {
+        script(if admin { CLIENT_ADMIN } else { CLIENT }, args)
     }
 
     fn version_sql(&self) -> &'static str {

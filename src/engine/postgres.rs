@@ -69,6 +69,12 @@ const PRE_STOP: &str = "kill -INT 1";
 /// setups whose pg_hba.conf asks for one. Arguments after the script go to psql.
 const SQL_STDIN: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -q -v ON_ERROR_STOP=1 -tA -F '	' -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" "$@""#;
 
+/// The user's client: the image makes POSTGRES_USER the superuser, so the application
+/// user and the admin are one role. Over the local socket, as [`SQL_STDIN`]. No history
+/// file: the root file system is read-only, and what was typed (an `ALTER ROLE ...
+/// PASSWORD`) stays out of the pod.
+const CLIENT: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" PSQL_HISTORY=/dev/null exec psql -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" "$@""#;
+
 /// Every database and the roles; arguments after the script go to pg_dumpall.
 const DUMP_ALL: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dumpall -w -U "${POSTGRES_USER:-postgres}" "$@""#;
 /// --create: the file makes its own database, so restoring needs no name.
@@ -180,6 +186,10 @@ impl Commands for Postgres {
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         script(SQL_STDIN, &args)
+    }
+
+    fn client(&self, _admin: bool, args: &[&str]) -> Vec<String> {
+        script(CLIENT, args)
     }
 
     fn version_sql(&self) -> &'static str {

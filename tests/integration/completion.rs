@@ -69,6 +69,8 @@ fn subcommands_with_descriptions() {
             "mariadb",
             "delete",
             "list",
+            "credentials",
+            "connect",
             "completion",
             "help"
         ]
@@ -85,7 +87,7 @@ fn flags_and_flag_values() {
     );
     assert_eq!(
         candidates(&helper("dbdeploy", &kubeconfig, &["list", "-o", ""])),
-        (vec!["table", "json", "yaml"], ":4")
+        (vec!["table", "json", "yaml", "wide"], ":4")
     );
     assert_eq!(
         candidates(&helper("dbcheck", &kubeconfig, &["--output=j"])),

@@ -212,6 +212,28 @@ async fn healthy_and_broken_databases_are_diagnosed() {
         ),
         1,
     );
+    // --logs=N: its previous container's last N lines hold the reason, in JSON and table.
+    let output = ns
+        .bin("kubectl-dbcheck")
+        .args(["badconf-0", "--logs=5", "-o", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let previous = report["logs"]["previous"]["lines"].as_array();
+    if report["logs"]["tail_lines"] != 5
+        || report["logs"]["container"] != "postgres"
+        || previous.is_none_or(|l| l.is_empty() || l.len() > 5)
+        || !previous.is_some_and(|l| {
+            l.iter()
+                .any(|l| l.as_str().unwrap_or("").contains("shared_buffers"))
+        })
+    {
+        failures.push(format!("badconf --logs=5: {report}"));
+    }
+    let (_, table, _) = common::output(ns.bin("kubectl-dbcheck").args(["badconf-0", "--logs"]));
+    if !table.contains("Log of the previous container postgres (last 20 lines):") {
+        failures.push(format!("badconf --logs table: {table}"));
+    }
     // 5. Readiness probe failing while the server runs.
     match wait_for(
         &ns,

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod cli;
 mod cluster_smoke;
 mod completion;
