@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::format::{self, Compression, DumpKind, Tail};
+use super::location::S3Url;
+use super::s3::{S3Store, Upload};
 use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -39,6 +41,9 @@ pub enum Destination {
     File(PathBuf),
     /// Standard output (`-f -`): no checksum file, no rename.
     Stdout,
+    /// An S3 object, or a prefix ending in `/` that gets the default file name: a
+    /// multipart upload completed only when the dump is confirmed, `KEY.sha256` beside it.
+    Object(S3Url),
 }
 
 /// What to dump and where.
@@ -121,38 +126,42 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
             target.namespace, target.pod_name
         )));
     }
+    let default_name = || {
+        let name = target
+            .statefulset
+            .as_ref()
+            .map(kube::ResourceExt::name_any)
+            .unwrap_or_else(|| target.pod_name.clone());
+        let name = match &options.database {
+            Some(db) => format!("{name}-{db}"),
+            None => name,
+        };
+        let stamp = format::utc_stamp(k8s_openapi::jiff::Timestamp::now());
+        format::default_file_name(&name, &stamp, options.compression)
+    };
     let final_path = match &options.destination {
-        Destination::Stdout => None,
+        Destination::Stdout | Destination::Object(_) => None,
         Destination::File(path) => Some(path.clone()),
-        Destination::Default => {
-            let name = target
-                .statefulset
-                .as_ref()
-                .map(kube::ResourceExt::name_any)
-                .unwrap_or_else(|| target.pod_name.clone());
-            let name = match &options.database {
-                Some(db) => format!("{name}-{db}"),
-                None => name,
-            };
-            let stamp = format::utc_stamp(k8s_openapi::jiff::Timestamp::now());
-            Some(PathBuf::from(format::default_file_name(
-                &name,
-                &stamp,
-                options.compression,
-            )))
-        }
+        Destination::Default => Some(PathBuf::from(default_name())),
     };
     if let Some(path) = &final_path {
         refuse_existing(path, options.force)?;
     }
+    let mut object = match &options.destination {
+        Destination::Object(url) => {
+            Some(ObjectDump::start(url, default_name, options.force).await?)
+        }
+        _ => None,
+    };
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
-    let sink: Box<dyn Write + Send> = match &partial {
-        Some(p) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
+    let sink: Box<dyn Write + Send> = match (&partial, &mut object) {
+        (Some(p), _) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
             action: "open",
             path: p.path.display().to_string(),
             source,
         })?),
-        None => Box::new(io::stdout()),
+        (None, Some(object)) => object.upload.writer(),
+        (None, None) => Box::new(io::stdout()),
     };
 
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
@@ -175,12 +184,16 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         ))),
     };
     progress.finish();
-    let streamed = streamed?;
+    let streamed = match streamed {
+        Ok(streamed) => streamed,
+        Err(err) => return Err(discard(object, err).await),
+    };
 
-    let file_label = final_path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "-".into());
+    let file_label = match (&final_path, &object) {
+        (Some(path), _) => path.display().to_string(),
+        (None, Some(object)) => object.url.to_string(),
+        (None, None) => "-".into(),
+    };
     let complete = kind.is_complete(streamed.tail.bytes());
     if !streamed.status.success() || !complete {
         let mut reason = if streamed.status.success() {
@@ -195,22 +208,25 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         if !stderr.trim().is_empty() {
             reason.push_str(&format!("; stderr: {}", exec::last_lines(stderr.trim(), 5)));
         }
-        let outcome = match final_path {
-            Some(_) => "no file was written",
-            None => "the bytes already written to stdout are incomplete",
+        let outcome = match (&final_path, &object) {
+            (Some(_), _) => "no file was written",
+            (None, Some(_)) => "the upload was aborted: no object was written",
+            (None, None) => "the bytes already written to stdout are incomplete",
         };
-        return Err(Error::Failed(format!(
+        let failed = Error::Failed(format!(
             "failed to dump pod {}/{}: {reason} ({} bytes received; {outcome})",
             target.namespace, target.pod_name, streamed.raw
-        )));
+        ));
+        return Err(discard(object, failed).await);
     }
 
-    let checksum_file = match (&mut partial, &final_path) {
-        (Some(partial), Some(path)) => {
+    let checksum_file = match (&mut partial, &final_path, object) {
+        (Some(partial), Some(path), _) => {
             let line = format::checksum_line(&streamed.sha256, path);
             let checksum = partial.commit(path, line.as_bytes(), options.force)?;
             Some(checksum.display().to_string())
         }
+        (_, _, Some(object)) => Some(object.complete(&streamed.sha256).await?),
         _ => None,
     };
     Ok(DumpReport {
@@ -254,6 +270,62 @@ pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A dump on its way to an S3 object.
+struct ObjectDump {
+    url: S3Url,
+    upload: Upload,
+}
+
+impl ObjectDump {
+    /// Refuses an existing object or checksum object unless `force` (checked before the
+    /// dump starts; a dump to the same key started meanwhile is not detected), then starts
+    /// the multipart upload, before anything runs in the pod.
+    async fn start(
+        url: &S3Url,
+        default_name: impl FnOnce() -> String,
+        force: bool,
+    ) -> Result<ObjectDump> {
+        let url = if url.is_prefix() {
+            url.join(&default_name())
+        } else {
+            url.clone()
+        };
+        let store = S3Store::from_env(&url.bucket)?;
+        if !force {
+            for existing in [url.clone(), url.sidecar(".sha256")] {
+                if store.exists(&existing).await? {
+                    return Err(Error::Usage(format!(
+                        "{existing} already exists; choose another -f s3://..., or pass --force to replace it"
+                    )));
+                }
+            }
+        }
+        let upload = store.start_upload(&url).await?;
+        Ok(ObjectDump { url, upload })
+    }
+
+    /// Writes `KEY.sha256`, then completes the upload; returns the checksum object's URL.
+    async fn complete(self, sha256: &str) -> Result<String> {
+        let line = format::checksum_line(sha256, Path::new(self.url.file_name()));
+        self.upload
+            .complete(Some((".sha256", line.into_bytes())))
+            .await?;
+        Ok(self.url.sidecar(".sha256").to_string())
+    }
+}
+
+/// Aborts the upload of a failed dump; the upload's own failure, if it came first, is
+/// the better reason.
+async fn discard(object: Option<ObjectDump>, err: Error) -> Error {
+    match object {
+        Some(object) => match object.upload.discard().await {
+            Some(upload_err @ Error::ObjectStore { .. }) => upload_err,
+            _ => err,
+        },
+        None => err,
+    }
 }
 
 /// True when anything (a file, a directory, a symlink even dangling) has this name.
