@@ -210,7 +210,10 @@ async fn round_trip(engine: Engine) {
     assert_eq!(entry["engine"], family);
     let (code, out, _) = dbbackup(&s3, &ns, &["list", &prefix]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("FILE") && out.contains("present"), "{out}");
+    assert!(
+        out.trim_start().starts_with("FILE") && out.contains("present"),
+        "{out}"
+    );
     let (code, out, err) = dbbackup(&s3, &ns, &["verify", &object, "-o", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true);
