@@ -305,4 +305,25 @@ mod tests {
             Location::Local("d/x.sql.gz.sha256".into())
         );
     }
+
+    #[tokio::test]
+    async fn a_local_sidecar_is_written_private_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let backup = Location::Local(dir.path().join("x.sql.gz"));
+        let written = write_sidecar(&backup, ".manifest.json", b"one".to_vec())
+            .await
+            .unwrap();
+        write_sidecar(&backup, ".manifest.json", b"two".to_vec())
+            .await
+            .unwrap();
+        let path = dir.path().join("x.sql.gz.manifest.json");
+        assert_eq!(written, Location::Local(path.clone()));
+        assert_eq!(written.read_small().await.unwrap().unwrap(), b"two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!dir.path().join("x.sql.gz.manifest.json.partial").exists());
+        let missing = backup.sidecar(".none");
+        assert_eq!(missing.read_small().await.unwrap(), None);
+    }
 }
