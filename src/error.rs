@@ -75,6 +75,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An object-storage request failed (exit 3). `reason` is one line and never the
+    /// response body, which can echo the access key.
+    #[error("failed to {action}: {reason}")]
+    ObjectStore { action: String, reason: String },
+
     /// A check or test ran and found the thing unhealthy (exit 1).
     #[error("{0}")]
     Failed(String),

@@ -4,7 +4,6 @@
 //! dump time was, compared with it, then the instance deleted with its volume — also when
 //! something fails and on SIGINT/SIGTERM. The source database is never touched.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -16,6 +15,7 @@ use rand::distr::Alphanumeric;
 use serde::Serialize;
 
 use super::format::DumpKind;
+use super::location::Location;
 use super::manifest::{self, Counted, DatabaseManifest, Manifest};
 use super::restore::{self, RestoreOptions};
 use super::verify::VerifyReport;
@@ -36,7 +36,7 @@ const MIN_STORAGE_GIB: u64 = 1;
 #[derive(Debug, Clone)]
 pub struct DrillOptions {
     /// The backup file; `FILE.manifest.json` beside it.
-    pub file: PathBuf,
+    pub file: Location,
     /// Image of the throwaway instance (default: the source's, from the manifest).
     pub image: Option<String>,
     /// Volume size (default: three times the SQL, at least 1Gi).
@@ -108,20 +108,18 @@ pub struct DrillReport {
 
 /// Reads the manifest beside a file already checked with [`restore::check_file`], and
 /// refuses (exit 2) a file without one or whose manifest is of another engine family.
-pub fn read_manifest(options: &DrillOptions, kind: DumpKind) -> Result<Manifest> {
+pub async fn read_manifest(options: &DrillOptions, kind: DumpKind) -> Result<Manifest> {
     let file = &options.file;
-    let manifest = manifest::read_beside(file)?.ok_or_else(|| {
+    let at = manifest::beside(file);
+    let manifest = manifest::read_beside(file).await?.ok_or_else(|| {
         Error::Refused(format!(
-            "no manifest {}: drill compares the restore with the manifest a dump writes beside its file; dump again with this version",
-            manifest::path_beside(file).display()
+            "no manifest {at}: drill compares the restore with the manifest a dump writes beside its file; dump again with this version"
         ))
     })?;
     if manifest.kind != kind {
         return Err(Error::Refused(format!(
-            "the manifest {} describes a {} dump, but {} is a {} dump",
-            manifest::path_beside(file).display(),
+            "the manifest {at} describes a {} dump, but {file} is a {} dump",
             manifest.kind.engine_name(),
-            file.display(),
             kind.engine_name()
         )));
     }
@@ -143,9 +141,7 @@ pub async fn drill(
     let progress = Progress::spinner(options.progress);
     progress.println(format!(
         "drill: restoring {} into a throwaway {} instance {where_} ({})",
-        options.file.display(),
-        spec.engine,
-        spec.image
+        options.file, spec.engine, spec.image
     ));
     let work = run(kube, options, &spec, kind, manifest, &progress);
     let outcome = tokio::select! {
@@ -201,7 +197,7 @@ fn throwaway_spec(
         (None, None) => {
             return Err(Error::Usage(format!(
                 "the manifest of {} records no image; name one with --image",
-                options.file.display()
+                options.file
             )));
         }
     };
@@ -284,7 +280,7 @@ async fn run(
     let (tables, missing_databases) = compare(manifest, &found);
     let passed = missing_databases.is_empty() && tables.iter().all(|t| t.result == Verdict::Pass);
     Ok(DrillReport {
-        file: options.file.display().to_string(),
+        file: options.file.to_string(),
         sha256: String::new(),
         engine: manifest.engine,
         kind,

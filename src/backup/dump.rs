@@ -15,7 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::format::{self, Compression, DumpKind, Tail};
+use super::location::{Location, S3Url};
 use super::manifest::{self, Manifest};
+use super::s3::{S3Store, Upload};
 use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -40,6 +42,9 @@ pub enum Destination {
     File(PathBuf),
     /// Standard output (`-f -`): no checksum file, no rename.
     Stdout,
+    /// An S3 object, or a prefix ending in `/` that gets the default file name: a
+    /// multipart upload completed only when the dump is confirmed, `KEY.sha256` beside it.
+    Object(S3Url),
 }
 
 /// What to dump and where.
@@ -128,45 +133,58 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
             target.namespace, target.pod_name
         )));
     }
+    let default_name = || {
+        let name = target
+            .statefulset
+            .as_ref()
+            .map(kube::ResourceExt::name_any)
+            .unwrap_or_else(|| target.pod_name.clone());
+        let name = match &options.database {
+            Some(db) => format!("{name}-{db}"),
+            None => name,
+        };
+        let stamp = format::utc_stamp(k8s_openapi::jiff::Timestamp::now());
+        format::default_file_name(&name, &stamp, options.compression)
+    };
     let final_path = match &options.destination {
-        Destination::Stdout => None,
+        Destination::Stdout | Destination::Object(_) => None,
         Destination::File(path) => Some(path.clone()),
-        Destination::Default => {
-            let name = target
-                .statefulset
-                .as_ref()
-                .map(kube::ResourceExt::name_any)
-                .unwrap_or_else(|| target.pod_name.clone());
-            let name = match &options.database {
-                Some(db) => format!("{name}-{db}"),
-                None => name,
-            };
-            let stamp = format::utc_stamp(k8s_openapi::jiff::Timestamp::now());
-            Some(PathBuf::from(format::default_file_name(
-                &name,
-                &stamp,
-                options.compression,
-            )))
-        }
+        Destination::Default => Some(PathBuf::from(default_name())),
     };
     if let Some(path) = &final_path {
         refuse_existing(path, options.force)?;
     }
+    let mut object = match &options.destination {
+        Destination::Object(url) => {
+            Some(ObjectDump::start(url, default_name, options.force).await?)
+        }
+        _ => None,
+    };
+    // Where the finished dump will be, for its manifest (none for stdout).
+    let placed: Option<Location> = match (&final_path, &object) {
+        (Some(path), _) => Some(Location::Local(path.clone())),
+        (None, Some(object)) => Some(Location::S3(object.url.clone())),
+        (None, None) => None,
+    };
     let dumped_at = k8s_openapi::jiff::Timestamp::now().to_string();
     // Counted before and after the dump: a table that differs was written meanwhile. This
     // pass runs before FILE.partial exists, so a signal now leaves nothing behind.
-    let counted_before = match final_path {
-        Some(_) => Some(count_tables(kube, &target, options).await?),
+    let counted_before = match &placed {
+        Some(_) => match count_tables(kube, &target, options).await {
+            Ok(counted) => Some(counted),
+            Err(err) => return Err(discard(object, err).await),
+        },
         None => None,
     };
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
-    let sink: Box<dyn Write + Send> = match &partial {
-        Some(p) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
+    let sink: Box<dyn Write + Send> = match (&partial, &mut object) {
+        (Some(p), _) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
             action: "open",
             path: p.path.display().to_string(),
             source,
         })?),
-        None => Box::new(io::stdout()),
+        (None, Some(object)) => object.upload.writer(),
+        (None, None) => Box::new(io::stdout()),
     };
 
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
@@ -189,12 +207,16 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         ))),
     };
     progress.finish();
-    let streamed = streamed?;
+    let streamed = match streamed {
+        Ok(streamed) => streamed,
+        Err(err) => return Err(discard(object, err).await),
+    };
 
-    let file_label = final_path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "-".into());
+    let file_label = match (&final_path, &object) {
+        (Some(path), _) => path.display().to_string(),
+        (None, Some(object)) => object.url.to_string(),
+        (None, None) => "-".into(),
+    };
     let complete = kind.is_complete(streamed.tail.bytes());
     if !streamed.status.success() || !complete {
         let mut reason = if streamed.status.success() {
@@ -209,42 +231,43 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         if !stderr.trim().is_empty() {
             reason.push_str(&format!("; stderr: {}", exec::last_lines(stderr.trim(), 5)));
         }
-        let outcome = match final_path {
-            Some(_) => "no file was written",
-            None => "the bytes already written to stdout are incomplete",
+        let outcome = match (&final_path, &object) {
+            (Some(_), _) => "no file was written",
+            (None, Some(_)) => "the upload was aborted: no object was written",
+            (None, None) => "the bytes already written to stdout are incomplete",
         };
-        return Err(Error::Failed(format!(
+        let failed = Error::Failed(format!(
             "failed to dump pod {}/{}: {reason} ({} bytes received; {outcome})",
             target.namespace, target.pod_name, streamed.raw
-        )));
+        ));
+        return Err(discard(object, failed).await);
     }
 
-    let checksum_file = match (&mut partial, &final_path) {
-        (Some(partial), Some(path)) => {
+    let checksum_file = match (&mut partial, &final_path, object) {
+        (Some(partial), Some(path), _) => {
             let line = format::checksum_line(&streamed.sha256, path);
             let checksum = partial.commit(path, line.as_bytes(), options.force)?;
             Some(checksum.display().to_string())
         }
+        (_, _, Some(object)) => Some(object.complete(&streamed.sha256).await?),
         _ => None,
     };
-    let (manifest_file, changed_during_dump) = match (counted_before, &final_path) {
+    let (manifest_file, changed_during_dump) = match (counted_before, &placed) {
         (Some(before), Some(path)) => {
             let after = tokio::select! {
                 after = count_tables(kube, &target, options) => after.map_err(|err| Error::Failed(format!(
-                    "{} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
-                    path.display(),
+                    "{path} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
                     err.chain()
                 ))),
                 signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
-                    "interrupted by {signal} after the dump: {} is complete, but its manifest (for `drill` and `verify --deep`) was not written",
-                    path.display()
+                    "interrupted by {signal} after the dump: {path} is complete, but its manifest (for `drill` and `verify --deep`) was not written"
                 ))),
             };
             // A manifest left by an earlier dump under this name must not vouch for this one.
             let after = match after {
                 Ok(after) => after,
                 Err(err) => {
-                    let _ = manifest::remove_beside(path);
+                    let _ = manifest::remove_beside(path).await;
                     return Err(err);
                 }
             };
@@ -259,11 +282,8 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
                 dumped_at,
                 databases: manifest::merge(before, after),
             };
-            let written = manifest::write_beside(path, &manifest)?;
-            (
-                Some(written.display().to_string()),
-                manifest.changed_during_dump(),
-            )
+            let written = manifest::write_beside(path, &manifest).await?;
+            (Some(written.to_string()), manifest.changed_during_dump())
         }
         _ => (None, Vec::new()),
     };
@@ -341,6 +361,62 @@ pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A dump on its way to an S3 object.
+struct ObjectDump {
+    url: S3Url,
+    upload: Upload,
+}
+
+impl ObjectDump {
+    /// Refuses an existing object or checksum object unless `force` (checked before the
+    /// dump starts; a dump to the same key started meanwhile is not detected), then starts
+    /// the multipart upload, before anything runs in the pod.
+    async fn start(
+        url: &S3Url,
+        default_name: impl FnOnce() -> String,
+        force: bool,
+    ) -> Result<ObjectDump> {
+        let url = if url.is_prefix() {
+            url.join(&default_name())
+        } else {
+            url.clone()
+        };
+        let store = S3Store::from_env(&url.bucket)?;
+        if !force {
+            for existing in [url.clone(), url.sidecar(".sha256")] {
+                if store.exists(&existing).await? {
+                    return Err(Error::Usage(format!(
+                        "{existing} already exists; choose another -f s3://..., or pass --force to replace it"
+                    )));
+                }
+            }
+        }
+        let upload = store.start_upload(&url).await?;
+        Ok(ObjectDump { url, upload })
+    }
+
+    /// Writes `KEY.sha256`, then completes the upload; returns the checksum object's URL.
+    async fn complete(self, sha256: &str) -> Result<String> {
+        let line = format::checksum_line(sha256, Path::new(self.url.file_name()));
+        self.upload
+            .complete(Some((".sha256", line.into_bytes())))
+            .await?;
+        Ok(self.url.sidecar(".sha256").to_string())
+    }
+}
+
+/// Aborts the upload of a failed dump; the upload's own failure, if it came first, is
+/// the better reason.
+async fn discard(object: Option<ObjectDump>, err: Error) -> Error {
+    match object {
+        Some(object) => match object.upload.discard().await {
+            Some(upload_err @ Error::ObjectStore { .. }) => upload_err,
+            _ => err,
+        },
+        None => err,
+    }
 }
 
 /// True when anything (a file, a directory, a symlink even dangling) has this name.

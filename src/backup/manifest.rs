@@ -4,12 +4,13 @@
 //! The engine computes the checksums ([`crate::engine::Commands::manifest`]); this module
 //! reads their output, merges the two passes and stores the file.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::format::DumpKind;
+use super::location::{Location, write_sidecar};
+use super::s3::S3Store;
 use crate::client::Kube;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -106,67 +107,48 @@ impl Manifest {
     }
 }
 
-/// The manifest's name beside a dump: `FILE.manifest.json`.
-pub fn path_beside(dump: &Path) -> PathBuf {
-    let mut name = dump.as_os_str().to_os_string();
-    name.push(".manifest.json");
-    PathBuf::from(name)
+/// The suffix of the manifest beside a dump: `FILE.manifest.json`.
+pub const SUFFIX: &str = ".manifest.json";
+
+/// The manifest's place beside a dump (a file or an object).
+pub fn beside(dump: &Location) -> Location {
+    dump.sidecar(SUFFIX)
 }
 
-/// Writes the manifest beside the dump, under a temporary name first so a reader never
-/// sees half of it. The one place the manifest is written (object storage plugs in here).
-pub fn write_beside(dump: &Path, manifest: &Manifest) -> Result<PathBuf> {
-    let path = path_beside(dump);
-    let partial = super::format::partial_path(&path);
-    let io_err = |action: &'static str, path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    };
+/// Writes the manifest beside the dump, whole (a local file goes under a temporary name
+/// first, so a reader never sees half of it). The one place the manifest is written.
+pub async fn write_beside(dump: &Location, manifest: &Manifest) -> Result<Location> {
     let text = crate::output::to_json(manifest)?;
-    std::fs::write(&partial, text).map_err(io_err("write", &partial))?;
-    std::fs::rename(&partial, &path).map_err(io_err("rename", &partial))?;
-    Ok(path)
+    write_sidecar(dump, SUFFIX, text.into_bytes()).await
 }
 
 /// Removes the manifest beside a dump, if any: one left from an earlier dump under the
 /// same name must not vouch for this one.
-pub fn remove_beside(dump: &Path) -> Result<()> {
-    let path = path_beside(dump);
-    match std::fs::remove_file(&path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
-            action: "remove",
-            path: path.display().to_string(),
-            source: err,
-        }),
-        _ => Ok(()),
+pub async fn remove_beside(dump: &Location) -> Result<()> {
+    match beside(dump) {
+        Location::Local(path) => match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                action: "remove",
+                path: path.display().to_string(),
+                source: err,
+            }),
+            _ => Ok(()),
+        },
+        Location::S3(url) => S3Store::from_env(&url.bucket)?.delete(&url).await,
     }
 }
 
 /// Reads the manifest beside a dump: `None` when there is none. The one place it is read.
-pub fn read_beside(dump: &Path) -> Result<Option<Manifest>> {
-    let path = path_beside(dump);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::Io {
-                action: "read",
-                path: path.display().to_string(),
-                source,
-            });
-        }
+pub async fn read_beside(dump: &Location) -> Result<Option<Manifest>> {
+    let at = beside(dump);
+    let Some(bytes) = at.read_small().await? else {
+        return Ok(None);
     };
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|err| {
-        Error::Failed(format!("failed to read manifest {}: {err}", path.display()))
-    })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|err| Error::Failed(format!("failed to read manifest {at}: {err}")))?;
     if manifest.format != FORMAT {
         return Err(Error::Failed(format!(
-            "failed to read manifest {}: format {} is not {FORMAT}; a newer kubectl-dbbackup wrote it",
-            path.display(),
+            "failed to read manifest {at}: format {} is not {FORMAT}; a newer kubectl-dbbackup wrote it",
             manifest.format
         )));
     }
@@ -345,16 +327,25 @@ mod tests {
 
         // Written beside the dump and read back unchanged.
         let dir = tempfile::tempdir().unwrap();
-        let dump = dir.path().join("pg.sql.gz");
-        assert_eq!(read_beside(&dump).unwrap(), None);
-        let written = write_beside(&dump, &manifest).unwrap();
-        assert_eq!(written, dir.path().join("pg.sql.gz.manifest.json"));
-        assert_eq!(read_beside(&dump).unwrap(), Some(manifest.clone()));
+        let dump = Location::Local(dir.path().join("pg.sql.gz"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(read_beside(&dump)).unwrap(), None);
+        let written = dir.path().join("pg.sql.gz.manifest.json");
+        assert_eq!(
+            rt.block_on(write_beside(&dump, &manifest)).unwrap(),
+            Location::Local(written.clone())
+        );
+        assert_eq!(
+            rt.block_on(read_beside(&dump)).unwrap(),
+            Some(manifest.clone())
+        );
         let newer = std::fs::read_to_string(&written)
             .unwrap()
             .replace("\"format\": 1", "\"format\": 2");
         std::fs::write(&written, newer).unwrap();
-        let err = read_beside(&dump).unwrap_err();
+        let err = rt.block_on(read_beside(&dump)).unwrap_err();
         assert!(err.to_string().contains("format 2"), "{err}");
     }
 }

@@ -3,15 +3,19 @@
 //! trusted only when the remote exit status is 0 and the dump tool's completion trailer is
 //! there; until then it lives under `FILE.partial`.
 
+pub mod aws_config;
 pub mod drill;
 mod drill_print;
 pub mod dump;
 pub mod format;
+pub mod list;
+pub mod location;
 pub mod manifest;
 pub mod pg_filter;
 mod print;
 pub mod quiesce;
 pub mod restore;
+pub mod s3;
 pub mod snapshot;
 pub mod snapshot_list;
 pub mod verify;
@@ -19,6 +23,7 @@ pub mod verify;
 pub use drill::{DrillOptions, DrillReport, drill};
 pub use dump::{Destination, DumpOptions, DumpReport, dump};
 pub use format::{Compression, DumpKind};
+pub use location::{Location, S3Url, write_sidecar};
 pub use pg_filter::PgRestoreFilter;
 pub use restore::{RestoreOptions, RestoreReport, check_file, restore};
 pub use snapshot::{SnapshotOptions, SnapshotReport, snapshot};

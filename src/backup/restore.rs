@@ -3,7 +3,6 @@
 //! into psql / mysql over exec stdin and reports the remote exit status.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -14,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::dump::read_capped;
 use super::format::DumpKind;
+use super::location::Location;
 use super::pg_filter::{self, PgRestoreFilter};
 use super::verify::{self, VerifyReport};
 use crate::client::Kube;
@@ -32,8 +32,8 @@ const CHANNEL_DEPTH: usize = 8;
 pub struct RestoreOptions {
     /// Pod or StatefulSet name.
     pub target: String,
-    /// The backup file.
-    pub file: PathBuf,
+    /// The backup file or object.
+    pub file: Location,
     /// Restore even though the target already holds user data.
     pub yes: bool,
     /// Time limit for the whole restore.
@@ -76,9 +76,32 @@ pub fn check_file(file: &std::path::Path) -> Result<(VerifyReport, DumpKind)> {
     }
 }
 
+/// [`check_file`] for any location (an object is streamed once, with `KEY.sha256`).
+pub async fn check_location(file: &Location) -> Result<(VerifyReport, DumpKind)> {
+    let Location::S3(url) = file else {
+        let path = file.as_path().map(std::path::Path::to_path_buf);
+        return tokio::task::spawn_blocking(move || check_file(&path.unwrap_or_default()))
+            .await
+            .map_err(|err| Error::Failed(format!("failed to check the backup file: {err}")))?;
+    };
+    if url.is_prefix() {
+        return Err(Error::Usage(format!(
+            "{url} is a prefix: name the object to restore (kubectl dbbackup list {url})"
+        )));
+    }
+    let report = verify::verify_at(file).await?;
+    match report.kind {
+        Some(kind) if report.ok => Ok((report, kind)),
+        _ => Err(Error::Failed(format!(
+            "refusing to restore {file}: {}",
+            report.problems.join("; ")
+        ))),
+    }
+}
+
 /// Whether a MySQL/MariaDB dump carries the `mysql` system schema (users and grants), by
 /// its `USE \`mysql\`;` line; one bounded pass over the file.
-pub fn carries_mysql_schema(file: &std::path::Path) -> Result<bool> {
+pub fn carries_mysql_schema(file: &Location) -> Result<bool> {
     const NEEDLE: &[u8] = b"\nUSE `mysql`;\n";
     let mut sql = verify::open_sql(file)?;
     let mut window = Vec::with_capacity(CHUNK + NEEDLE.len());
@@ -91,7 +114,7 @@ pub fn carries_mysql_schema(file: &std::path::Path) -> Result<bool> {
             Err(source) => {
                 return Err(Error::Io {
                     action: "read",
-                    path: file.display().to_string(),
+                    path: file.to_string(),
                     source,
                 });
             }
@@ -123,7 +146,7 @@ pub async fn restore(
     if !kind.fits(target.engine) {
         return Err(Error::Refused(format!(
             "refusing to restore {}: it is a {} dump and pod {}/{pod} runs {}",
-            options.file.display(),
+            options.file,
             kind.engine_name(),
             target.namespace,
             target.engine
@@ -204,12 +227,11 @@ pub async fn restore(
         };
         return Err(Error::Failed(format!(
             "failed to restore {} into pod {}/{pod}: remote {status}{detail} ({sent} bytes sent; the databases may be half restored; {credentials})",
-            options.file.display(),
-            target.namespace
+            options.file, target.namespace
         )));
     }
     Ok(RestoreReport {
-        file: options.file.display().to_string(),
+        file: options.file.to_string(),
         namespace: target.namespace,
         pod,
         engine: target.engine,
@@ -226,7 +248,7 @@ async fn stream(
     pod: &str,
     container: &str,
     command: &[String],
-    file: PathBuf,
+    file: Location,
     kind: DumpKind,
     progress: &Progress,
 ) -> Result<(ExecStatus, u64, Vec<u8>)> {
@@ -267,11 +289,11 @@ async fn stream(
 }
 
 /// Reads the SQL file and streams it to the channel (see [`pump_sql`]).
-fn read_sql(file: &std::path::Path, kind: DumpKind, tx: mpsc::Sender<Vec<u8>>) -> Result<()> {
+fn read_sql(file: &Location, kind: DumpKind, tx: mpsc::Sender<Vec<u8>>) -> Result<()> {
     let sql = verify::open_sql(file)?;
     pump_sql(sql, kind, |chunk| tx.blocking_send(chunk).is_ok()).map_err(|source| Error::Io {
         action: "read",
-        path: file.display().to_string(),
+        path: file.to_string(),
         source,
     })
 }
@@ -326,14 +348,14 @@ mod tests {
         sql.extend_from_slice(b"\nUSE `mysql`;\n");
         let with = dir.path().join("with.sql");
         std::fs::write(&with, &sql).unwrap();
-        assert!(carries_mysql_schema(&with).unwrap());
+        assert!(carries_mysql_schema(&with.clone().into()).unwrap());
         let without = dir.path().join("without.sql");
         std::fs::write(
             &without,
             b"-- MySQL dump\nUSE `appdb`;\nINSERT INTO t VALUES ('\\nUSE `mysql`;\\n');\n",
         )
         .unwrap();
-        assert!(!carries_mysql_schema(&without).unwrap());
+        assert!(!carries_mysql_schema(&without.clone().into()).unwrap());
     }
 
     /// `len` bytes of one pg_dump COPY line, made on the fly (never held whole).

@@ -1,5 +1,6 @@
 //! `verify`: a backup file is trustworthy when its SHA-256 matches `FILE.sha256` and its
-//! decompressed text ends with the dump tool's completion trailer. One pass over the file.
+//! decompressed text ends with the dump tool's completion trailer. One pass over the file
+//! (one streamed GET for an object).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -9,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::format::{self, Compression, DumpKind, Head, Tail};
+use super::location::Location;
 use super::manifest::{self, Manifest};
 use crate::error::{Error, Result};
 
@@ -44,18 +46,17 @@ pub struct VerifyReport {
 
 /// [`verify`], plus the manifest beside the file: what the dump holds, without a cluster.
 /// A missing manifest, or one of another kind of dump, is a problem.
-pub fn verify_deep(file: &Path) -> Result<VerifyReport> {
-    let mut report = verify(file)?;
-    let path = manifest::path_beside(file);
-    match manifest::read_beside(file)? {
+pub async fn verify_deep(file: &Location) -> Result<VerifyReport> {
+    let mut report = verify_at(file).await?;
+    let path = manifest::beside(file);
+    match manifest::read_beside(file).await? {
         None => report
             .problems
-            .push(format!("no manifest {} (--deep lists it)", path.display())),
+            .push(format!("no manifest {path} (--deep lists it)")),
         Some(found) => {
             if report.kind.is_some_and(|kind| kind != found.kind) {
                 report.problems.push(format!(
-                    "{} describes a {} dump, not this one",
-                    path.display(),
+                    "{path} describes a {} dump, not this one",
                     found.kind.engine_name()
                 ));
             }
@@ -68,18 +69,75 @@ pub fn verify_deep(file: &Path) -> Result<VerifyReport> {
 
 /// Reads the file once: hashes it as stored, decompresses it, and checks header and trailer.
 pub fn verify(file: &Path) -> Result<VerifyReport> {
-    let shown = file.display().to_string();
-    let io_err = |action: &'static str, path: &Path| {
-        let path = path.display().to_string();
+    let input = File::open(file).map_err(|source| Error::Io {
+        action: "open",
+        path: file.display().to_string(),
+        source,
+    })?;
+    let checksum_file = format::checksum_path(file);
+    let checksum = match std::fs::read_to_string(&checksum_file) {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Io {
+                action: "read",
+                path: checksum_file.display().to_string(),
+                source,
+            });
+        }
+    };
+    check(
+        input,
+        &file.display().to_string(),
+        &checksum_file.display().to_string(),
+        checksum,
+    )
+}
+
+/// [`verify`] for any location: an object is streamed (one GET) and its `KEY.sha256`
+/// read beside it.
+pub async fn verify_at(location: &Location) -> Result<VerifyReport> {
+    if let Location::Local(path) = location {
+        let path = path.clone();
+        return tokio::task::spawn_blocking(move || verify(&path))
+            .await
+            .map_err(|err| Error::Failed(format!("failed to verify the file: {err}")))?;
+    }
+    let checksum_at = location.sidecar(".sha256");
+    let checksum = checksum_at
+        .read_small()
+        .await?
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let location = location.clone();
+    tokio::task::spawn_blocking(move || {
+        check(
+            location.open()?,
+            &location.to_string(),
+            &checksum_at.to_string(),
+            checksum,
+        )
+    })
+    .await
+    .map_err(|err| Error::Failed(format!("failed to verify the object: {err}")))?
+}
+
+/// The checks over one stream of the backup; `checksum` is the checksum file's text.
+fn check(
+    mut input: impl Read,
+    shown: &str,
+    checksum_file: &str,
+    checksum: Option<String>,
+) -> Result<VerifyReport> {
+    let io_err = |action: &'static str| {
+        let path = shown.to_string();
         move |source| Error::Io {
             action,
             path,
             source,
         }
     };
-    let mut input = File::open(file).map_err(io_err("open", file))?;
     let mut magic = [0u8; 4];
-    let n = read_up_to(&mut input, &mut magic).map_err(io_err("read", file))?;
+    let n = read_up_to(&mut input, &mut magic).map_err(io_err("read"))?;
     let compression = Compression::from_magic(&magic[..n]);
     let input = io::Cursor::new(magic[..n].to_vec()).chain(input);
     let mut hashed = HashingReader::new(BufReader::with_capacity(1 << 20, input));
@@ -89,7 +147,7 @@ pub fn verify(file: &Path) -> Result<VerifyReport> {
     let mut raw = 0u64;
     let mut problems = Vec::new();
     let decoded = {
-        let mut decoder = decoder(compression, &mut hashed).map_err(io_err("read", file))?;
+        let mut decoder = decoder(compression, &mut hashed).map_err(io_err("read"))?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
             match decoder.read(&mut buf) {
@@ -110,34 +168,28 @@ pub fn verify(file: &Path) -> Result<VerifyReport> {
         ));
     }
     // Hash whatever the decoder did not need, so the digest covers the whole file.
-    io::copy(&mut hashed, &mut io::sink()).map_err(io_err("read", file))?;
+    io::copy(&mut hashed, &mut io::sink()).map_err(io_err("read"))?;
     let (sha256, bytes) = hashed.finish();
 
-    let checksum_file = format::checksum_path(file);
-    let expected = match std::fs::read_to_string(&checksum_file) {
-        Ok(text) => {
+    let expected = match checksum {
+        Some(text) => {
             let parsed = format::parse_checksum(&text);
             if parsed.is_none() {
-                problems.push(format!(
-                    "{} is not in sha256sum format",
-                    checksum_file.display()
-                ));
+                problems.push(format!("{checksum_file} is not in sha256sum format"));
             }
             parsed
         }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            problems.push(format!("no checksum file {}", checksum_file.display()));
+        None => {
+            problems.push(format!("no checksum file {checksum_file}"));
             None
         }
-        Err(source) => return Err(io_err("read", &checksum_file)(source)),
     };
     let checksum_ok = expected.as_deref() == Some(sha256.as_str());
     if let Some(expected) = &expected
         && !checksum_ok
     {
         problems.push(format!(
-            "checksum mismatch: file has {sha256}, {} says {expected}",
-            checksum_file.display()
+            "checksum mismatch: file has {sha256}, {checksum_file} says {expected}"
         ));
     }
     let kind = DumpKind::from_header(head.bytes());
@@ -152,7 +204,7 @@ pub fn verify(file: &Path) -> Result<VerifyReport> {
         Some(_) => {}
     }
     Ok(VerifyReport {
-        file: shown,
+        file: shown.to_string(),
         compression,
         bytes,
         bytes_raw: raw,
@@ -179,14 +231,15 @@ pub fn decoder<'a, R: Read + 'a>(
     })
 }
 
-/// Opens a backup file for reading its SQL, whatever its compression.
-pub fn open_sql(file: &Path) -> Result<Box<dyn Read + Send>> {
+/// Opens a backup for reading its SQL, whatever its compression. Blocks (see
+/// [`Location::open`]).
+pub fn open_sql(file: &Location) -> Result<Box<dyn Read + Send>> {
     let io_err = |source| Error::Io {
         action: "open",
-        path: file.display().to_string(),
+        path: file.to_string(),
         source,
     };
-    let mut input = File::open(file).map_err(io_err)?;
+    let mut input = file.open()?;
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut input, &mut magic).map_err(io_err)?;
     let input =
@@ -261,12 +314,13 @@ mod tests {
         file
     }
 
-    #[test]
-    fn deep_lists_the_manifest_and_misses_it_when_absent() {
+    #[tokio::test]
+    async fn deep_lists_the_manifest_and_misses_it_when_absent() {
         let dir = tempfile::tempdir().unwrap();
         let file = dump(dir.path());
         assert!(verify(&file).unwrap().ok);
-        let without = verify_deep(&file).unwrap();
+        let file = Location::Local(file);
+        let without = verify_deep(&file).await.unwrap();
         assert!(!without.ok);
         assert!(
             without.problems[0].starts_with("no manifest"),
@@ -292,15 +346,15 @@ mod tests {
                 }],
             }],
         };
-        manifest::write_beside(&file, &manifest).unwrap();
-        let deep = verify_deep(&file).unwrap();
+        manifest::write_beside(&file, &manifest).await.unwrap();
+        let deep = verify_deep(&file).await.unwrap();
         assert!(deep.ok, "{deep:?}");
         assert_eq!(deep.manifest.as_ref(), Some(&manifest));
 
         // A manifest of another kind of dump does not describe this file.
         manifest.kind = DumpKind::Mysql;
-        manifest::write_beside(&file, &manifest).unwrap();
-        let other = verify_deep(&file).unwrap();
+        manifest::write_beside(&file, &manifest).await.unwrap();
+        let other = verify_deep(&file).await.unwrap();
         assert!(!other.ok);
         assert!(
             other.problems[0].contains("MySQL/MariaDB dump"),

@@ -1,12 +1,11 @@
 //! `kubectl dbbackup`: streamed, verified dumps; their verification; restores; CSI snapshots.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use kubectl_db::backup::{
-    self, Compression, Destination, DrillOptions, DumpOptions, RestoreOptions, SnapshotOptions,
-    snapshot_list,
+    self, Compression, Destination, DrillOptions, DumpOptions, Location, RestoreOptions,
+    SnapshotOptions, snapshot_list,
 };
 use kubectl_db::cli::{
     self, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, TargetArgs, exit, parse_duration,
@@ -25,7 +24,7 @@ use kubectl_db::{Error, client};
     // for a TARGET, since clap counts the global `-n` as an argument given.
     subcommand_negates_reqs = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z"
+    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z\n  kubectl dbbackup postgres -f s3://backups/nightly/     # streamed to S3, KEY.sha256 beside it\n  kubectl dbbackup list s3://backups/nightly/"
 )]
 struct Cli {
     #[command(flatten)]
@@ -48,6 +47,8 @@ enum Command {
     /// Prove a backup restores: restore it into a throwaway instance, compare every table
     /// with the dump's manifest, delete the instance (exit 1 when a table differs)
     Drill(DrillArgs),
+    /// List the backups in a directory or under an s3://BUCKET/PREFIX/
+    List(ListArgs),
     /// Take a CSI VolumeSnapshot of each of the pod's volumes
     Snapshot(SnapshotArgs),
     /// Print a shell completion script
@@ -61,8 +62,10 @@ enum Command {
 struct DumpArgs {
     /// Pod or StatefulSet of the database
     target: String,
-    /// Backup file, or - for stdout (default: <name>-<UTC timestamp>.sql.gz)
-    #[arg(short, long, value_name = "FILE|-")]
+    /// Backup file, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (gets the default name), or - for
+    /// stdout (default: <name>-<UTC timestamp>.sql.gz). S3 credentials and endpoint from
+    /// AWS_* variables or ~/.aws with AWS_PROFILE (see docs/dbbackup.md)
+    #[arg(short, long, value_name = "FILE|s3://...|-")]
     file: Option<String>,
     /// Compression of the file
     #[arg(long, value_enum, default_value = "gzip")]
@@ -91,8 +94,9 @@ struct DumpArgs {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// Backup file
-    file: PathBuf,
+    /// Backup file or s3://BUCKET/KEY
+    #[arg(value_name = "FILE|s3://...")]
+    file: String,
     /// Also list what the dump holds (databases, tables, rows) from FILE.manifest.json;
     /// a missing manifest is a problem
     #[arg(long)]
@@ -103,8 +107,9 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct DrillArgs {
-    /// Backup file, with FILE.sha256 and FILE.manifest.json beside it
-    file: PathBuf,
+    /// Backup file or s3://BUCKET/KEY, with FILE.sha256 and FILE.manifest.json beside it
+    #[arg(value_name = "FILE|s3://...")]
+    file: String,
     /// Image of the throwaway instance (default: the source's, recorded in the manifest)
     #[arg(long)]
     image: Option<String>,
@@ -125,9 +130,9 @@ struct DrillArgs {
 struct RestoreArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Backup file (plain, gzip or zstd)
-    #[arg(short, long)]
-    file: PathBuf,
+    /// Backup file or s3://BUCKET/KEY (plain, gzip or zstd)
+    #[arg(short, long, value_name = "FILE|s3://...")]
+    file: String,
     /// Restore even when the target already holds data (databases in the file are replaced).
     /// After the file, the target's own credentials (from its container's environment,
     /// i.e. its Secret) are set again, so its applications can still log in
@@ -136,6 +141,15 @@ struct RestoreArgs {
     /// Time limit for the whole restore
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Directory or s3://BUCKET/PREFIX/
+    #[arg(default_value = ".", value_name = "DIR|s3://BUCKET/PREFIX/")]
+    location: String,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -216,9 +230,10 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     };
     match command {
         Command::Dump(args) => run_dump(&global, args).await,
-        Command::Verify(args) => run_verify(args),
+        Command::Verify(args) => run_verify(args).await,
         Command::Restore(args) => run_restore(&global, args).await,
         Command::Drill(args) => run_drill(&global, args).await,
+        Command::List(args) => run_list(args).await,
         Command::Snapshot(args) => run_snapshot(&global, args).await,
         Command::Completion(args) => {
             args.print(Cli::command(), "kubectl-dbbackup");
@@ -236,24 +251,32 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
     let destination = match args.file.as_deref() {
         None => Destination::Default,
         Some("-") => Destination::Stdout,
-        Some(path) => Destination::File(PathBuf::from(path)),
+        Some(text) => match Location::parse(text)? {
+            Location::S3(url) => Destination::Object(url),
+            Location::Local(path) => Destination::File(path),
+        },
     };
     if destination == Destination::Stdout && format != OutputFormat::Table {
         return Err(Error::Usage(
             "-o json/yaml needs stdout; write the dump to a file with -f FILE".into(),
         ));
     }
-    if let Destination::File(path) = &destination {
-        backup::dump::refuse_existing(path, args.force)?;
-        if let Some(named) = Compression::from_file_name(&path.to_string_lossy())
-            && named != args.compress
-        {
-            eprintln!(
-                "warning: {} is named like a {named} file but is written with --compress {}",
-                path.display(),
-                args.compress
-            );
+    let named = match &destination {
+        Destination::File(path) => {
+            backup::dump::refuse_existing(path, args.force)?;
+            Some(path.to_string_lossy().into_owned())
         }
+        Destination::Object(url) if !url.is_prefix() => Some(url.to_string()),
+        _ => None,
+    };
+    if let Some(name) = named
+        && let Some(named) = Compression::from_file_name(&name)
+        && named != args.compress
+    {
+        eprintln!(
+            "warning: {name} is named like a {named} file but is written with --compress {}",
+            args.compress
+        );
     }
     let to_stdout = destination == Destination::Stdout;
     let kube = client::connect_within(global, args.timeout).await?;
@@ -277,16 +300,22 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
     Ok(exit::SUCCESS)
 }
 
-fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
-    if !args.file.is_file() {
-        return Err(Error::Usage(format!(
-            "{} is not a file",
-            args.file.display()
-        )));
+async fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
+    let location = Location::parse(&args.file)?;
+    match &location {
+        Location::Local(path) if !path.is_file() => {
+            return Err(Error::Usage(format!("{} is not a file", path.display())));
+        }
+        Location::S3(url) if url.is_prefix() => {
+            return Err(Error::Usage(format!(
+                "{url} is a prefix: name the object to verify (kubectl dbbackup list {url})"
+            )));
+        }
+        _ => {}
     }
     let report = match args.deep {
-        true => backup::verify_deep(&args.file)?,
-        false => backup::verify(&args.file)?,
+        true => backup::verify::verify_deep(&location).await?,
+        false => backup::verify::verify_at(&location).await?,
     };
     output::print_report(&report, args.output.format)?;
     Ok(if report.ok {
@@ -298,11 +327,12 @@ fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
 
 async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Error> {
     // Everything about the file is checked before connecting: nothing is sent from a bad file.
-    let (_, kind) = backup::check_file(&args.file)?;
+    let file = Location::parse(&args.file)?;
+    let (_, kind) = backup::restore::check_location(&file).await?;
     let kube = client::connect_within(global, args.timeout).await?;
     let options = RestoreOptions {
         target: args.target.target,
-        file: args.file,
+        file,
         yes: args.yes,
         timeout: args.timeout,
         progress: global.show_progress(),
@@ -315,16 +345,17 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
 async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     // The file and its manifest are checked before connecting: nothing is created for a
     // file that cannot be drilled.
-    let (verified, kind) = backup::check_file(&args.file)?;
+    let location = Location::parse(&args.file)?;
+    let (verified, kind) = backup::restore::check_location(&location).await?;
     let options = DrillOptions {
-        file: args.file,
+        file: location,
         image: args.image,
         storage_size: args.storage_size,
         storage_class: args.storage_class,
         timeout: args.timeout,
         progress: global.show_progress(),
     };
-    let manifest = backup::drill::read_manifest(&options, kind)?;
+    let manifest = backup::drill::read_manifest(&options, kind).await?;
     let kube = client::connect_within(global, args.timeout).await?;
     let report = backup::drill(&kube, &options, &verified, kind, &manifest).await?;
     output::print_report(&report, args.output.format)?;
@@ -333,6 +364,17 @@ async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     } else {
         exit::UNHEALTHY
     })
+}
+
+async fn run_list(args: ListArgs) -> Result<i32, Error> {
+    let location = Location::parse(&args.location)?;
+    let list = backup::list::list(&location, k8s_openapi::jiff::Timestamp::now()).await?;
+    if list.backups.is_empty() && args.output.format == OutputFormat::Table {
+        eprintln!("no backups in {location}");
+        return Ok(exit::SUCCESS);
+    }
+    output::print_report(&list, args.output.format)?;
+    Ok(exit::SUCCESS)
 }
 
 async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Error> {

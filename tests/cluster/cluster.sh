@@ -38,8 +38,13 @@
 # host processes on the admin kubeconfig; StorageClass csi-hostpath (not default) and the
 # default VolumeSnapshotClass csi-hostpath-snapclass.
 #
+# S3 server (test infrastructure, `s3-up`/`s3-down`; `up` runs s3-up unless KDB_S3=0): versitygw
+# v1.8.0 (wrapper module s3/go.mod) with its posix backend under $STATE/s3/data, on 127.0.0.1
+# only, with root credentials generated at first start into $STATE/s3/env (mode 0600; the
+# integration tests and benches/s3.sh read the endpoint and keys from there).
+#
 # Usage: cluster.sh deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]
-#                   |csi-build|csi-up|csi-down [--purge]
+#                   |csi-build|csi-up|csi-down [--purge]|s3-build|s3-up|s3-down [--purge]
 #   KDB_CLUSTER_STATE (default /var/tmp/kubectl-db-cluster)  state, data, logs, kubeconfig
 #   KDB_CACHE         (default ~/.cache/kubectl-db)          binaries and image tarballs
 #   KDB_API_PORT      (default 16443)
@@ -67,7 +72,7 @@ SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 EXTERNAL_PATHS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni
                 /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers /var/log/pods)
 APT_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 debootstrap umoci
-              skopeo libnss-wrapper etcd-server etcd-client openssl util-linux ca-certificates)
+              skopeo libnss-wrapper etcd-server etcd-client openssl util-linux ca-certificates curl)
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner coredns)
 
@@ -83,6 +88,9 @@ CSI_CLIENT_MODULE=github.com/kubernetes-csi/external-snapshotter/client/v8
 CSI_CACHE=$CACHE/csi
 CSI_BIN=$CSI_CACHE/bin
 
+# S3 server (s3/, `s3-up`).
+S3_PORT=${KDB_S3_PORT:-17070}
+S3_CACHE=$CACHE/s3
 KUBECONFIG_FILE=$STATE/kubeconfig
 PKI=$STATE/pki
 RUN=$STATE/run
@@ -92,6 +100,7 @@ CTRD_SOCK=$CTRD/containerd.sock
 CSI_STATE=$STATE/csi
 CSI_SOCK=$CSI_STATE/csi.sock
 CSI_REG_SOCK=$STATE/kubelet/plugins_registry/$CSI_DRIVER-reg.sock
+S3_STATE=$STATE/s3
 
 log() { echo "[cluster] $*" >&2; }
 die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
@@ -264,6 +273,23 @@ build_csi() {
   ln -sfn "../${drv##*/}" "$CSI_BIN/kdb-csi-driver"
 }
 
+# versitygw (keyed by s3/go.mod + go.sum; cold ~4 min on 2 busy cores), cached under
+# $S3_CACHE; $S3_CACHE/versitygw links to the current one.
+build_s3() {
+  local dir=$HERE/s3 sum out
+  sum=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-12)
+  out=$S3_CACHE/versitygw-$sum
+  if [[ ! -x $out ]]; then
+    need_go
+    log "building versitygw (cold: ~4 min on 2 busy cores)"
+    mkdir -p "$S3_CACHE"
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" github.com/versity/versitygw/cmd/versitygw)
+    mv "$out.tmp" "$out"
+    find "$S3_CACHE" -maxdepth 1 -name 'versitygw-*' ! -name "${out##*/}" -delete
+  fi
+  ln -sfn "${out##*/}" "$S3_CACHE/versitygw"
+}
+
 build_krew() {
   # tests/integration/krew.rs installs the plugins with this Krew (it looks in $CACHE/krew/krew).
   [[ -x $CACHE/krew/krew ]] && { log "krew $KREW_VERSION cached in $CACHE/krew"; return 0; }
@@ -284,6 +310,7 @@ cmd_build() {
   phase "build krew" build_krew
   phase "build images" build_images
   if [[ ${KDB_CSI:-1} != 0 ]]; then phase "build csi" build_csi; fi
+  if [[ ${KDB_S3:-1} != 0 ]]; then phase "build s3" build_s3; fi
 }
 
 # --- pki -------------------------------------------------------------------------------------
@@ -784,6 +811,56 @@ csi_status() {
   return $rc
 }
 
+# --- S3 server -------------------------------------------------------------------------------
+# The credentials are random per state dir and reach versitygw through its environment, never
+# its argv (ps shows argv to every user).
+s3_credentials() {
+  [[ -s $S3_STATE/env ]] && return 0
+  mkdir -p "$S3_STATE"
+  (umask 077
+   { echo "S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+     echo "S3_REGION=us-east-1"
+     echo "S3_ACCESS_KEY_ID=kdb$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+     echo "S3_SECRET_ACCESS_KEY=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+   } >"$S3_STATE/env.tmp")
+  mv "$S3_STATE/env.tmp" "$S3_STATE/env"
+}
+
+s3_healthy() { curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/health"; }
+
+# s3-up: runs without the cluster (the dump streams from the client, not from a pod).
+cmd_s3_up() {
+  [[ $(id -u) == 0 ]] || die "run as root"
+  phase "build s3 (cached)" build_s3
+  s3_credentials
+  mkdir -p "$S3_STATE/data" "$RUN" "$LOGS"
+  if ! alive versitygw; then
+    # shellcheck disable=SC1091
+    (set -a; . "$S3_STATE/env"; set +a
+     export ROOT_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$S3_SECRET_ACCESS_KEY
+     unset S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY
+     start versitygw "$S3_CACHE/versitygw" --port "127.0.0.1:$S3_PORT" --region us-east-1 \
+       --health /health --quiet posix "$S3_STATE/data")
+  fi
+  wait_for "S3 server on 127.0.0.1:$S3_PORT" 30 s3_healthy
+  touch "$S3_STATE/enabled"
+  log "s3 up — endpoint http://127.0.0.1:$S3_PORT, credentials in $S3_STATE/env"
+}
+
+# s3-down [--purge]: stop the server; --purge also deletes its buckets and credentials.
+cmd_s3_down() {
+  stop versitygw
+  rm -f "$S3_STATE/enabled"
+  if [[ ${1:-} == --purge ]]; then rm -rf "$S3_STATE"; fi
+  log "s3 down"
+}
+
+s3_status() {
+  if alive versitygw; then printf '%-24s running (pid %s, http://127.0.0.1:%s, credentials %s)\n' versitygw "$(pid_of versitygw)" "$S3_PORT" "$S3_STATE/env"
+  elif [[ -e $S3_STATE/enabled ]]; then printf '%-24s stopped\n' versitygw; return 1
+  else printf '%-24s off (cluster.sh s3-up; `up` starts it unless KDB_S3=0)\n' versitygw; fi
+}
+
 # --- up / down / status --------------------------------------------------------------------
 node_ready() {
   [[ $(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
@@ -814,6 +891,8 @@ cmd_up() {
   # The CSI snapshot stack is part of the cluster (VolumeSnapshots are tested end to end);
   # KDB_CSI=0 leaves it out, for a cluster without the snapshot API.
   if [[ ${KDB_CSI:-1} != 0 ]]; then phase "csi snapshot stack" cmd_csi_up; fi
+  # The S3 server for `dbbackup -f s3://` (tests/integration/s3.rs); KDB_S3=0 leaves it out.
+  if [[ ${KDB_S3:-1} != 0 ]]; then phase "s3 server" cmd_s3_up; fi
   log "cluster up in $((SECONDS - t0))s — API https://127.0.0.1:$API_PORT"
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
@@ -901,6 +980,7 @@ cmd_down() {
   [[ $(id -u) == 0 ]] || die "run as root"
   [[ -d $STATE ]] || { log "nothing to do: $STATE does not exist"; return 0; }
   phase "remove pods" remove_pods
+  phase "stop s3" cmd_s3_down
   phase "stop control plane" eval 'stop coredns; stop provisioner; stop kube-scheduler; stop kube-controller-manager; stop kube-apiserver; stop etcd'
   phase "stop containerd" stop_containerd
   phase "unmount" unmount_state
@@ -908,7 +988,7 @@ cmd_down() {
   # Cluster data goes; the containerd image store stays (fast warm `up`) unless --purge.
   rm -rf "$STATE/etcd" "$STATE/kubelet" "$STATE/volumes" "$STATE/cni" "$LOGS" "$RUN" \
          "$CTRD/state" "$STATE/pki" "$STATE"/*.kubeconfig "$KUBECONFIG_FILE" "$STATE/kubelet-config.yaml" "$STATE/coredns" \
-         "$CSI_STATE"
+         "$CSI_STATE" "$S3_STATE"
   if [[ $purge == --purge ]]; then rm -rf "$STATE"; fi
   log "cluster down in $((SECONDS - t0))s"
 }
@@ -926,6 +1006,7 @@ cmd_status() {
     else printf '%-24s stopped\n' "$n"; rc=1; fi
   done
   csi_status || rc=1
+  s3_status || rc=1
   if alive kube-apiserver; then
     kc get nodes -o wide 2>&1 || rc=1
     kc get storageclass 2>&1 || true
@@ -967,7 +1048,10 @@ main() {
     csi-build) build_csi ;;
     csi-up) cmd_csi_up ;;
     csi-down) cmd_csi_down "$@" ;;
-    *) echo "usage: $0 deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]|csi-build|csi-up|csi-down [--purge]" >&2; exit 2 ;;
+    s3-build) build_s3 ;;
+    s3-up) cmd_s3_up ;;
+    s3-down) cmd_s3_down "$@" ;;
+    *) echo "usage: $0 deps|build|up|down [--purge]|status|env|restart-apiserver [SECONDS]|csi-build|csi-up|csi-down [--purge]|s3-build|s3-up|s3-down [--purge]" >&2; exit 2 ;;
   esac
 }
 

@@ -21,4 +21,5 @@ mod man;
 mod parsers;
 mod rbac;
 mod render;
+mod s3;
 mod safety;
