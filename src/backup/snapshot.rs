@@ -560,6 +560,7 @@ mod tests {
             client: client.clone(),
             streams: client,
             namespace: "default".into(),
+            requests: Default::default(),
         }
     }
 
@@ -622,6 +623,7 @@ mod tests {
             client: client.clone(),
             streams: client,
             namespace: "default".into(),
+            requests: Default::default(),
         };
         let err = check_api_and_class(&kube, None).await.unwrap_err();
         assert_eq!(err.exit_code(), 3);

@@ -17,6 +17,7 @@ mod dbpersist;
 mod krew;
 mod man;
 mod parsers;
+mod perf;
 mod rbac;
 mod render;
 mod safety;
