@@ -6,6 +6,7 @@
 pub mod dump;
 pub mod format;
 pub mod pg_filter;
+pub mod pipeline;
 mod print;
 pub mod quiesce;
 pub mod restore;
