@@ -326,4 +326,44 @@ mod tests {
             assert!(err.is_err(), "{compression}");
         }
     }
+
+    /// Not a test: compression speed and ratio of each level on a real dump, through the
+    /// crates the client uses (`KDB_BENCH_SQL=dump.sql cargo test --release --lib
+    /// compression_levels -- --ignored --nocapture`; benches/dump.sh runs it).
+    #[test]
+    #[ignore]
+    fn compression_levels() {
+        let Ok(path) = std::env::var("KDB_BENCH_SQL") else {
+            return;
+        };
+        let sql = std::fs::read(path).unwrap();
+        let mib = sql.len() as f64 / (1 << 20) as f64;
+        println!("| codec | level | MiB/s (one thread) | ratio |");
+        println!("|---|---|---|---|");
+        let report = |name: &str, level: i32, run: &dyn Fn() -> usize| {
+            let started = std::time::Instant::now();
+            let size = run();
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "| {name} | {level} | {:.0} | {:.2} |",
+                mib / seconds,
+                sql.len() as f64 / size as f64
+            );
+        };
+        for level in [1, 3, 6] {
+            report("gzip", level, &|| {
+                let mut e = flate2::write::GzEncoder::new(
+                    Vec::new(),
+                    flate2::Compression::new(level as u32),
+                );
+                e.write_all(&sql).unwrap();
+                e.finish().unwrap().len()
+            });
+        }
+        for level in [1, 3, 6] {
+            report("zstd", level, &|| {
+                zstd::encode_all(&sql[..], level).unwrap().len()
+            });
+        }
+    }
 }

@@ -184,13 +184,19 @@ async fn postgres_round_trip() {
         "-f",
         &on_client.display().to_string(),
         "--compress-in-pod=false",
-        "-o",
-        "json",
     ]));
     assert_eq!(client_report["compressed_in_pod"], false);
     assert_eq!(client_report["bytes_raw"], report["bytes_raw"]);
     assert_eq!(verify_code(&on_client).0, Some(0));
-    assert_eq!(common::gunzip(&on_client), common::gunzip(&file));
+    // The same SQL but for pg_dump's random `\restrict` keys.
+    let sql = |file: &Path| {
+        common::gunzip(file)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(sql(&on_client), sql(&file));
     assert!(
         report["bytes_raw"].as_u64().unwrap() > 3_000_000,
         "{report}"

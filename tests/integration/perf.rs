@@ -115,8 +115,14 @@ async fn a_namespace_summary_costs_the_same_requests_for_one_or_eight_databases(
     }
     let (one_lists, one_execs) = split_execs(one_requests);
     let (eight_lists, eight_execs) = split_execs(eight_requests);
-    eprintln!("1 database: {one_lists:?} + {one_execs} execs");
-    eprintln!("8 databases: {eight_lists:?} + {eight_execs} execs");
+    eprintln!(
+        "1 database: {one_lists:?} + {one_execs} execs, {:.2}s",
+        one.elapsed_seconds
+    );
+    eprintln!(
+        "8 databases: {eight_lists:?} + {eight_execs} execs, {:.2}s",
+        eight.elapsed_seconds
+    );
     assert_eq!(one_lists, eight_lists, "requests other than exec differ");
     assert!(one_execs > 0);
     assert_eq!(eight_execs, 8 * one_execs);
