@@ -69,9 +69,9 @@ printf '|%s|%s|%s|%s|%s|%s|%s|\n' "-----------" "-------------------------------
 for mib in $SIZES; do
   want=$((mib * 1024))
   echo "INSERT INTO orders SELECT g, timestamptz '2024-01-01' + g * interval '17 seconds',
-    (ARRAY['new','paid','shipped','delivered','returned'])[1 + g % 5], 'user' || (g * 7919 % 100003) || '@example.com',
+    (ARRAY['new','paid','shipped','delivered','returned'])[1 + g % 5], 'user' || (g::bigint * 7919 % 100003) || '@example.com',
     round((random() * 100000)::numeric, 2), md5(g::text), words(120, g)
-    FROM generate_series($((rows + 1)), $want) g; CHECKPOINT;" | psql
+    FROM generate_series($((rows + 1))::bigint, $want) g; CHECKPOINT;" | psql
   rows=$want
   rm -f "$OUT"/*.out "$OUT"/*.sql* "$OUT"/*.time
   results=()
@@ -85,7 +85,7 @@ for mib in $SIZES; do
     timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
     'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dumpall -U "$POSTGRES_USER"'
   raw_bytes=$(stat -c %s "$OUT/m.out")
-  measure "kubectl exec -- 'pg_dumpall | gzip -1' > file" "$OUT/m.out" \
+  measure "kubectl exec -- pg_dumpall, gzip -1 in pod" "$OUT/m.out" \
     timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
     'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | gzip -1'
   measure "dbbackup (default: gzip in the pod)" "$OUT/d1.sql.gz" \
