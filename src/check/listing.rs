@@ -315,6 +315,35 @@ impl Listing {
         }
     }
 
+    /// What could not be listed, with the API's reason (a refused permission names the
+    /// verb and resource), for the summary: its lines show only failed and warned checks,
+    /// not the skipped ones this leaves. Clusters without metrics-server or the snapshot
+    /// API are not worth a line in every summary.
+    pub fn not_read(&self) -> Vec<String> {
+        let mut reasons: Vec<String> = [
+            &self.events.as_ref().err(),
+            &self.secrets.as_ref().err(),
+            &self.config_maps.as_ref().err(),
+            &self.classes.as_ref().err(),
+            &self.volumes.as_ref().err(),
+            &self
+                .metrics
+                .as_ref()
+                .err()
+                .filter(|e| !e.starts_with("no metrics API")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|reason| reason.to_string())
+        .collect();
+        if let Err(check) = &self.snapshots
+            && check.evidence.starts_with("could not read")
+        {
+            reasons.push(check.evidence.clone());
+        }
+        reasons
+    }
+
     /// `snapshot.newest` of the database `name` in `namespace`.
     pub fn snapshot_check(&self, namespace: &str, name: &str) -> Check {
         match &self.snapshots {

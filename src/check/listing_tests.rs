@@ -159,6 +159,15 @@ fn what_could_not_be_listed_reaches_the_checks_that_need_it() {
         events: Err(refused("events")),
         ..listing()
     };
+    // The summary says what it could not read: its lines show only failed checks.
+    assert_eq!(
+        listing.not_read(),
+        [
+            refused("events"),
+            refused("Secrets"),
+            refused("PersistentVolumes")
+        ]
+    );
     let facts = listing.facts(&listing.databases()[0], Timestamp::UNIX_EPOCH);
     assert_eq!(
         facts.objects[&(RefKind::Secret, "pg-secret".to_string())],

@@ -105,6 +105,8 @@ pub struct NamespaceReport {
     /// The namespace, or `null` with `-A`.
     pub namespace: Option<String>,
     pub databases: Vec<DatabaseSummary>,
+    /// What could not be read for the checks (a refused list, with the API's reason).
+    pub not_read: Vec<String>,
     pub elapsed_seconds: f64,
 }
 
@@ -153,6 +155,7 @@ pub async fn check_all(
     Ok(NamespaceReport {
         namespace: (!all_namespaces).then(|| kube.namespace.clone()),
         databases: lines,
+        not_read: listing.not_read(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
 }
