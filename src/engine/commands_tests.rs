@@ -92,7 +92,6 @@ struct Call {
 struct Ran {
     success: bool,
     stdout: String,
-    #[expect(dead_code, reason = "shown by Debug in failure messages")]
     stderr: String,
     calls: Vec<Call>,
 }
