@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Dump throughput and client memory: `kubectl dbbackup dump --compress none` against
-# `kubectl exec POD -- pg_dumpall > file` on the same database in the same run, for a
-# ~100 MiB and a ~1 GiB dump. Peak RSS from /usr/bin/time -v. Targets (issue #5):
-# throughput >= 0.95x kubectl's, peak RSS < 32 MiB and flat as the dump grows.
-# Needs a cluster: KUBECONFIG, or the local one (tests/cluster/cluster.sh up).
+# Dump throughput and client memory, side by side with kubectl in the same run, on the same
+# database: `kubectl exec POD -- pg_dumpall > file` (and the same piped through the pod's
+# gzip) against `kubectl dbbackup` compressing in the pod (the default), on the client
+# (gzip, zstd) and not at all, for a ~100 MiB and a ~1 GiB dump. Then the client's
+# compression levels on that dump. Peak RSS from /usr/bin/time -v.
+#
+# The rows are ~1 KiB orders with words drawn at random, an e-mail, an md5 and numbers:
+# they compress about like real tables (3-4:1 with gzip -1), not like a repeated string.
+#
+#   SIZES="100 1024" PROFILE=release benches/dump.sh
+#
+# PROFILE=debug uses the test build (target/debug, dependencies at opt-level 1) instead of
+# a release build. Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KUBECONFIG=${KUBECONFIG:-/var/tmp/kubectl-db-cluster/kubeconfig}
 KUBECTL=${KUBECTL:-$HOME/.cache/kubectl-db/k8s-v1.34.4/bin/kubectl}
 IMAGE=${IMAGE:-localhost/kdb/postgres:15}
 SIZES=${SIZES:-"100 1024"} # MiB of rows (~1 KiB each)
+PROFILE=${PROFILE:-release}
 NS=kdb-bench-dump-$$
 OUT=$(mktemp -d)
-BIN=${CARGO_TARGET_DIR:-target}/release
-cargo build --release --locked -q --bin kubectl-dbbackup --bin kubectl-dbdeploy
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked -q --bin kubectl-dbbackup --bin kubectl-dbdeploy
+  BIN=${CARGO_TARGET_DIR:-target}/release
+else
+  cargo build --locked -q --bin kubectl-dbbackup --bin kubectl-dbdeploy
+  BIN=${CARGO_TARGET_DIR:-target}/debug
+fi
 timeout 30 "$KUBECTL" create namespace "$NS" >/dev/null
 trap 'rm -rf "$OUT"; timeout 60 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 until timeout 10 "$KUBECTL" -n "$NS" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
@@ -21,10 +35,10 @@ until timeout 10 "$KUBECTL" -n "$NS" get serviceaccount default >/dev/null 2>&1;
   --memory-limit 1Gi --storage-size 6Gi -q >/dev/null
 
 psql() {
-  timeout 1800 "$KUBECTL" -n "$NS" exec -i postgres-0 -- sh -c \
+  timeout 3600 "$KUBECTL" -n "$NS" exec -i postgres-0 -- sh -c \
     'PGPASSWORD="$POSTGRES_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d appdb'
 }
-# run NAME CMD... : wall seconds and peak RSS (KiB) of CMD, stdout to $OUT/NAME.sql
+# run NAME CMD... : wall seconds and peak RSS (KiB) of CMD, its stdout to $OUT/NAME.out
 run() {
   local name=$1
   shift
@@ -35,26 +49,73 @@ run() {
   echo "$wall $rss"
 }
 
-echo "CREATE TABLE big (id bigint, s text);" | psql
+cat <<'SQL' | psql
+CREATE TABLE orders (id bigint PRIMARY KEY, created timestamptz, status text, email text,
+  amount numeric(12,2), digest text, note text);
+CREATE FUNCTION words(n int, seed bigint) RETURNS text LANGUAGE sql AS $$
+  SELECT string_agg((ARRAY['order','shipped','delayed','customer','payment','refund',
+    'warehouse','Seoul','Busan','invoice','express','standard','returned','the','a','of',
+    'package','address','confirmed','pending','cancelled','card','bank','transfer','note',
+    'fragile','gift','priority','weekend','morning','evening','courier','received','damaged',
+    'replacement','discount','coupon','loyalty','member','review','rating','excellent',
+    'poor','average','quality','size','colour','blue','red','green'])[1 + floor(random() * 50)::int], ' ')
+  FROM generate_series(1, n) WHERE seed >= 0 $$;
+SQL
+
 rows=0
-printf '| %-9s | %-34s | %9s | %8s | %9s | %13s |\n' "dump" "command" "bytes" "seconds" "MiB/s" "peak RSS MiB"
-printf '|%s|%s|%s|%s|%s|%s|\n' "-----------" "------------------------------------" "-----------" "----------" "-----------" "---------------"
+sql_sample=""
+printf '| %-9s | %-44s | %8s | %8s | %9s | %9s | %12s |\n' "dump" "command" "file MiB" "seconds" "SQL MiB/s" "x kubectl" "peak RSS MiB"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "-----------" "----------------------------------------------" "----------" "----------" "-----------" "-----------" "--------------"
 for mib in $SIZES; do
   want=$((mib * 1024))
-  echo "INSERT INTO big SELECT g, repeat(md5(g::text), 30) FROM generate_series($((rows + 1)), $want) g; CHECKPOINT;" | psql
+  echo "INSERT INTO orders SELECT g, timestamptz '2024-01-01' + g * interval '17 seconds',
+    (ARRAY['new','paid','shipped','delivered','returned'])[1 + g % 5], 'user' || (g::bigint * 7919 % 100003) || '@example.com',
+    round((random() * 100000)::numeric, 2), md5(g::text), words(120, g)
+    FROM generate_series($((rows + 1))::bigint, $want) g; CHECKPOINT;" | psql
   rows=$want
-  rm -f "$OUT"/*.sql "$OUT"/*.sql.sha256
-  read -r k_wall k_rss < <(run kubectl timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
-    'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dumpall -U "$POSTGRES_USER"')
-  k_bytes=$(stat -c %s "$OUT/kubectl.out")
-  read -r d_wall d_rss < <(run dbbackup "$BIN"/kubectl-dbbackup -n "$NS" -q postgres \
-    --compress none -f "$OUT/dbbackup.sql")
-  d_bytes=$(stat -c %s "$OUT/dbbackup.sql")
-  for row in "kubectl exec -- pg_dumpall > file|$k_bytes|$k_wall|$k_rss" \
-    "kubectl dbbackup --compress none|$d_bytes|$d_wall|$d_rss"; do
+  rm -f "$OUT"/*.out "$OUT"/*.sql* "$OUT"/*.time
+  results=()
+  measure() { # LABEL FILE CMD...
+    local label=$1 file=$2
+    shift 2
+    read -r wall rss < <(run m "$@")
+    results+=("$label|$(stat -c %s "$file")|$wall|$rss")
+  }
+  measure "kubectl exec -- pg_dumpall > file" "$OUT/m.out" \
+    timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
+    'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dumpall -U "$POSTGRES_USER"'
+  raw_bytes=$(stat -c %s "$OUT/m.out")
+  measure "kubectl exec -- pg_dumpall, gzip -1 in pod" "$OUT/m.out" \
+    timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
+    'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | gzip -1'
+  measure "dbbackup (default: gzip in the pod)" "$OUT/d1.sql.gz" \
+    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d1.sql.gz"
+  measure "dbbackup --compress-in-pod=false (gzip)" "$OUT/d2.sql.gz" \
+    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d2.sql.gz"
+  measure "dbbackup --compress zstd (on the client)" "$OUT/d3.sql.zst" \
+    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress zstd -f "$OUT/d3.sql.zst"
+  measure "dbbackup --compress none" "$OUT/d4.sql" \
+    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d4.sql"
+  kubectl_wall=""
+  for row in "${results[@]}"; do
     IFS='|' read -r label bytes wall rss <<<"$row"
-    awk -v d="~${mib} MiB" -v l="$label" -v b="$bytes" -v w="$wall" -v r="$rss" 'BEGIN{
-      printf "| %-9s | %-34s | %8.0fM | %8.2f | %9.1f | %13.1f |\n", d, l, b/1048576, w, b/1048576/w, r/1024}'
+    kubectl_wall=${kubectl_wall:-$wall}
+    awk -v d="~${mib} MiB" -v l="$label" -v b="$bytes" -v r="$raw_bytes" -v w="$wall" -v k="$kubectl_wall" -v m="$rss" 'BEGIN{
+      printf "| %-9s | %-44s | %8.1f | %8.2f | %9.1f | %8.2fx | %12.1f |\n", d, l, b/1048576, w, r/1048576/w, k/w, m/1024}'
   done
-  awk -v k="$k_wall" -v d="$d_wall" 'BEGIN{printf "| %-9s | %-34s | %9s | %8s | %8.2fx | %13s |\n", "", "dbbackup throughput / kubectl", "", "", k/d, ""}'
+  if [ -z "$sql_sample" ]; then
+    sql_sample=$(mktemp)
+    cp "$OUT/d4.sql" "$sql_sample"
+  fi
 done
+
+# The client's compression levels on the first dump, through the crates the client uses.
+if [ -n "$sql_sample" ]; then
+  echo
+  echo "compression levels on the ~${SIZES%% *} MiB dump (one thread, $PROFILE build):"
+  profile_flag=()
+  [ "$PROFILE" = release ] && profile_flag=(--release)
+  KDB_BENCH_SQL=$sql_sample cargo test --locked -q "${profile_flag[@]}" --lib compression_levels \
+    -- --ignored --nocapture 2>/dev/null | grep '^|'
+  rm -f "$sql_sample"
+fi

@@ -1,8 +1,11 @@
 //! The one place a `kube::Client` is built: from kubectl's global flags, never from
 //! `Config::infer()` (which ignores `--kubeconfig` and `--context`).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -26,6 +29,111 @@ pub struct Kube {
     pub streams: Client,
     /// `-n` if given, else the context's namespace, else `default`.
     pub namespace: String,
+    /// Every request both clients sent, by verb and resource.
+    pub requests: RequestLog,
+}
+
+/// Counts the requests a client sends, by verb and resource (`list pods`, `exec pods`):
+/// how tests prove a command's API cost, and what `-v` logs at the end of a command.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog {
+    counts: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+}
+
+impl RequestLog {
+    fn record<B>(&self, request: &http::Request<B>) {
+        let key = request_kind(request.method(), request.uri());
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+
+    /// `(verb, resource) -> requests` so far.
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Requests so far whose verb is not one of `except`.
+    pub fn total_except(&self, except: &[&str]) -> u64 {
+        self.counts()
+            .iter()
+            .filter(|((verb, _), _)| !except.contains(&verb.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl std::fmt::Display for RequestLog {
+    /// `12 requests: 1 list pods, 4 exec pods, ...`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let counts = self.counts();
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|((verb, resource), n)| format!("{n} {verb} {resource}"))
+            .collect();
+        write!(
+            f,
+            "{} requests: {}",
+            counts.values().sum::<u64>(),
+            parts.join(", ")
+        )
+    }
+}
+
+/// `(verb, resource)` of an API request in kubectl's words, from its method and path:
+/// `GET /api/v1/namespaces/x/pods` is `list pods`, `.../pods/p/exec` is `exec pods`, and
+/// resources of named groups carry the group (`list statefulsets.apps`).
+pub fn request_kind(method: &http::Method, uri: &http::Uri) -> (String, String) {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest): (&str, &[&str]) = match segments.first() {
+        Some(&"api") => ("", segments.get(2..).unwrap_or_default()),
+        Some(&"apis") => (
+            segments.get(1).copied().unwrap_or_default(),
+            segments.get(3..).unwrap_or_default(),
+        ),
+        _ => ("", &[]),
+    };
+    let rest = match rest {
+        ["namespaces", _, more @ ..] if !more.is_empty() => more,
+        other => other,
+    };
+    let Some(resource) = rest.first() else {
+        return ("discover".into(), uri.path().to_string());
+    };
+    let named = rest.len() > 1;
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (method.as_str(), rest.get(2)) {
+        (_, Some(sub)) if matches!(*sub, "exec" | "log" | "attach" | "portforward") => *sub,
+        ("GET", _) if watch => "watch",
+        ("GET", _) if named => "get",
+        ("GET", _) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) if named => "delete",
+        ("DELETE", _) => "deletecollection",
+        (other, _) => other,
+    };
+    let resource = match group {
+        "" => resource.to_string(),
+        group => format!("{resource}.{group}"),
+    };
+    (verb.to_string(), resource)
+}
+
+/// A client whose every request is counted in `log`.
+fn counted_client(config: Config, log: &RequestLog) -> Result<Client> {
+    let log = log.clone();
+    let counting = tower::util::MapRequestLayer::new(move |request: http::Request<_>| {
+        log.record(&request);
+        request
+    });
+    Ok(ClientBuilder::try_from(config)
+        .map_err(Error::Client)?
+        .with_layer(&counting)
+        .build())
 }
 
 /// Reads the kubeconfig the way kubectl does: `--kubeconfig` is that one file; otherwise
@@ -158,12 +266,14 @@ pub async fn connect_within(args: &GlobalArgs, budget: Duration) -> Result<Kube>
     let mut stream_config = config.clone();
     stream_config.read_timeout = None;
     stream_config.reset_reader_on_write = false;
-    let client = Client::try_from(config).map_err(Error::Client)?;
-    let streams = Client::try_from(stream_config).map_err(Error::Client)?;
+    let requests = RequestLog::default();
+    let client = counted_client(config, &requests)?;
+    let streams = counted_client(stream_config, &requests)?;
     Ok(Kube {
         client,
         streams,
         namespace,
+        requests,
     })
 }
 
@@ -174,6 +284,7 @@ impl Kube {
             client: self.client.clone(),
             streams: self.streams.clone(),
             namespace,
+            requests: self.requests.clone(),
         }
     }
 
@@ -213,6 +324,43 @@ impl Kube {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_named_like_kubectl_verbs() {
+        let kind = |method: &str, uri: &str| {
+            let (verb, resource) = request_kind(&method.parse().unwrap(), &uri.parse().unwrap());
+            format!("{verb} {resource}")
+        };
+        assert_eq!(
+            kind("GET", "/api/v1/namespaces/a/pods?limit=5"),
+            "list pods"
+        );
+        assert_eq!(kind("GET", "/api/v1/pods"), "list pods");
+        assert_eq!(kind("GET", "/api/v1/namespaces/a/pods/p"), "get pods");
+        assert_eq!(
+            kind("GET", "/api/v1/namespaces/a/pods/p/exec?command=x"),
+            "exec pods"
+        );
+        assert_eq!(kind("GET", "/api/v1/namespaces/a/pods/p/log"), "log pods");
+        assert_eq!(
+            kind("GET", "/apis/apps/v1/namespaces/a/statefulsets?watch=true"),
+            "watch statefulsets.apps"
+        );
+        assert_eq!(kind("GET", "/api/v1/namespaces/a"), "get namespaces");
+        assert_eq!(kind("POST", "/api/v1/namespaces"), "create namespaces");
+        assert_eq!(
+            kind("PATCH", "/apis/apps/v1/namespaces/a/statefulsets/s"),
+            "patch statefulsets.apps"
+        );
+        assert_eq!(
+            kind("GET", "/apis/snapshot.storage.k8s.io/v1"),
+            "discover /apis/snapshot.storage.k8s.io/v1"
+        );
+        assert_eq!(
+            kind("GET", "/apis/storage.k8s.io/v1/storageclasses"),
+            "list storageclasses.storage.k8s.io"
+        );
+    }
 
     #[test]
     fn request_timeout_falls_back_to_the_commands_budget_at_most_a_minute() {

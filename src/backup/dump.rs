@@ -3,20 +3,20 @@
 //! remote exit status is 0 and the dump's own completion trailer is there.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::format::{self, Compression, DumpKind, Tail};
 use super::location::{Location, S3Url};
 use super::manifest::{self, Manifest};
+use super::pipeline::{self, CHANNEL_DEPTH, CHUNK, Input};
 use super::s3::{S3Store, Upload};
 use crate::client::Kube;
 use crate::engine::Engine;
@@ -26,10 +26,6 @@ use crate::output::Progress;
 use crate::target;
 use crate::wait::within;
 
-/// Bytes per message between the exec stream and the writer.
-const CHUNK: usize = 256 << 10;
-/// Messages in flight: bounds memory while letting compression overlap the stream.
-const CHANNEL_DEPTH: usize = 8;
 /// How much of the remote stderr is kept for the error message.
 const STDERR_KEEP: usize = 64 << 10;
 
@@ -66,7 +62,14 @@ pub struct DumpOptions {
     pub progress: bool,
     /// Replace an existing file and checksum file (`--force`).
     pub force: bool,
+    /// Compress inside the container (the stream carries the file's bytes) rather than on
+    /// the client; ignored without compression.
+    pub compress_in_pod: bool,
 }
+
+/// Whether dumps compress in the pod unless told otherwise (chosen by measurement:
+/// docs/dbbackup.md, "Performance").
+pub const COMPRESS_IN_POD_DEFAULT: bool = true;
 
 /// What a dump did (the `-o json` schema).
 #[derive(Debug, Clone, Serialize)]
@@ -83,7 +86,9 @@ pub struct DumpReport {
     /// Tool that wrote the dump.
     pub kind: DumpKind,
     pub compression: Compression,
-    /// SQL bytes received from the pod.
+    /// Whether the container compressed (else the client did).
+    pub compressed_in_pod: bool,
+    /// SQL bytes dumped.
     pub bytes_raw: u64,
     /// Bytes written (after compression).
     pub bytes_written: u64,
@@ -154,7 +159,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     if let Some(path) = &final_path {
         refuse_existing(path, options.force)?;
     }
-    let mut object = match &options.destination {
+    let object = match &options.destination {
         Destination::Object(url) => {
             Some(ObjectDump::start(url, default_name, options.force).await?)
         }
@@ -177,37 +182,72 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         None => None,
     };
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
-    let sink: Box<dyn Write + Send> = match (&partial, &mut object) {
-        (Some(p), _) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
-            action: "open",
-            path: p.path.display().to_string(),
-            source,
-        })?),
-        (None, Some(object)) => object.upload.writer(),
-        (None, None) => Box::new(io::stdout()),
+    let open_sink = || -> Result<Box<dyn Write + Send>> {
+        Ok(match (&partial, &object) {
+            (Some(p), _) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
+                action: "open",
+                path: p.path.display().to_string(),
+                source,
+            })?),
+            (None, Some(object)) => object.upload.writer(),
+            (None, None) => Box::new(io::stdout()),
+        })
     };
 
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
-    let command = target
-        .engine
-        .commands()
-        .dump(options.database.as_deref(), options.with_credentials);
+    let commands = target.engine.commands();
+    let (database, credentials) = (options.database.as_deref(), options.with_credentials);
+    let tool = match (options.compress_in_pod, options.compression) {
+        (true, Compression::Gzip) => Some("gzip"),
+        (true, Compression::Zstd) => Some("zstd"),
+        _ => None,
+    };
     let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
-
+    let (pod, container) = (&target.pod_name, &target.container);
+    let attempts = async {
+        if let Some(tool) = tool {
+            let command = commands.dump_compressed(database, credentials, tool);
+            let input = (options.compression, Input::Compressed);
+            let streamed = stream(
+                &pods,
+                pod,
+                container,
+                &command,
+                open_sink()?,
+                input,
+                &progress,
+            )
+            .await?;
+            if !tool_missing(&streamed) {
+                return Ok((streamed, true));
+            }
+            // Checked before the dump starts: nothing was sent yet.
+            tracing::info!("{tool} is not in the container's image; compressing on the client");
+        }
+        let command = commands.dump(database, credentials);
+        let input = (options.compression, Input::Sql);
+        let streamed = stream(
+            &pods,
+            pod,
+            container,
+            &command,
+            open_sink()?,
+            input,
+            &progress,
+        )
+        .await?;
+        Ok::<_, Error>((streamed, false))
+    };
     let streamed = tokio::select! {
-        result = within(
-            options.timeout,
-            what.clone(),
-            stream(&pods, &target.pod_name, &target.container, &command, sink, options.compression, &progress),
-        ) => result,
+        result = within(options.timeout, what.clone(), attempts) => result,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
             "{what}: interrupted by {signal}; no file was written"
         ))),
     };
     progress.finish();
-    let streamed = match streamed {
+    let (streamed, compressed_in_pod) = match streamed {
         Ok(streamed) => streamed,
         Err(err) => return Err(discard(object, err).await),
     };
@@ -296,6 +336,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         database: options.database.clone(),
         kind,
         compression: options.compression,
+        compressed_in_pod,
         bytes_raw: streamed.raw,
         bytes_written: streamed.written,
         sha256: streamed.sha256,
@@ -424,6 +465,18 @@ fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()
 }
 
+/// The in-pod compressor was not found (`exit 127`, said before the dump started).
+fn tool_missing(streamed: &Streamed) -> bool {
+    matches!(
+        streamed.status,
+        ExecStatus::Failure {
+            code: Some(127),
+            ..
+        }
+    ) && streamed.raw == 0
+        && String::from_utf8_lossy(&streamed.stderr).contains("is not in the container's image")
+}
+
 struct Streamed {
     status: ExecStatus,
     stderr: Vec<u8>,
@@ -439,11 +492,12 @@ async fn stream(
     container: &str,
     command: &[String],
     sink: Box<dyn Write + Send>,
-    compression: Compression,
+    (compression, input): (Compression, Input),
     progress: &Progress,
 ) -> Result<Streamed> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
-    let writer = tokio::task::spawn_blocking(move || write_all(rx, sink, compression));
+    let writer =
+        tokio::task::spawn_blocking(move || pipeline::write_all(rx, sink, compression, input));
 
     let mut process = exec::start(pods, pod, Some(container), command, false).await?;
     let status = process.take_status();
@@ -487,12 +541,7 @@ async fn stream(
     let _ = tokio::time::timeout(Duration::from_secs(10), process.join()).await;
     let written = writer
         .await
-        .map_err(|err| Error::Failed(format!("failed to write the dump: {err}")))?
-        .map_err(|source| Error::Io {
-            action: "write",
-            path: "the dump file".into(),
-            source,
-        })?;
+        .map_err(|err| Error::Failed(format!("failed to write the dump: {err}")))?;
     let mut status = ExecStatus::from_status(status);
     if let Err(err) = pumped {
         status = ExecStatus::Failure {
@@ -500,6 +549,24 @@ async fn stream(
             message: format!("stream broke: {err}"),
         };
     }
+    let written = match written {
+        Ok(written) => written,
+        // A stream compressed in the pod that was cut does not decode; the remote failure
+        // says why it was cut.
+        Err(_) if !status.success() => pipeline::Written {
+            raw: 0,
+            written: 0,
+            sha256: String::new(),
+            tail: Tail::default(),
+        },
+        Err(source) => {
+            return Err(Error::Io {
+                action: "write",
+                path: "the dump file".into(),
+                source,
+            });
+        }
+    };
     Ok(Streamed {
         status,
         stderr,
@@ -513,75 +580,6 @@ async fn stream(
 /// Collects a stream, keeping at most its last `keep` bytes.
 pub(super) async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> Vec<u8> {
     exec::capture(reader, exec::Keep::Tail(keep)).await.bytes
-}
-
-struct Written {
-    raw: u64,
-    written: u64,
-    sha256: String,
-    tail: Tail,
-}
-
-/// The writer task: compresses and hashes every chunk, on its own thread.
-fn write_all(
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    sink: Box<dyn Write + Send>,
-    compression: Compression,
-) -> io::Result<Written> {
-    let mut out = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, sink),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let mut tail = Tail::default();
-    let mut raw = 0u64;
-    let mut feed = |w: &mut dyn Write| -> io::Result<()> {
-        while let Some(chunk) = rx.blocking_recv() {
-            w.write_all(&chunk)?;
-            tail.push(&chunk);
-            raw += chunk.len() as u64;
-        }
-        Ok(())
-    };
-    match compression {
-        Compression::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(&mut out, flate2::Compression::fast());
-            feed(&mut encoder)?;
-            encoder.finish()?;
-        }
-        Compression::Zstd => {
-            let mut encoder = zstd::stream::write::Encoder::new(&mut out, 3)?;
-            feed(&mut encoder)?;
-            encoder.finish()?;
-        }
-        Compression::None => feed(&mut out)?,
-    }
-    out.inner.flush()?;
-    Ok(Written {
-        raw,
-        written: out.bytes,
-        sha256: format::hex(&out.hasher.finalize()),
-        tail,
-    })
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// `FILE.partial`, created exclusively and deleted when dropped unless committed under
@@ -814,28 +812,5 @@ mod tests {
         drop(third);
         assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "three");
         assert!(!exists(&format::partial_path(&fresh)));
-    }
-
-    #[test]
-    fn writer_compresses_hashes_and_keeps_the_tail() {
-        for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            let (tx, rx) = mpsc::channel(4);
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("x");
-            let file = File::create(&path).unwrap();
-            let handle = std::thread::spawn(move || write_all(rx, Box::new(file), compression));
-            tx.blocking_send(b"-- MySQL dump 10.13\nhello\n".to_vec())
-                .unwrap();
-            tx.blocking_send(b"-- Dump completed on 2026\n".to_vec())
-                .unwrap();
-            drop(tx);
-            let written = handle.join().unwrap().unwrap();
-            assert_eq!(written.raw, 52);
-            assert!(DumpKind::Mysql.is_complete(written.tail.bytes()));
-            let bytes = std::fs::read(&path).unwrap();
-            assert_eq!(written.written, bytes.len() as u64);
-            assert_eq!(written.sha256, format::hex(&Sha256::digest(&bytes)));
-            assert_eq!(Compression::from_magic(&bytes), compression);
-        }
     }
 }

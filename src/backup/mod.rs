@@ -12,6 +12,7 @@ pub mod list;
 pub mod location;
 pub mod manifest;
 pub mod pg_filter;
+pub mod pipeline;
 mod print;
 pub mod quiesce;
 pub mod restore;

@@ -195,6 +195,7 @@ mod tests {
             database: None,
             kind: DumpKind::PostgresCluster,
             compression: Compression::Gzip,
+            compressed_in_pod: true,
             bytes_raw: 52_428_800,
             bytes_written: 7_340_032,
             sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),

@@ -252,9 +252,12 @@ type FailFn = Box<dyn Fn(object_store::Error) -> Error + Send>;
 
 impl Upload {
     /// The bytes of the object, as a blocking writer (use it from a blocking thread). It
-    /// fails once the upload has failed; [`Upload::discard`] then tells why.
-    pub fn writer(&mut self) -> Box<dyn Write + Send> {
-        Box::new(ChannelWriter { tx: self.tx.take() })
+    /// fails once the upload has failed; [`Upload::discard`] then tells why. A dump that
+    /// falls back to another command before sending a byte asks for a second one.
+    pub fn writer(&self) -> Box<dyn Write + Send> {
+        Box::new(ChannelWriter {
+            tx: self.tx.clone(),
+        })
     }
 
     /// Waits for every part, writes `sidecar` (`KEY` + suffix, e.g. the checksum) and then

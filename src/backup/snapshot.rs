@@ -561,6 +561,7 @@ mod tests {
             client: client.clone(),
             streams: client,
             namespace: "default".into(),
+            requests: Default::default(),
         }
     }
 
@@ -623,6 +624,7 @@ mod tests {
             client: client.clone(),
             streams: client,
             namespace: "default".into(),
+            requests: Default::default(),
         };
         let err = check_api_and_class(&kube, None).await.unwrap_err();
         assert_eq!(err.exit_code(), 3);

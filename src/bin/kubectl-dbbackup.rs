@@ -70,6 +70,11 @@ struct DumpArgs {
     /// Compression of the file
     #[arg(long, value_enum, default_value = "gzip")]
     compress: Compression,
+    /// Compress inside the container (with the image's gzip or zstd), so the exec stream
+    /// carries compressed bytes; `--compress-in-pod=false` compresses on the client
+    /// [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    compress_in_pod: Option<bool>,
     /// Dump this database only (pg_dump --create / mysqldump --databases); a plain name:
     /// connection strings (`host=... dbname=...`) and options are refused
     #[arg(long, value_name = "DB")]
@@ -289,6 +294,9 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         timeout: args.timeout,
         progress: global.show_progress(),
         force: args.force,
+        compress_in_pod: args
+            .compress_in_pod
+            .unwrap_or(backup::dump::COMPRESS_IN_POD_DEFAULT),
     };
     let report = backup::dump(&kube, &options).await?;
     if to_stdout {

@@ -69,14 +69,7 @@ impl Default for CheckOptions {
 pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Result<Facts> {
     let ns = target.namespace.clone();
     let budget = options.api_timeout;
-    let spec: Option<PodSpec> = match &target.pod {
-        Some(pod) => pod.spec.clone(),
-        None => target
-            .statefulset
-            .as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.template.spec.clone()),
-    };
+    let spec: Option<PodSpec> = target_spec(target);
     let claim_names = claim_names(target, spec.as_ref());
     let references = spec.as_ref().map(references).unwrap_or_default();
     let wanted: BTreeSet<(RefKind, String)> = references
@@ -153,32 +146,16 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
         .map(|l| l.items)
         .map_err(|e| error_text(&e))
     };
-    let logs = previous_logs(kube, target, budget);
     let usage = pod_usage(kube, target, budget);
-    let inside = inside_facts(kube, target, spec.as_ref(), options);
+    let in_pod = in_pod(kube, target, spec.as_ref(), options);
 
-    let (claims, classes, services, slices, objects, events, previous_logs, usage, inside) = tokio::join!(
-        claims, classes, services, slices, objects, events, logs, usage, inside
+    let (claims, classes, services, slices, objects, events, usage, (previous_logs, inside)) = tokio::join!(
+        claims, classes, services, slices, objects, events, usage, in_pod
     );
     let (claims, volumes, volume_errors) = claims?;
     let services = services?;
 
-    let mut about: BTreeSet<String> = claim_names.iter().cloned().collect();
-    about.insert(target.pod_name.clone());
-    if let Some(sts) = &target.statefulset {
-        about.insert(sts.name_any());
-    }
-    about.extend(services.iter().map(|s| s.name_any()));
-    let events = events.map(|list| {
-        list.into_iter()
-            .filter(|e| {
-                e.involved_object
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| about.contains(n))
-            })
-            .collect()
-    });
+    let events = events.map(|list| about_database(list.iter(), target, &claim_names, &services));
 
     Ok(Facts {
         namespace: ns,
@@ -202,13 +179,78 @@ pub async fn collect(kube: &Kube, target: &Target, options: &CheckOptions) -> Re
     })
 }
 
+/// The events about the database: its StatefulSet, pod, claims and the namespace's
+/// Services (`events` are of the database's namespace).
+pub(super) fn about_database<'a>(
+    events: impl Iterator<Item = &'a Event>,
+    target: &Target,
+    claim_names: &[String],
+    services: &[Service],
+) -> Vec<Event> {
+    let mut about: BTreeSet<&str> = claim_names.iter().map(String::as_str).collect();
+    about.insert(&target.pod_name);
+    if let Some(sts) = &target.statefulset {
+        about.insert(sts.metadata.name.as_deref().unwrap_or_default());
+    }
+    about.extend(services.iter().filter_map(|s| s.metadata.name.as_deref()));
+    events
+        .filter(|e| {
+            e.involved_object
+                .name
+                .as_deref()
+                .is_some_and(|n| about.contains(n))
+        })
+        .cloned()
+        .collect()
+}
+
 /// The error with the API's own reason (a 403 names the verb and resource it refused).
-fn error_text(err: &Error) -> String {
+pub(super) fn error_text(err: &Error) -> String {
     err.chain()
 }
 
+/// The key names of a Secret (values are dropped here and never reach the report).
+pub(super) fn secret_keys(secret: Secret) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = secret.data.unwrap_or_default().into_keys().collect();
+    keys.extend(secret.string_data.unwrap_or_default().into_keys());
+    keys
+}
+
+/// The key names of a ConfigMap.
+pub(super) fn config_map_keys(map: ConfigMap) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = map.data.unwrap_or_default().into_keys().collect();
+    keys.extend(map.binary_data.unwrap_or_default().into_keys());
+    keys
+}
+
+/// The pod's spec, else its StatefulSet template's.
+pub(super) fn target_spec(target: &Target) -> Option<PodSpec> {
+    match &target.pod {
+        Some(pod) => pod.spec.clone(),
+        None => target
+            .statefulset
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.template.spec.clone()),
+    }
+}
+
+/// What is read in and about the pod itself: the previous container's log (when it
+/// restarted) and the in-container commands.
+pub(super) async fn in_pod(
+    kube: &Kube,
+    target: &Target,
+    spec: Option<&PodSpec>,
+    options: &CheckOptions,
+) -> (Option<String>, InsideFacts) {
+    tokio::join!(
+        previous_logs(kube, target, options.api_timeout),
+        inside_facts(kube, target, spec, options)
+    )
+}
+
 /// The pod's claims; before the pod exists, the ones its StatefulSet will create for it.
-fn claim_names(target: &Target, spec: Option<&PodSpec>) -> Vec<String> {
+pub(super) fn claim_names(target: &Target, spec: Option<&PodSpec>) -> Vec<String> {
     if target.pod.is_some() {
         return spec
             .and_then(|s| s.volumes.as_ref())
@@ -292,12 +334,7 @@ async fn object_keys(kube: &Kube, kind: RefKind, name: &str, budget: Duration) -
                     .get_opt(name)
                     .await
                     .map_err(Error::api(format!("read Secret {ns}/{name}")))?;
-                Ok(secret.map(|s| {
-                    let mut keys: BTreeSet<String> =
-                        s.data.unwrap_or_default().into_keys().collect();
-                    keys.extend(s.string_data.unwrap_or_default().into_keys());
-                    keys
-                }))
+                Ok(secret.map(secret_keys))
             }
             RefKind::ConfigMap => {
                 let api: Api<ConfigMap> = kube.api();
@@ -305,12 +342,7 @@ async fn object_keys(kube: &Kube, kind: RefKind, name: &str, budget: Duration) -
                     .get_opt(name)
                     .await
                     .map_err(Error::api(format!("read ConfigMap {ns}/{name}")))?;
-                Ok(map.map(|m| {
-                    let mut keys: BTreeSet<String> =
-                        m.data.unwrap_or_default().into_keys().collect();
-                    keys.extend(m.binary_data.unwrap_or_default().into_keys());
-                    keys
-                }))
+                Ok(map.map(config_map_keys))
             }
         }
     };
@@ -420,30 +452,27 @@ async fn pod_usage(
     target: &Target,
     budget: Duration,
 ) -> Result<BTreeMap<String, (String, String)>, String> {
-    let gvk = GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "pods");
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(kube.client.clone(), &target.namespace, &resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        kube.client.clone(),
+        &target.namespace,
+        &pod_metrics_resource(),
+    );
     let metrics = match tokio::time::timeout(budget, api.get_opt(&target.pod_name)).await {
         Err(_) => return Err("the metrics API did not answer in time".into()),
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 || status.code == 503 => {
-            return Err("no metrics API (metrics-server is not installed)".into());
-        }
-        Ok(Err(err)) => {
-            let err = Error::Api {
-                action: "read pod metrics".into(),
-                source: err,
-            };
-            return Err(format!("could not read pod metrics: {}", error_text(&err)));
-        }
+        Ok(Err(err)) => return Err(metrics_error(err)),
         Ok(Ok(None)) => return Err("no metrics for the pod yet".into()),
         Ok(Ok(Some(metrics))) => metrics,
     };
+    Ok(container_usage(&metrics))
+}
+
+/// `container -> (cpu, memory)` of a PodMetrics object.
+pub(super) fn container_usage(metrics: &DynamicObject) -> BTreeMap<String, (String, String)> {
     let containers = metrics.data["containers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    Ok(containers
+    containers
         .iter()
         .filter_map(|c| {
             let name = c["name"].as_str()?.to_string();
@@ -451,7 +480,29 @@ async fn pod_usage(
             let memory = c["usage"]["memory"].as_str().unwrap_or("0").to_string();
             Some((name, (cpu, memory)))
         })
-        .collect())
+        .collect()
+}
+
+/// The PodMetrics API (metrics-server).
+pub(super) fn pod_metrics_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics");
+    ApiResource::from_gvk_with_plural(&gvk, "pods")
+}
+
+/// Why the metrics API gave no answer, in the words of the `resources.usage` check.
+pub(super) fn metrics_error(err: kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if status.code == 404 || status.code == 503 => {
+            "no metrics API (metrics-server is not installed)".into()
+        }
+        err => {
+            let err = Error::Api {
+                action: "read pod metrics".into(),
+                source: err,
+            };
+            format!("could not read pod metrics: {}", error_text(&err))
+        }
+    }
 }
 
 /// Where the data volume is mounted in the database container.

@@ -5,6 +5,7 @@
 mod collect;
 pub mod facts;
 pub mod inside;
+pub mod listing;
 pub mod podspec;
 mod print;
 pub mod rules;
@@ -15,16 +16,14 @@ pub mod verdict;
 
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use futures::StreamExt;
+use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::client::Kube;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
-use crate::target;
+use crate::error::Result;
+use crate::target::{self, Target};
 pub(crate) use crate::wait::within;
 pub use collect::{CheckOptions, LogTail, Logs, collect};
 pub use facts::Facts;
@@ -80,7 +79,18 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
     );
     let mut checks = rules::diagnose(&facts?);
     checks.push(snapshot);
-    Ok(CheckReport {
+    tracing::debug!("{}", kube.requests);
+    Ok(report(name, &target, checks, logs, started))
+}
+
+fn report(
+    name: &str,
+    target: &Target,
+    checks: Vec<Check>,
+    logs: Option<Logs>,
+    started: Instant,
+) -> CheckReport {
+    CheckReport {
         target: name.to_string(),
         namespace: target.namespace.clone(),
         pod: target.pod_name.clone(),
@@ -90,7 +100,7 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         checks,
         logs,
         elapsed_seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }
 
 /// One line of the namespace-wide report.
@@ -112,6 +122,8 @@ pub struct NamespaceReport {
     /// The namespace, or `null` with `-A`.
     pub namespace: Option<String>,
     pub databases: Vec<DatabaseSummary>,
+    /// What could not be read for the checks (a refused list, with the API's reason).
+    pub not_read: Vec<String>,
     pub elapsed_seconds: f64,
 }
 
@@ -122,53 +134,45 @@ impl NamespaceReport {
     }
 }
 
-/// Checks every StatefulSet that runs a database (dbdeploy's or hand-made), four at a time.
+/// Databases whose in-pod commands run at once in a summary (each runs four or five).
+const DATABASES_AT_ONCE: usize = 8;
+
+/// Checks every StatefulSet that runs a database (dbdeploy's or hand-made): each kind of
+/// object is listed once ([`listing::Listing`]), so the API requests are the same for one
+/// database or fifty; only the in-pod commands grow with the databases.
 pub async fn check_all(
     kube: &Kube,
     all_namespaces: bool,
     options: &CheckOptions,
 ) -> Result<NamespaceReport> {
     let started = Instant::now();
-    let api: Api<StatefulSet> = if all_namespaces {
-        kube.api_all()
-    } else {
-        kube.api()
-    };
-    let list = within(
-        options.api_timeout,
-        "the API server to return StatefulSets",
-        async {
-            api.list(&ListParams::default())
-                .await
-                .map_err(Error::api("list StatefulSets"))
-        },
-    )
-    .await?;
-    let databases: Vec<(String, String)> = list
-        .items
-        .iter()
-        .filter(|sts| target::statefulset_engine(sts).is_some())
-        .map(|sts| {
-            (
-                sts.namespace().unwrap_or_else(|| kube.namespace.clone()),
-                sts.name_any(),
-            )
+    let listing = listing::Listing::read(kube, all_namespaces, options.api_timeout).await?;
+    let listing = &listing;
+    let mut lines: Vec<DatabaseSummary> = futures::stream::iter(listing.databases())
+        .map(|target| async move {
+            let started = Instant::now();
+            let scoped = kube.in_namespace(target.namespace.clone());
+            let mut facts = listing.facts(&target, k8s_openapi::jiff::Timestamp::now());
+            let spec = collect::target_spec(&target);
+            (facts.previous_logs, facts.inside) =
+                collect::in_pod(&scoped, &target, spec.as_ref(), options).await;
+            let name = target
+                .statefulset
+                .as_ref()
+                .map_or(target.pod_name.clone(), |s| s.name_any());
+            let mut checks = rules::diagnose(&facts);
+            checks.push(listing.snapshot_check(&target.namespace, &name));
+            summarize(&name, report(&name, &target, checks, None, started))
         })
-        .collect();
-    let mut lines: Vec<DatabaseSummary> = futures::stream::iter(databases)
-        .map(|(namespace, name)| async move {
-            let scoped = kube.in_namespace(namespace);
-            check(&scoped, &name, options)
-                .await
-                .map(|report| summarize(&name, report))
-        })
-        .buffer_unordered(4)
-        .try_collect()
-        .await?;
+        .buffer_unordered(DATABASES_AT_ONCE)
+        .collect()
+        .await;
     lines.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    tracing::debug!("{}", kube.requests);
     Ok(NamespaceReport {
         namespace: (!all_namespaces).then(|| kube.namespace.clone()),
         databases: lines,
+        not_read: listing.not_read(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
 }

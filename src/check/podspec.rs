@@ -182,7 +182,7 @@ pub(super) fn config_references(facts: &Facts) -> Check {
             Verdict::Warn,
             format!("could not read: {}", unreadable.join("; ")),
         )
-        .fix("grant get on secrets/configmaps in this namespace to check them (docs/rbac.md)");
+        .fix("grant get (for a summary of every database: list) on secrets/configmaps in this namespace to check them (docs/rbac.md)");
     }
     let objects: BTreeSet<String> = refs
         .iter()

@@ -232,7 +232,11 @@ impl Render for NamespaceReport {
                 db.problems.first().cloned().unwrap_or_default(),
             ]);
         }
-        output::table_text(&table)
+        let mut text = output::table_text(&table);
+        for reason in &self.not_read {
+            let _ = writeln!(text, "not checked: {reason}");
+        }
+        text
     }
 }
 
@@ -384,6 +388,7 @@ mod tests {
     #[test]
     fn namespace_with_a_healthy_and_a_failing_database() {
         let report = NamespaceReport {
+            not_read: vec![],
             namespace: Some("shop".into()),
             databases: vec![
                 line("orders", Verdict::Ok, &[]),
@@ -402,6 +407,7 @@ mod tests {
     #[test]
     fn namespace_without_databases_prints_nothing_on_stdout() {
         let report = NamespaceReport {
+            not_read: vec![],
             namespace: Some("shop".into()),
             databases: vec![],
             elapsed_seconds: 0.1,

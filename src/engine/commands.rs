@@ -62,6 +62,19 @@ pub trait Commands: Sync {
     /// Writes the dump to stdout: every database, or `database` alone. Without
     /// `with_credentials` the dump carries no password (hash) of any account.
     fn dump(&self, database: Option<&str>, with_credentials: bool) -> Vec<String>;
+    /// [`Commands::dump`] compressed inside the container by `tool` (`gzip` or `zstd`), so
+    /// the exec stream carries the file's bytes. The exit status is the dump tool's when it
+    /// failed, else the compressor's; a missing compressor is exit 127, said on stderr.
+    fn dump_compressed(
+        &self,
+        database: Option<&str>,
+        with_credentials: bool,
+        tool: &str,
+    ) -> Vec<String> {
+        let mut argv = script(COMPRESS_IN_POD, &[tool]);
+        argv.extend(self.dump(database, with_credentials));
+        argv
+    }
     /// Reads a dump on stdin, then sets the container's own credentials again in the same
     /// session. Stops at the first error; the exit status is the client's.
     fn restore(&self) -> Vec<String>;
@@ -148,6 +161,25 @@ if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#;
         }
     }
 }
+
+/// Runs the command in `$2...` with its stdout through the compressor `$1`. POSIX `sh` has
+/// no `pipefail`: each side of the pipe reports its status on fd 3, captured apart from
+/// the data (fd 4 is the real stdout), so a failed dump is not hidden behind a compressor
+/// that ended well on what it was given.
+const COMPRESS_IN_POD: &str = r#"c=$1; shift
+case $c in
+  gzip) z() { gzip -1 -c; } ;;
+  zstd) z() { zstd -1 -q -c; } ;;
+  *) echo "unknown compressor $c" >&2; exit 2 ;;
+esac
+command -v "$c" >/dev/null 2>&1 || { echo "$c is not in the container's image" >&2; exit 127; }
+exec 4>&1
+s=$( { { "$@" 3>&- 4>&-; echo "dump=$?" >&3; } | { z >&4 3>&-; echo "compress=$?" >&3; }; } 3>&1 )
+exec 4>&-
+d=${s#*dump=}; d=${d%%[!0-9]*}
+p=${s#*compress=}; p=${p%%[!0-9]*}
+[ "$d" = 0 ] || exit "${d:-1}"
+[ "$p" = 0 ] || { echo "$c failed (exit ${p:-unknown})" >&2; exit 1; }"#;
 
 /// Quotes a constant for `sh` (single quotes, `'` as `'\''`).
 pub(super) fn shell_quote(value: &str) -> String {

@@ -92,7 +92,6 @@ struct Call {
 struct Ran {
     success: bool,
     stdout: String,
-    #[expect(dead_code, reason = "shown by Debug in failure messages")]
     stderr: String,
     calls: Vec<Call>,
 }
@@ -118,7 +117,7 @@ fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
         std::fs::write(&path, STUB).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    for util in ["cat", "id", "stat", "df", "timeout"] {
+    for util in ["cat", "id", "stat", "df", "timeout", "gzip", "sh"] {
         let found = ["/usr/bin", "/bin"]
             .iter()
             .map(|d| Path::new(d).join(util))
@@ -438,6 +437,33 @@ fn dumps_pass_the_database_as_an_argument_and_choose_the_tool() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn dumps_compressed_in_the_pod_run_the_same_dump_through_the_images_tool() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        let tools = Tools::for_engine(engine)[0];
+        for value in VALUES {
+            let plain = one_call(&run(&c.dump(Some(value), false), tools, "", "")).clone();
+            let ran = run(
+                &c.dump_compressed(Some(value), false, "gzip"),
+                tools,
+                "",
+                "-- dump --\n",
+            );
+            assert_eq!(one_call(&ran).args, plain.args, "{engine:?}");
+            // gzip's magic number first (the rest is not text).
+            assert!(ran.stdout.starts_with('\u{1f}'), "{ran:?}");
+        }
+        // No zstd in this image: said before anything runs, exit 127.
+        let ran = run(&c.dump_compressed(None, false, "zstd"), tools, "", "");
+        assert!(!ran.success && ran.calls.is_empty(), "{ran:?}");
+        assert!(
+            ran.stderr.contains("zstd is not in the container's image"),
+            "{ran:?}"
+        );
     }
 }
 

@@ -175,6 +175,28 @@ async fn postgres_round_trip() {
     let report = dump_json(&ns, "postgres", &file, "gzip");
     assert_eq!(report["remote_status"]["result"], "success");
     assert_eq!(report["kind"], "postgres-cluster");
+    // gzip is in every image: compressed in the pod by default, the file as the client
+    // would write it (the same SQL; restored below).
+    assert_eq!(report["compressed_in_pod"], true, "{report}");
+    let on_client = dir.path().join("client.sql.gz");
+    let client_report = common::json(ns.bin("kubectl-dbbackup").args([
+        "postgres",
+        "-f",
+        &on_client.display().to_string(),
+        "--compress-in-pod=false",
+    ]));
+    assert_eq!(client_report["compressed_in_pod"], false);
+    assert_eq!(client_report["bytes_raw"], report["bytes_raw"]);
+    assert_eq!(verify_code(&on_client).0, Some(0));
+    // The same SQL but for pg_dump's random `\restrict` keys.
+    let sql = |file: &Path| {
+        common::gunzip(file)
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(sql(&on_client), sql(&file));
     assert!(
         report["bytes_raw"].as_u64().unwrap() > 3_000_000,
         "{report}"
@@ -185,7 +207,9 @@ async fn postgres_round_trip() {
     );
     assert_eq!(verify_code(&file).0, Some(0));
     let zst = dir.path().join("pg.sql.zst");
-    dump_json(&ns, "postgres-0", &zst, "zstd");
+    let report = dump_json(&ns, "postgres-0", &zst, "zstd");
+    // The test image has no zstd: the client compresses instead.
+    assert_eq!(report["compressed_in_pod"], false, "{report}");
     assert_eq!(verify_code(&zst).0, Some(0));
     let plain = dir.path().join("pg.sql");
     dump_json(&ns, "postgres-0", &plain, "none");
@@ -360,45 +384,61 @@ async fn dump_of_a_deleted_pod_leaves_no_file() {
     let kubeconfig = require_cluster!();
     let ns = TestNamespace::create(&kubeconfig, "bk-cut", &[]).await;
     let db = Db::deploy(&ns, Engine::Postgres, &common::postgres_image()).await;
-    // ~200 MB of rows, so the dump is still streaming when the pod goes.
-    db.sql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 30) AS s FROM generate_series(1, 200000) g;").await;
+    // ~200 MB of rows of hex digits (compressing about 2:1 like much real data), so the dump
+    // is still streaming when the pod goes, compressed in the pod or not.
+    db.sql("CREATE TABLE big AS SELECT g AS id, (SELECT string_agg(md5((g * 31 + i)::text), '') FROM generate_series(1, 30) i) AS s FROM generate_series(1, 200000) g;").await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cut.sql");
-    let partial = dir.path().join("cut.sql.partial");
-
-    let mut child = ns.spawn(
-        "kubectl-dbbackup",
-        &[
+    for (name, compress) in [("cut.sql.gz", "gzip"), ("cut.sql", "none")] {
+        kubectl_db::wait::statefulset_ready(
+            &ns.kube,
             "postgres",
-            "--compress",
-            "none",
-            "-f",
-            &file.display().to_string(),
-        ],
-    );
-    common::wait_for_bytes(&mut child, &partial, 4 << 20, Duration::from_secs(120));
-    // A grace period of 1, not 0: a forced deletion lets the replacement pod start while
-    // the old postmaster still runs on the same volume (and corrupts it).
-    let pods: Api<Pod> = ns.kube.api();
-    pods.delete(
-        "postgres-0",
-        &DeleteParams {
-            grace_period_seconds: Some(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("failed to dump pod"), "{stderr}");
-    assert!(
-        !file.exists(),
-        "a cut-off dump appeared under the final name"
-    );
-    assert!(!partial.exists(), "the .partial file was left behind");
-    assert!(!dir.path().join("cut.sql.sha256").exists());
+            Duration::from_secs(240),
+            &kubectl_db::output::Progress::spinner(false),
+        )
+        .await
+        .unwrap();
+        let file = dir.path().join(name);
+        let partial = dir.path().join(format!("{name}.partial"));
+        let mut child = ns.spawn(
+            "kubectl-dbbackup",
+            &[
+                "postgres",
+                "--compress",
+                compress,
+                "-f",
+                &file.display().to_string(),
+            ],
+        );
+        common::wait_for_bytes(&mut child, &partial, 4 << 20, Duration::from_secs(120));
+        // A grace period of 1, not 0: a forced deletion lets the replacement pod start while
+        // the old postmaster still runs on the same volume (and corrupts it).
+        let pods: Api<Pod> = ns.kube.api();
+        pods.delete(
+            "postgres-0",
+            &DeleteParams {
+                grace_period_seconds: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{compress}: {stderr}");
+        assert!(
+            stderr.contains("failed to dump pod"),
+            "{compress}: {stderr}"
+        );
+        assert!(
+            !file.exists(),
+            "{compress}: a cut-off dump appeared under the final name"
+        );
+        assert!(
+            !partial.exists(),
+            "{compress}: the .partial file was left behind"
+        );
+        assert!(!dir.path().join(format!("{name}.sha256")).exists());
+    }
 }
 
 #[test]

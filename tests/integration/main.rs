@@ -19,6 +19,7 @@ mod drill;
 mod krew;
 mod man;
 mod parsers;
+mod perf;
 mod rbac;
 mod render;
 mod s3;
