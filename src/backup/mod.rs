@@ -3,12 +3,16 @@
 //! trusted only when the remote exit status is 0 and the dump tool's completion trailer is
 //! there; until then it lives under `FILE.partial`.
 
+pub mod cron;
 pub mod dump;
 pub mod format;
 pub mod pg_filter;
 mod print;
 pub mod quiesce;
 pub mod restore;
+pub mod schedule;
+mod schedule_print;
+pub mod schedule_run;
 pub mod snapshot;
 pub mod snapshot_list;
 pub mod verify;
