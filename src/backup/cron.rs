@@ -72,6 +72,20 @@ pub fn parse_every(text: &str) -> std::result::Result<When, String> {
     Ok(When::Every(duration))
 }
 
+/// Parses an age for retention and freshness: `7d`, `36h`, `90m` (days as well as the
+/// units of [`crate::cli::parse_duration`]).
+pub fn parse_age(text: &str) -> std::result::Result<Duration, String> {
+    match text.trim().strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("invalid age {text:?}: expected e.g. 7d, 36h")),
+        None => crate::cli::parse_duration(text),
+    }
+}
+
 /// Checks a time zone name against the local time zone database (the API server checks it
 /// again against its own).
 pub fn check_time_zone(name: &str) -> Result<TimeZone> {

@@ -204,7 +204,7 @@ struct ScheduleArgs {
     #[arg(long, value_name = "N")]
     keep: Option<u32>,
     /// Keep backups younger than this, e.g. 7d, 36h (with --keep: either rule keeps a file)
-    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = cron::parse_age)]
     keep_within: Option<Duration>,
     /// Compression of the backup files (the database images carry gzip, not zstd)
     #[arg(long, value_enum, default_value = "gzip")]
@@ -258,17 +258,6 @@ struct RunNowArgs {
     timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
-}
-
-/// `7d`, `36h`, `90m`: days as well as kubectl's units.
-fn parse_age(text: &str) -> Result<Duration, String> {
-    match text.strip_suffix('d') {
-        Some(days) => days
-            .parse::<u64>()
-            .map(|d| Duration::from_secs(d * 86_400))
-            .map_err(|_| format!("invalid age {text:?}: expected e.g. 7d, 36h")),
-        None => parse_duration(text),
-    }
 }
 
 fn main() {

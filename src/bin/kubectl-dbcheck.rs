@@ -33,6 +33,9 @@ struct Cli {
     /// Time limit of each command run in the pod
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     exec_timeout: Duration,
+    /// backup.recent warns when the newest scheduled backup is older than this (e.g. 26h, 2d)
+    #[arg(long, value_name = "AGE", default_value = "26h", value_parser = kubectl_db::backup::cron::parse_age)]
+    backup_max_age: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -67,6 +70,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     }
     let mut options = CheckOptions {
         exec_timeout: cli.exec_timeout,
+        backup_max_age: cli.backup_max_age,
         ..Default::default()
     };
     if !cli.global.request_timeout.is_zero() {

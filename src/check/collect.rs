@@ -29,6 +29,8 @@ pub struct CheckOptions {
     pub exec_timeout: Duration,
     /// Budget of each API read.
     pub api_timeout: Duration,
+    /// `backup.recent` warns when the newest scheduled backup is older.
+    pub backup_max_age: Duration,
 }
 
 impl Default for CheckOptions {
@@ -36,6 +38,7 @@ impl Default for CheckOptions {
         CheckOptions {
             exec_timeout: Duration::from_secs(10),
             api_timeout: Duration::from_secs(30),
+            backup_max_age: Duration::from_secs(26 * 3600),
         }
     }
 }

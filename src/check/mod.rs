@@ -2,6 +2,7 @@
 //! of every database in a namespace. Collect (concurrent API reads and in-pod commands, each
 //! with its own timeout), decide (pure rules in [`rules`] and [`inside`]), report.
 
+pub mod backups;
 mod collect;
 pub mod facts;
 pub mod inside;
@@ -64,12 +65,14 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
         .statefulset
         .as_ref()
         .map_or(target.pod_name.clone(), |s| s.name_any());
-    let (facts, snapshot) = tokio::join!(
+    let (facts, snapshot, backups) = tokio::join!(
         collect(kube, &target, options),
-        snapshots::newest(kube, &database, options.api_timeout)
+        snapshots::newest(kube, &database, options.api_timeout),
+        backups::check(kube, &database, options.backup_max_age, options.api_timeout)
     );
     let mut checks = rules::diagnose(&facts?);
     checks.push(snapshot);
+    checks.extend(backups);
     Ok(CheckReport {
         target: name.to_string(),
         namespace: target.namespace.clone(),
