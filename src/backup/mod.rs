@@ -8,6 +8,7 @@ pub mod dump;
 pub mod format;
 pub mod pg_filter;
 mod print;
+pub mod pvc_source;
 pub mod quiesce;
 pub mod restore;
 pub mod schedule;

@@ -8,7 +8,7 @@ use kubectl_db::backup::cron::{self, When};
 use kubectl_db::backup::{
     self, Compression, Destination, DumpOptions, RestoreOptions, SnapshotOptions, snapshot_list,
 };
-use kubectl_db::backup::{schedule, schedule_run};
+use kubectl_db::backup::{pvc_source, schedule, schedule_run};
 use kubectl_db::cli::{
     self, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, TargetArgs, exit, parse_duration,
 };
@@ -49,6 +49,8 @@ enum Command {
     Restore(RestoreArgs),
     /// Take a CSI VolumeSnapshot of each of the pod's volumes
     Snapshot(SnapshotArgs),
+    /// List the backups on a backup PVC (pvc:NAME)
+    List(ListArgs),
     /// Back up on a schedule: a CronJob that dumps to a PVC with retention (list, delete, run-now)
     Schedule(ScheduleArgs),
     /// Print a shell completion script
@@ -91,8 +93,19 @@ struct DumpArgs {
 }
 
 #[derive(Args)]
+struct ListArgs {
+    /// pvc:NAME, the backup PVC of a schedule
+    location: String,
+    /// Time limit for starting the reader pod and listing
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
 struct VerifyArgs {
-    /// Backup file
+    /// Backup file, or pvc:NAME/FILE on a schedule's backup PVC
     file: PathBuf,
     #[command(flatten)]
     output: OutputArgs,
@@ -102,7 +115,7 @@ struct VerifyArgs {
 struct RestoreArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Backup file (plain, gzip or zstd)
+    /// Backup file (plain, gzip or zstd), or pvc:NAME/FILE on a schedule's backup PVC
     #[arg(short, long)]
     file: PathBuf,
     /// Restore even when the target already holds data (databases in the file are replaced).
@@ -283,10 +296,11 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     };
     match command {
         Command::Dump(args) => run_dump(&global, args).await,
-        Command::Verify(args) => run_verify(args),
+        Command::Verify(args) => run_verify(&global, args).await,
         Command::Restore(args) => run_restore(&global, args).await,
         Command::Snapshot(args) => run_snapshot(&global, args).await,
         Command::Schedule(args) => run_schedule(&global, args).await,
+        Command::List(args) => run_list(&global, args).await,
         Command::Completion(args) => {
             args.print(Cli::command(), "kubectl-dbbackup");
             Ok(exit::SUCCESS)
@@ -344,14 +358,73 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
     Ok(exit::SUCCESS)
 }
 
-fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
+/// For `pvc:NAME/FILE`: the backup and its checksum copied from the PVC into a private
+/// temporary directory (removed when dropped), and the local path; else the path as given.
+async fn local_file(
+    global: &GlobalArgs,
+    file: &std::path::Path,
+    timeout: Duration,
+) -> Result<(Option<pvc_source::LocalCopy>, PathBuf), Error> {
+    let Some(location) = pvc_source::parse(&file.to_string_lossy()) else {
+        return Ok((None, file.to_path_buf()));
+    };
+    let location = location?;
+    let Some(name) = location.file else {
+        return Err(Error::Usage(
+            "name a file: pvc:NAME/FILE (`kubectl dbbackup list pvc:NAME` lists them)".into(),
+        ));
+    };
+    let kube = client::connect_within(global, timeout).await?;
+    let copy = pvc_source::LocalCopy::create()?;
+    let path = pvc_source::fetch(&kube, &location.claim, &name, &copy.dir, timeout).await?;
+    Ok((Some(copy), path))
+}
+
+async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
+    let location = match pvc_source::parse(&args.location) {
+        Some(Ok(location)) if location.file.is_none() => location,
+        Some(Err(err)) => return Err(err),
+        _ => {
+            return Err(Error::Usage(format!(
+                "list takes pvc:NAME, not {:?}",
+                args.location
+            )));
+        }
+    };
+    let kube = client::connect_within(global, args.timeout).await?;
+    let found = pvc_source::list(&kube, &location.claim, args.timeout).await?;
+    match args.output.format {
+        OutputFormat::Table => {
+            let mut table = output::table(&["name", "size", "modified", "checksum"]);
+            for b in &found {
+                table.add_row(vec![
+                    b.name.clone(),
+                    b.bytes.to_string(),
+                    b.modified.clone(),
+                    if b.checksum { "yes" } else { "MISSING" }.to_string(),
+                ]);
+            }
+            print!("{}", output::table_text(&table));
+        }
+        format => output::print_document(&found, format)?,
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn run_verify(global: &GlobalArgs, args: VerifyArgs) -> Result<i32, Error> {
+    let label = args.file.display().to_string();
+    let (copy, file) = local_file(global, &args.file, Duration::from_secs(600)).await?;
+    let args = VerifyArgs { file, ..args };
     if !args.file.is_file() {
         return Err(Error::Usage(format!(
             "{} is not a file",
             args.file.display()
         )));
     }
-    let report = backup::verify(&args.file)?;
+    let mut report = backup::verify(&args.file)?;
+    if copy.is_some() {
+        report.file = label;
+    }
     output::print_report(&report, args.output.format)?;
     Ok(if report.ok {
         exit::SUCCESS
@@ -361,6 +434,9 @@ fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
 }
 
 async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Error> {
+    let label = args.file.display().to_string();
+    let (copy, file) = local_file(global, &args.file, args.timeout).await?;
+    let args = RestoreArgs { file, ..args };
     // Everything about the file is checked before connecting: nothing is sent from a bad file.
     let (_, kind) = backup::check_file(&args.file)?;
     let kube = client::connect_within(global, args.timeout).await?;
@@ -371,7 +447,10 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
         timeout: args.timeout,
         progress: global.show_progress(),
     };
-    let report = backup::restore(&kube, &options, kind).await?;
+    let mut report = backup::restore(&kube, &options, kind).await?;
+    if copy.is_some() {
+        report.file = label;
+    }
     output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
 }
