@@ -20,3 +20,4 @@ mod parsers;
 mod rbac;
 mod render;
 mod safety;
+mod schedule;
