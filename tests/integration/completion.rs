@@ -288,6 +288,8 @@ async fn database_names_come_from_the_cluster() {
                 "verify",
                 "restore",
                 "snapshot",
+                "list",
+                "schedule",
                 "completion",
                 "help",
                 "orders",
