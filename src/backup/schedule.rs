@@ -383,12 +383,18 @@ pub async fn list(kube: &Kube, database: Option<&str>) -> Result<Vec<ScheduleInf
 pub async fn find(kube: &Kube, name: &str) -> Result<CronJob> {
     let ns = &kube.namespace;
     let api: Api<CronJob> = kube.api();
-    let database = name.strip_suffix("-backup").unwrap_or(name);
-    let database = database
+    // A StatefulSet, its pod (`NAME-0`), or the CronJob itself; a StatefulSet's own name
+    // may end in digits (`db-2`), so that comes first.
+    let pod_of = name
         .rsplit_once('-')
-        .filter(|(_, ordinal)| ordinal.chars().all(|c| c.is_ascii_digit()))
-        .map_or(database, |(sts, _)| sts);
-    for candidate in [render::cron_job_name(database), name.to_string()] {
+        .filter(|(_, ordinal)| !ordinal.is_empty() && ordinal.chars().all(|c| c.is_ascii_digit()))
+        .map(|(sts, _)| render::cron_job_name(sts));
+    let candidates = [
+        Some(render::cron_job_name(name)),
+        pod_of,
+        Some(name.to_string()),
+    ];
+    for candidate in candidates.into_iter().flatten() {
         let found = api
             .get_opt(&candidate)
             .await

@@ -262,7 +262,9 @@ async fn healthy_and_broken_databases_are_diagnosed() {
                 .filter(|c| {
                     !(c["name"].as_str().is_some_and(|n| n.starts_with("backup."))
                         && c["verdict"] == "skipped"
-                        && c["evidence"].as_str().is_some_and(|e| e.starts_with("no schedule")))
+                        && c["evidence"]
+                            .as_str()
+                            .is_some_and(|e| e.starts_with("no schedule")))
                 })
                 // Local volumes are host directories: their usage is the host disk's, which a
                 // busy build machine may fill past the 80% warning. A warning, never a fail.
