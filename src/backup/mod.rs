@@ -4,6 +4,7 @@
 //! there; until then it lives under `FILE.partial`.
 
 pub mod aws_config;
+pub mod cron;
 pub mod drill;
 mod drill_print;
 pub mod dump;
@@ -14,9 +15,13 @@ pub mod manifest;
 pub mod pg_filter;
 pub mod pipeline;
 mod print;
+pub mod pvc_source;
 pub mod quiesce;
 pub mod restore;
 pub mod s3;
+pub mod schedule;
+mod schedule_print;
+pub mod schedule_run;
 pub mod snapshot;
 pub mod snapshot_list;
 pub mod verify;

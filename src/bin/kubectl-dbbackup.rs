@@ -3,14 +3,17 @@
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use kubectl_db::backup::cron::{self, When};
 use kubectl_db::backup::{
     self, Compression, Destination, DrillOptions, DumpOptions, Location, RestoreOptions,
     SnapshotOptions, snapshot_list,
 };
+use kubectl_db::backup::{pvc_source, schedule, schedule_run};
 use kubectl_db::cli::{
     self, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, TargetArgs, exit, parse_duration,
 };
-use kubectl_db::output::{self, Render, Width};
+use kubectl_db::deploy::DryRun;
+use kubectl_db::output::{self, Progress, Render, Width};
 use kubectl_db::{Error, client};
 
 #[derive(Parser)]
@@ -24,7 +27,7 @@ use kubectl_db::{Error, client};
     // for a TARGET, since clap counts the global `-n` as an argument given.
     subcommand_negates_reqs = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z\n  kubectl dbbackup postgres -f s3://backups/nightly/     # streamed to S3, KEY.sha256 beside it\n  kubectl dbbackup list s3://backups/nightly/"
+    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z\n  kubectl dbbackup postgres -f s3://backups/nightly/     # streamed to S3, KEY.sha256 beside it\n  kubectl dbbackup list s3://backups/nightly/\n  kubectl dbbackup schedule postgres --at 02:30 --time-zone Europe/Berlin --keep 7\n  kubectl dbbackup schedule run-now postgres"
 )]
 struct Cli {
     #[command(flatten)]
@@ -47,10 +50,12 @@ enum Command {
     /// Prove a backup restores: restore it into a throwaway instance, compare every table
     /// with the dump's manifest, delete the instance (exit 1 when a table differs)
     Drill(DrillArgs),
-    /// List the backups in a directory or under an s3://BUCKET/PREFIX/
+    /// List the backups in a directory, under an s3://BUCKET/PREFIX/ or on a backup PVC (pvc:NAME)
     List(ListArgs),
     /// Take a CSI VolumeSnapshot of each of the pod's volumes
     Snapshot(SnapshotArgs),
+    /// Back up on a schedule: a CronJob that dumps to a PVC with retention (list, delete, run-now)
+    Schedule(ScheduleArgs),
     /// Print a shell completion script
     Completion(CompletionArgs),
 }
@@ -99,8 +104,8 @@ struct DumpArgs {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// Backup file or s3://BUCKET/KEY
-    #[arg(value_name = "FILE|s3://...")]
+    /// Backup file, s3://BUCKET/KEY, or pvc:NAME/FILE on a schedule's backup PVC
+    #[arg(value_name = "FILE|s3://...|pvc:...")]
     file: String,
     /// Also list what the dump holds (databases, tables, rows) from FILE.manifest.json;
     /// a missing manifest is a problem
@@ -112,8 +117,8 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct DrillArgs {
-    /// Backup file or s3://BUCKET/KEY, with FILE.sha256 and FILE.manifest.json beside it
-    #[arg(value_name = "FILE|s3://...")]
+    /// Backup file, s3://BUCKET/KEY or pvc:NAME/FILE, with FILE.sha256 and FILE.manifest.json beside it
+    #[arg(value_name = "FILE|s3://...|pvc:...")]
     file: String,
     /// Image of the throwaway instance (default: the source's, recorded in the manifest)
     #[arg(long)]
@@ -135,8 +140,8 @@ struct DrillArgs {
 struct RestoreArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Backup file or s3://BUCKET/KEY (plain, gzip or zstd)
-    #[arg(short, long, value_name = "FILE|s3://...")]
+    /// Backup file, s3://BUCKET/KEY or pvc:NAME/FILE (plain, gzip or zstd)
+    #[arg(short, long, value_name = "FILE|s3://...|pvc:...")]
     file: String,
     /// Restore even when the target already holds data (databases in the file are replaced).
     /// After the file, the target's own credentials (from its container's environment,
@@ -152,9 +157,12 @@ struct RestoreArgs {
 
 #[derive(Args)]
 struct ListArgs {
-    /// Directory or s3://BUCKET/PREFIX/
-    #[arg(default_value = ".", value_name = "DIR|s3://BUCKET/PREFIX/")]
+    /// Directory, s3://BUCKET/PREFIX/, or pvc:NAME (the backup PVC of a schedule)
+    #[arg(default_value = ".", value_name = "DIR|s3://BUCKET/PREFIX/|pvc:NAME")]
     location: String,
+    /// Time limit for starting the reader pod and listing (pvc:NAME)
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -212,6 +220,96 @@ struct SnapshotDeleteArgs {
     output: OutputArgs,
 }
 
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(group = clap::ArgGroup::new("when").args(["every", "at", "cron"]).required(true))]
+struct ScheduleArgs {
+    #[command(subcommand)]
+    action: Option<ScheduleAction>,
+    /// StatefulSet (or its pod) of the database
+    #[arg(required = true)]
+    target: Option<String>,
+    /// Run every PERIOD: minutes that divide an hour (15m) or hours that divide a day (6h, 1d)
+    #[arg(long, value_name = "PERIOD", value_parser = cron::parse_every)]
+    every: Option<When>,
+    /// Run once a day at HH:MM (24-hour clock, in --time-zone)
+    #[arg(long, value_name = "HH:MM", value_parser = cron::parse_at)]
+    at: Option<When>,
+    /// A 5-field cron expression: minute hour day-of-month month day-of-week
+    #[arg(long, value_name = "EXPR")]
+    cron: Option<String>,
+    /// IANA time zone the schedule runs in (the CronJob's timeZone); next runs are shown in it
+    #[arg(long, value_name = "ZONE", default_value = cron::DEFAULT_TIME_ZONE)]
+    time_zone: String,
+    /// Where backups go: pvc (<name>-backups) or pvc:NAME; created when missing
+    #[arg(long, value_name = "pvc[:NAME]", default_value = "pvc")]
+    to: String,
+    /// Size of the backup PVC when it is created
+    #[arg(long, default_value = "10Gi")]
+    size: String,
+    /// StorageClass of the backup PVC when it is created (default: the cluster's default)
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Keep the newest N backups (after each good dump; default 7 when no --keep-within)
+    #[arg(long, value_name = "N")]
+    keep: Option<u32>,
+    /// Keep backups younger than this, e.g. 7d, 36h (with --keep: either rule keeps a file)
+    #[arg(long, value_name = "AGE", value_parser = cron::parse_age)]
+    keep_within: Option<Duration>,
+    /// Compression of the backup files (the database images carry gzip, not zstd)
+    #[arg(long, value_enum, default_value = "gzip")]
+    compress: Compression,
+    /// Time limit of one run (the Job's activeDeadlineSeconds)
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print the objects instead of applying them: client (reads the database, writes
+    /// nothing) or server (validated by the API server, nothing stored)
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none")]
+    dry_run: DryRun,
+    /// Take over fields another field manager owns
+    #[arg(long)]
+    force_conflicts: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// List the backup schedules in the namespace
+    List(ScheduleListArgs),
+    /// Delete a database's backup schedule (the PVC and its backups stay)
+    Delete(ScheduleNameArgs),
+    /// Run a backup now from the schedule's CronJob and wait for its result
+    RunNow(RunNowArgs),
+}
+
+#[derive(Args)]
+struct ScheduleListArgs {
+    /// Database (StatefulSet) whose schedule to show (default: every one)
+    target: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct ScheduleNameArgs {
+    /// Database (StatefulSet or pod) or the schedule's CronJob
+    target: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct RunNowArgs {
+    /// Database (StatefulSet or pod) or the schedule's CronJob
+    target: String,
+    /// How long to wait for the run to end (it goes on after that)
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
 fn main() {
     kubectl_db::man::hook(Cli::command);
     kubectl_db::complete::hook(Cli::command);
@@ -235,10 +333,11 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     };
     match command {
         Command::Dump(args) => run_dump(&global, args).await,
-        Command::Verify(args) => run_verify(args).await,
+        Command::Verify(args) => run_verify(&global, args).await,
         Command::Restore(args) => run_restore(&global, args).await,
         Command::Drill(args) => run_drill(&global, args).await,
-        Command::List(args) => run_list(args).await,
+        Command::List(args) => run_list(&global, args).await,
+        Command::Schedule(args) => run_schedule(&global, args).await,
         Command::Snapshot(args) => run_snapshot(&global, args).await,
         Command::Completion(args) => {
             args.print(Cli::command(), "kubectl-dbbackup");
@@ -308,8 +407,52 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
     Ok(exit::SUCCESS)
 }
 
-async fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
-    let location = Location::parse(&args.file)?;
+/// The backup a FILE argument names: a local file, an object (`s3://`), or, for
+/// `pvc:NAME/FILE`, a copy fetched from the PVC into a private temporary directory (removed
+/// when the returned copy is dropped). The label is what the report shows.
+async fn resolve_file(
+    global: &GlobalArgs,
+    text: &str,
+    timeout: Duration,
+) -> Result<(Option<pvc_source::LocalCopy>, Location), Error> {
+    let Some(location) = pvc_source::parse(text) else {
+        return Location::parse(text).map(|location| (None, location));
+    };
+    let location = location?;
+    let Some(name) = location.file else {
+        return Err(Error::Usage(
+            "name a file: pvc:NAME/FILE (`kubectl dbbackup list pvc:NAME` lists them)".into(),
+        ));
+    };
+    let kube = client::connect_within(global, timeout).await?;
+    let copy = pvc_source::LocalCopy::create()?;
+    let path = pvc_source::fetch(&kube, &location.claim, &name, &copy.dir, timeout).await?;
+    Ok((Some(copy), Location::Local(path)))
+}
+
+async fn run_pvc_list(global: &GlobalArgs, args: &ListArgs, claim: &str) -> Result<i32, Error> {
+    let kube = client::connect_within(global, args.timeout).await?;
+    let found = pvc_source::list(&kube, claim, args.timeout).await?;
+    match args.output.format {
+        OutputFormat::Table | OutputFormat::Wide => {
+            let mut table = output::table(&["name", "size", "modified", "checksum"]);
+            for b in &found {
+                table.add_row(vec![
+                    b.name.clone(),
+                    b.bytes.to_string(),
+                    b.modified.clone(),
+                    if b.checksum { "yes" } else { "MISSING" }.to_string(),
+                ]);
+            }
+            print!("{}", output::table_text(&table));
+        }
+        format => output::print_document(&found, format)?,
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn run_verify(global: &GlobalArgs, args: VerifyArgs) -> Result<i32, Error> {
+    let (copy, location) = resolve_file(global, &args.file, Duration::from_secs(600)).await?;
     match &location {
         Location::Local(path) if !path.is_file() => {
             return Err(Error::Usage(format!("{} is not a file", path.display())));
@@ -321,10 +464,13 @@ async fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
         }
         _ => {}
     }
-    let report = match args.deep {
+    let mut report = match args.deep {
         true => backup::verify::verify_deep(&location).await?,
         false => backup::verify::verify_at(&location).await?,
     };
+    if copy.is_some() {
+        report.file = args.file.clone();
+    }
     output::print_report(&report, args.output.format)?;
     Ok(if report.ok {
         exit::SUCCESS
@@ -335,7 +481,7 @@ async fn run_verify(args: VerifyArgs) -> Result<i32, Error> {
 
 async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Error> {
     // Everything about the file is checked before connecting: nothing is sent from a bad file.
-    let file = Location::parse(&args.file)?;
+    let (copy, file) = resolve_file(global, &args.file, args.timeout).await?;
     let (_, kind) = backup::restore::check_location(&file).await?;
     let kube = client::connect_within(global, args.timeout).await?;
     let options = RestoreOptions {
@@ -345,7 +491,10 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
         timeout: args.timeout,
         progress: global.show_progress(),
     };
-    let report = backup::restore(&kube, &options, kind).await?;
+    let mut report = backup::restore(&kube, &options, kind).await?;
+    if copy.is_some() {
+        report.file = args.file.clone();
+    }
     output::print_report(&report, args.output.format)?;
     Ok(exit::SUCCESS)
 }
@@ -353,7 +502,7 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
 async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     // The file and its manifest are checked before connecting: nothing is created for a
     // file that cannot be drilled.
-    let location = Location::parse(&args.file)?;
+    let (_copy, location) = resolve_file(global, &args.file, args.timeout).await?;
     let (verified, kind) = backup::restore::check_location(&location).await?;
     let options = DrillOptions {
         file: location,
@@ -374,7 +523,20 @@ async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     })
 }
 
-async fn run_list(args: ListArgs) -> Result<i32, Error> {
+async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
+    match pvc_source::parse(&args.location) {
+        Some(Ok(pvc)) if pvc.file.is_none() => {
+            return run_pvc_list(global, &args, &pvc.claim).await;
+        }
+        Some(Ok(_)) => {
+            return Err(Error::Usage(format!(
+                "list takes pvc:NAME, not the file {:?}",
+                args.location
+            )));
+        }
+        Some(Err(err)) => return Err(err),
+        None => {}
+    }
     let location = Location::parse(&args.location)?;
     let list = backup::list::list(&location, k8s_openapi::jiff::Timestamp::now()).await?;
     if list.backups.is_empty() && args.output.format == OutputFormat::Table {
@@ -426,6 +588,102 @@ async fn run_snapshot_delete(global: &GlobalArgs, args: SnapshotDeleteArgs) -> R
         format => output::print_document(&deleted, format)?,
     }
     Ok(exit::SUCCESS)
+}
+
+async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs) -> Result<i32, Error> {
+    match args.action {
+        Some(ScheduleAction::List(list)) => return run_schedule_list(global, list).await,
+        Some(ScheduleAction::Delete(delete)) => {
+            let kube = client::connect(global).await?;
+            let deleted = schedule::delete(&kube, &delete.target).await?;
+            match delete.output.format {
+                OutputFormat::Table => println!(
+                    "deleted CronJob {}/{} and its Jobs{}",
+                    deleted.namespace,
+                    deleted.cron_job,
+                    deleted
+                        .pvc_kept
+                        .as_ref()
+                        .map(|p| format!("; PVC {p} and the backups on it are kept"))
+                        .unwrap_or_default()
+                ),
+                format => output::print_document(&deleted, format)?,
+            }
+            return Ok(exit::SUCCESS);
+        }
+        Some(ScheduleAction::RunNow(run)) => return run_schedule_now(global, run).await,
+        None => {}
+    }
+    // Everything about the flags is checked before connecting.
+    let when = match (args.every, args.at, args.cron) {
+        (Some(when), _, _) | (None, Some(when), _) => when,
+        (None, None, Some(expr)) => When::Cron(expr),
+        (None, None, None) => return Err(Error::Usage("give --every, --at or --cron".into())),
+    };
+    let schedule = cron::schedule(&when, Some(&args.time_zone))?;
+    if args.compress == Compression::Zstd {
+        return Err(Error::Usage(
+            "--compress zstd: the database images carry gzip but not zstd; use gzip or none".into(),
+        ));
+    }
+    if args.timeout.as_secs() < 60 {
+        return Err(Error::Usage("--timeout must be at least 1m".into()));
+    }
+    let claim = schedule::parse_destination(&args.to).map_err(Error::Usage)?;
+    let keep = match (args.keep, args.keep_within) {
+        (None, None) => 7,
+        (keep, _) => keep.unwrap_or(0),
+    };
+    let kube = client::connect(global).await?;
+    let options = schedule::ScheduleOptions {
+        target: args.target.unwrap_or_default(),
+        schedule,
+        claim,
+        size: args.size,
+        storage_class: args.storage_class,
+        keep,
+        keep_within: args.keep_within.unwrap_or_default(),
+        compression: args.compress,
+        timeout: args.timeout,
+        dry_run: args.dry_run,
+        force_conflicts: args.force_conflicts,
+    };
+    let (report, objects) = schedule::schedule(&kube, &options, jiff::Timestamp::now()).await?;
+    if args.dry_run == DryRun::Client && args.output.format != OutputFormat::Table {
+        match args.output.format {
+            OutputFormat::Json => output::print_document(
+                &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+                OutputFormat::Json,
+            )?,
+            _ => print!("{}", output::objects_to_yaml(&objects)?),
+        }
+        return Ok(exit::SUCCESS);
+    }
+    output::print_report(&report, args.output.format)?;
+    Ok(exit::SUCCESS)
+}
+
+async fn run_schedule_list(global: &GlobalArgs, args: ScheduleListArgs) -> Result<i32, Error> {
+    let kube = client::connect(global).await?;
+    let list = schedule::list(&kube, args.target.as_deref()).await?;
+    if list.is_empty() && args.output.format == OutputFormat::Table {
+        eprintln!("no backup schedules in namespace {}", kube.namespace);
+        return Ok(exit::SUCCESS);
+    }
+    output::print_report(&list, args.output.format)?;
+    Ok(exit::SUCCESS)
+}
+
+async fn run_schedule_now(global: &GlobalArgs, args: RunNowArgs) -> Result<i32, Error> {
+    let kube = client::connect(global).await?;
+    let progress = Progress::spinner(global.show_progress());
+    let report = schedule_run::run_now(&kube, &args.target, args.timeout, &progress).await?;
+    output::print_report(&report, args.output.format)?;
+    Ok(if report.run.state == "succeeded" {
+        exit::SUCCESS
+    } else {
+        exit::UNHEALTHY
+    })
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ struct Cli {
     /// Add the database container's last N log lines (and its previous container's, after a restart) to the report
     #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "20", value_parser = clap::value_parser!(i64).range(1..=10000))]
     logs: Option<i64>,
+    /// backup.recent warns when the newest scheduled backup is older than this (e.g. 26h, 2d)
+    #[arg(long, value_name = "AGE", default_value = "26h", value_parser = kubectl_db::backup::cron::parse_age)]
+    backup_max_age: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -77,6 +80,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     let mut options = CheckOptions {
         exec_timeout: cli.exec_timeout,
         logs: cli.logs,
+        backup_max_age: cli.backup_max_age,
         ..Default::default()
     };
     if !cli.global.request_timeout.is_zero() {

@@ -32,6 +32,8 @@ pub struct CheckOptions {
     pub api_timeout: Duration,
     /// `--logs=N`: add the database container's last N log lines to the report.
     pub logs: Option<i64>,
+    /// `backup.recent` warns when the newest scheduled backup is older.
+    pub backup_max_age: Duration,
 }
 
 /// The end of one container's log.
@@ -61,6 +63,7 @@ impl Default for CheckOptions {
             exec_timeout: Duration::from_secs(10),
             api_timeout: Duration::from_secs(30),
             logs: None,
+            backup_max_age: Duration::from_secs(26 * 3600),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! of every database in a namespace. Collect (concurrent API reads and in-pod commands, each
 //! with its own timeout), decide (pure rules in [`rules`] and [`inside`]), report.
 
+pub mod backups;
 mod collect;
 pub mod facts;
 pub mod inside;
@@ -72,13 +73,15 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
             None => None,
         }
     };
-    let (facts, snapshot, logs) = tokio::join!(
+    let (facts, snapshot, backups, logs) = tokio::join!(
         collect(kube, &target, options),
         snapshots::newest(kube, &database, options.api_timeout),
+        backups::check(kube, &database, options.backup_max_age, options.api_timeout),
         logs
     );
     let mut checks = rules::diagnose(&facts?);
     checks.push(snapshot);
+    checks.extend(backups);
     tracing::debug!("{}", kube.requests);
     Ok(report(name, &target, checks, logs, started))
 }

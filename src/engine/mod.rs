@@ -243,6 +243,25 @@ impl Engine {
         self.commands().list_databases_sql()
     }
 
+    /// How the client tools in another pod (a scheduled backup's) reach this engine's
+    /// server at `host`: environment for the tools, and a script run before them. libpq
+    /// reads PGHOST/PGPORT; MariaDB's clients ignore MYSQL_HOST and take the host only from
+    /// an option file, so one is written to `$HOME/.my.cnf` (HOME on a scratch directory).
+    pub fn remote_client(self, host: &str) -> (Vec<(&'static str, String)>, &'static str) {
+        let port = self.port().to_string();
+        match self {
+            Engine::Postgres => (vec![("PGHOST", host.into()), ("PGPORT", port)], ":"),
+            Engine::Mysql | Engine::Mariadb => (
+                vec![
+                    ("HOME", "/tmp".into()),
+                    ("KDB_DB_HOST", host.into()),
+                    ("KDB_DB_PORT", port),
+                ],
+                r#"umask 077; printf '[client]\nhost=%s\nport=%s\nprotocol=tcp\n' "$KDB_DB_HOST" "$KDB_DB_PORT" > "$HOME/.my.cnf""#,
+            ),
+        }
+    }
+
     /// Guesses the engine of a pod deployed by hand: from the image name, else the port.
     pub fn detect(image: &str, ports: &[i32]) -> Option<Engine> {
         let repo = image_repository(image);

@@ -1,6 +1,7 @@
 //! Pure rendering: a validated [`DeploySpec`] and the passwords in, Kubernetes objects out.
 //! No I/O and nothing random here, so the output is byte-for-byte stable and snapshot-tested.
 
+pub mod cronjob;
 pub mod from_snapshot;
 mod spec;
 

@@ -291,6 +291,8 @@ async fn database_names_come_from_the_cluster() {
                 "restore",
                 "drill",
                 "snapshot",
+                "list",
+                "schedule",
                 "completion",
                 "help",
                 "orders",

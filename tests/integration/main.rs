@@ -24,3 +24,4 @@ mod rbac;
 mod render;
 mod s3;
 mod safety;
+mod schedule;

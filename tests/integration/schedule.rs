@@ -1,0 +1,248 @@
+//! `kubectl dbbackup schedule` on the local cluster, in a namespace that enforces the
+//! restricted Pod Security Standard (so every pod the schedule and the PVC reader create is
+//! admitted under it): runs that leave verified backups on the PVC, retention, a restore of
+//! one into a second instance, a failing run that leaves no file and that dbcheck reports,
+//! and the schedule flags refused before any API call.
+
+use crate::common;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use kubectl_db::engine::Engine;
+use serde_json::Value;
+
+const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// The backup files on the schedule's PVC, newest first (`dbbackup list pvc:NAME`).
+fn backups(ns: &common::TestNamespace) -> Vec<Value> {
+    let list = common::json(
+        ns.bin("kubectl-dbbackup")
+            .args(["list", "pvc:postgres-backups"]),
+    );
+    list.as_array().unwrap().clone()
+}
+
+fn run_now(ns: &common::TestNamespace) -> (i32, Value) {
+    let mut cmd = ns.bin("kubectl-dbbackup");
+    cmd.args([
+        "schedule",
+        "run-now",
+        "postgres",
+        "--timeout",
+        "3m",
+        "-o",
+        "json",
+    ]);
+    let (code, stdout, stderr) = common::output(&mut cmd);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("exit {code}: {stderr}"));
+    (code, report)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_verify_restore_and_fail_visibly() {
+    let kubeconfig = require_cluster!();
+    let ns = common::TestNamespace::create(&kubeconfig, "sched", &[RESTRICTED]).await;
+
+    // The namespace really enforces restricted: a pod without hardening is refused.
+    let pods: Api<Pod> = ns.kube.api();
+    let plain: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "plain"},
+        "spec": {"containers": [{"name": "c", "image": common::postgres_image()}]}
+    }))
+    .unwrap();
+    let refused = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &plain,
+        )
+        .await;
+    let refused = format!("{:?}", refused.expect_err("an unhardened pod was admitted"));
+    assert!(refused.contains("violates PodSecurity"), "{refused}");
+
+    common::deploy_json(&ns, &common::deploy_args(Engine::Postgres));
+    common::sql(
+        &ns,
+        Engine::Postgres,
+        "postgres-0",
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('scheduled-42');",
+    )
+    .await;
+
+    // The objects for GitOps: nothing applied.
+    let mut cmd = ns.bin("kubectl-dbbackup");
+    cmd.args([
+        "schedule",
+        "postgres",
+        "--every",
+        "6h",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    let (code, yaml, stderr) = common::output(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        yaml.contains("kind: CronJob") && yaml.contains("schedule: 0 */6 * * *"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("secretKeyRef"), "{yaml}");
+
+    let report = common::json(ns.bin("kubectl-dbbackup").args([
+        "schedule",
+        "postgres",
+        "--at",
+        "02:30",
+        "--time-zone",
+        "Asia/Seoul",
+        "--keep",
+        "2",
+        "--size",
+        "1Gi",
+    ]));
+    assert_eq!(report["schedule"], "30 2 * * *");
+    let runs = report["next_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        let run = run.as_str().unwrap();
+        assert!(run.contains("T02:30:00+09:00[Asia/Seoul]"), "{run}");
+    }
+
+    // Two runs, two verified backups with their checksums.
+    for _ in 0..2 {
+        let (code, run) = run_now(&ns);
+        assert_eq!(code, 0, "{run}");
+        assert_eq!(run["run"]["state"], "succeeded", "{run}");
+    }
+    let files = backups(&ns);
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        assert_eq!(file["checksum"], true);
+        let location = format!("pvc:postgres-backups/{}", file["name"].as_str().unwrap());
+        let report = common::json(ns.bin("kubectl-dbbackup").args(["verify", &location]));
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["kind"], "postgres-cluster");
+    }
+
+    // --keep 1: the next good run leaves exactly one.
+    common::json(
+        ns.bin("kubectl-dbbackup")
+            .args(["schedule", "postgres", "--at", "02:30", "--keep", "1"]),
+    );
+    let (code, run) = run_now(&ns);
+    assert_eq!(code, 0, "{run}");
+    let files = backups(&ns);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let newest = files[0]["name"].as_str().unwrap().to_string();
+    assert_eq!(run["run"]["file"], newest.as_str());
+
+    // Restored into a second instance straight from the PVC.
+    let mut second = common::deploy_args(Engine::Postgres);
+    second.extend(["--name".to_string(), "second".to_string()]);
+    common::deploy_json(&ns, &second);
+    let location = format!("pvc:postgres-backups/{newest}");
+    common::json(
+        ns.bin("kubectl-dbbackup")
+            .args(["restore", "second", "-f", &location, "--yes"]),
+    );
+    let rows = common::sql(&ns, Engine::Postgres, "second-0", "SELECT v FROM kept;").await;
+    assert_eq!(rows.trim(), "scheduled-42");
+
+    // A stopped database: the run fails, no new file appears, dbcheck says why.
+    let sts: Api<StatefulSet> = ns.kube.api();
+    sts.patch(
+        "postgres",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    let (code, run) = run_now(&ns);
+    assert_eq!(code, 1, "{run}");
+    assert_eq!(run["run"]["state"], "failed");
+    let reason = run["run"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("the dump exited with status"), "{reason}");
+    let files = backups(&ns);
+    assert_eq!(files.len(), 1, "a failed run left a file: {files:?}");
+    assert_eq!(files[0]["name"], newest.as_str());
+    let mut cmd = ns.bin("kubectl-dbcheck");
+    cmd.args(["postgres", "-o", "json"]);
+    let (code, stdout, stderr) = common::output(&mut cmd);
+    assert_eq!(code, 1, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+            .clone()
+    };
+    let schedule = check("backup.schedule");
+    assert_eq!(schedule["verdict"], "fail", "{schedule}");
+    assert!(
+        schedule["evidence"].as_str().unwrap().contains(&reason),
+        "{schedule}"
+    );
+    assert_eq!(check("backup.recent")["verdict"], "ok");
+    // The second database has no schedule: skipped, saying so.
+    let mut cmd = ns.bin("kubectl-dbcheck");
+    cmd.args(["second", "-o", "json"]);
+    let (_, stdout, _) = common::output(&mut cmd);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let skipped = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backup.schedule")
+        .unwrap()
+        .clone();
+    assert_eq!(skipped["verdict"], "skipped");
+    assert!(
+        skipped["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("no schedule")
+    );
+
+    // Delete keeps the PVC and its backups.
+    let mut cmd = ns.bin("kubectl-dbbackup");
+    cmd.args(["schedule", "delete", "postgres"]);
+    let (code, stdout, stderr) = common::output(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("PVC postgres-backups and the backups on it are kept"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn schedule_flags_are_checked_before_any_api_call() {
+    let mut cmd = common::unreachable_bin("kubectl-dbbackup");
+    cmd.args(["schedule", "pg", "--cron", "0 0 * * * *"]);
+    let (code, _, stderr) = common::output(&mut cmd);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("exactly 5 fields: minute hour day-of-month month day-of-week"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("6 fields given"), "{stderr}");
+    for args in [
+        ["--every", "7h"],
+        ["--at", "25:00"],
+        ["--time-zone", "Mars/Olympus"],
+    ] {
+        let mut cmd = common::unreachable_bin("kubectl-dbbackup");
+        cmd.args(["schedule", "pg"]).args(args);
+        if args[0] == "--time-zone" {
+            cmd.args(["--at", "02:30"]);
+        }
+        let (code, _, stderr) = common::output(&mut cmd);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+}
