@@ -182,7 +182,7 @@ check_binary() {
 
 # Build the binaries of every platform into $cache/bin/$key/<os>_<arch>/ (unless cached).
 build_binaries() {
-  local key=$1 tools target_args=() platform out target built=() sdk=""
+  local key=$1 tools target_args=() platform out target built=() sdk
   for platform in "${PLATFORMS[@]}"; do
     [[ -f $cache/bin/$key/${platform/\//_}/complete ]] || built+=("$platform")
   done
@@ -195,11 +195,10 @@ build_binaries() {
   cargo fetch --locked >&2
   for platform in "${built[@]}"; do
     target_args+=(--target "$(rust_target "$platform")")
-    if [[ $platform == darwin/* && -z $sdk ]]; then
-      sdk=$cache/macos-stub-sdk
-      macos_stub_sdk "$sdk" "$tools/ziglang/lib"
-    fi
   done
+  # Set for every build, darwin or not: C build scripts rerun when SDKROOT changes.
+  sdk=$cache/macos-stub-sdk
+  macos_stub_sdk "$sdk" "$tools/ziglang/lib"
   echo "building release binaries $key for ${built[*]} (cold: ~25 minutes of CPU)" >&2
   local start=$SECONDS
   # One cargo run for all targets: the build scripts and proc-macros compile once.
