@@ -382,16 +382,23 @@ fn release_archives_pass_krews_validator_and_install_with_krew() {
     );
     validate(&validator, &dist, &manifests, work.path(), &path);
 
+    install_and_run(&kubectl, work.path(), &path, &dist, &manifests);
+}
+
+/// docs/install.md's Krew steps: install each plugin from its manifest and archive, kubectl
+/// lists and runs it, completion through the copied helper, and an upgrade.
+fn install_and_run(kubectl: &Path, work: &Path, path: &str, dist: &Path, manifests: &Path) {
+    let krew_root = work.join("krew-root");
     let kubectl_cmd = |args: &[&str]| {
         let mut cmd = Command::new("timeout");
         cmd.arg("60")
-            .arg(&kubectl)
+            .arg(kubectl)
             .args(args)
             .env_clear()
-            .env("PATH", &path)
-            .env("HOME", work.path())
+            .env("PATH", path)
+            .env("HOME", work)
             .env("KREW_ROOT", &krew_root)
-            .env("KUBECONFIG", work.path().join("no-kubeconfig"))
+            .env("KUBECONFIG", work.join("no-kubeconfig"))
             .stdin(std::process::Stdio::null());
         cmd
     };
@@ -436,11 +443,27 @@ fn release_archives_pass_krews_validator_and_install_with_krew() {
         .args(["-m", "755"])
         .arg(&helper)
         .arg(krew_root.join("bin")));
-    let completion = run(&mut kubectl_cmd(&["__complete", "dbdeploy", "li"]));
-    assert_eq!(
-        String::from_utf8_lossy(&completion.stdout),
-        "list\tList the databases dbdeploy manages\n:4\n"
-    );
+    let complete = || {
+        let out = run(&mut kubectl_cmd(&["__complete", "dbdeploy", "li"]));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let expected = "list\tList the databases dbdeploy manages\n:4\n";
+    assert_eq!(complete(), expected);
+
+    // docs/install.md's upgrade: uninstall, install the (newer) manifest; the copied helper
+    // runs whatever plugin Krew links next to it.
+    run(&mut kubectl_cmd(&["krew", "uninstall", "dbdeploy"]));
+    run(&mut kubectl_cmd(&[
+        "krew",
+        "install",
+        &format!("--manifest={}", manifests.join("dbdeploy.yaml").display()),
+        &format!(
+            "--archive={}",
+            dist.join(format!("kubectl-db-dbdeploy_{version}_linux_amd64.tar.gz"))
+                .display()
+        ),
+    ]));
+    assert_eq!(complete(), expected);
 }
 
 /// TLS is rustls: no OpenSSL in the dependency graph, so the release binaries need no
