@@ -452,6 +452,11 @@ fn install_and_run(kubectl: &Path, work: &Path, path: &str, dist: &Path, manifes
 
     // docs/install.md's upgrade: uninstall, install the (newer) manifest; the copied helper
     // runs whatever plugin Krew links next to it.
+    // `krew uninstall` wants the plugin index `kubectl krew update` clones; offline, an empty
+    // git repository stands in for it.
+    run(Command::new("git")
+        .args(["init", "-q"])
+        .arg(krew_root.join("index/default")));
     run(&mut kubectl_cmd(&["krew", "uninstall", "dbdeploy"]));
     run(&mut kubectl_cmd(&[
         "krew",
