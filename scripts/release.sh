@@ -18,7 +18,7 @@
 # bindings (core-foundation-sys, security-framework-sys) declare; dyld binds them to the
 # real frameworks on the Mac.
 #
-# Cold, the four targets cost ~25 minutes of CPU (docs/install.md). The binaries are cached
+# Cold, the four targets cost ~40 CPU-minutes (docs/install.md). The binaries are cached
 # under ~/.cache/kubectl-db/release/bin/<key>, the key a hash of what goes into them (sources,
 # Cargo.lock, rustc, the cross toolchain), and the cross target directory is kept, so a
 # source change rebuilds only this crate. Archives are reproducible (sorted entries, fixed
@@ -162,6 +162,37 @@ macos_stub_sdk() {
   framework_stub Security "$sdk" security-framework-sys
 }
 
+# macOS on arm64 kills an unsigned binary: Zig signs it ad hoc. Check that the signature's
+# page hashes (CodeDirectory, SHA-256) match the file, i.e. nothing changed it after the link.
+check_adhoc_signature() {
+  python3 - "$1" <<'EOF'
+import hashlib, struct, sys
+b = open(sys.argv[1], "rb").read()
+off, sig = 32, None
+for _ in range(struct.unpack_from("<I", b, 16)[0]):
+    cmd, size = struct.unpack_from("<II", b, off)
+    if cmd == 0x1D:  # LC_CODE_SIGNATURE
+        sig = struct.unpack_from("<I", b, off + 8)[0]
+    off += size
+if sig is None:
+    sys.exit(f"error: {sys.argv[1]} has no code signature")
+count = struct.unpack_from(">I", b, sig + 8)[0]
+for i in range(count):
+    slot, blob = struct.unpack_from(">II", b, sig + 12 + 8 * i)
+    if slot != 0:  # the CodeDirectory
+        continue
+    cd = sig + blob
+    hashoff, _, _, ncode, limit, hsize, _, _, page = struct.unpack_from(">IIIIIBBBB", b, cd + 16)
+    for n in range(ncode):
+        want = b[cd + hashoff + n * hsize : cd + hashoff + (n + 1) * hsize]
+        got = hashlib.sha256(b[n << page : min((n + 1) << page, limit)]).digest()[:hsize]
+        if want != got:
+            sys.exit(f"error: {sys.argv[1]}: code signature does not match page {n}")
+    sys.exit(0)
+sys.exit(f"error: {sys.argv[1]}: code signature has no CodeDirectory")
+EOF
+}
+
 # check_binary PLATFORM FILE: no system library beyond what every machine of it has.
 check_binary() {
   local platform=$1 bin=$2 llvm libs
@@ -175,6 +206,7 @@ check_binary() {
       libs=$("$llvm/llvm-objdump" --macho --dylibs-used "$bin" | tail -n +2 |
         grep -vE '^\s*(/usr/lib/lib(System\.B|iconv\.2|charset\.1)\.dylib|/System/Library/Frameworks/[A-Za-z]+\.framework/)' | xargs -r || true)
       [[ -z $libs ]] || { echo "error: $bin links $libs" >&2; return 1; }
+      [[ $platform == darwin/arm64 ]] && check_adhoc_signature "$bin"
       ;;
   esac
   file "$bin" 2>/dev/null | sed 's/^/  /' >&2 || true
@@ -199,7 +231,7 @@ build_binaries() {
   # Set for every build, darwin or not: C build scripts rerun when SDKROOT changes.
   sdk=$cache/macos-stub-sdk
   macos_stub_sdk "$sdk" "$tools/ziglang/lib"
-  echo "building release binaries $key for ${built[*]} (cold: ~25 minutes of CPU)" >&2
+  echo "building release binaries $key for ${built[*]} (cold: ~40 CPU-minutes)" >&2
   local start=$SECONDS
   # One cargo run for all targets: the build scripts and proc-macros compile once.
   CARGO_TARGET_DIR=$cache/target CARGO_ZIGBUILD_ZIG_PATH=$tools/ziglang/zig SDKROOT=$sdk \
