@@ -4,7 +4,7 @@
 #   make test   everything CI runs: lints, pure tests, integration tests on the local cluster
 # and, for a release:
 #   make release  the archives of linux and darwin on amd64 and arm64 (dist/) and the Krew
-#                 manifests with their sha256s (krew/); ~40 CPU-minutes cold, cached after
+#                 manifests with their sha256s (krew/); ~50 CPU-minutes cold, cached after
 .PHONY: build demo test lint cluster-up cluster-down bench release
 
 build:

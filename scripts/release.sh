@@ -18,7 +18,7 @@
 # bindings (core-foundation-sys, security-framework-sys) declare; dyld binds them to the
 # real frameworks on the Mac.
 #
-# Cold, the four targets cost ~40 CPU-minutes (docs/install.md). The binaries are cached
+# Cold, the four targets cost ~50 CPU-minutes (docs/install.md). The binaries are cached
 # under ~/.cache/kubectl-db/release/bin/<key>, the key a hash of what goes into them (sources,
 # Cargo.lock, rustc, the cross toolchain), and the cross target directory is kept, so a
 # source change rebuilds only this crate. Archives are reproducible (sorted entries, fixed
@@ -231,7 +231,7 @@ build_binaries() {
   # Set for every build, darwin or not: C build scripts rerun when SDKROOT changes.
   sdk=$cache/macos-stub-sdk
   macos_stub_sdk "$sdk" "$tools/ziglang/lib"
-  echo "building release binaries $key for ${built[*]} (cold: ~40 CPU-minutes)" >&2
+  echo "building release binaries $key for ${built[*]} (cold: ~50 CPU-minutes)" >&2
   local start=$SECONDS
   # One cargo run for all targets: the build scripts and proc-macros compile once.
   CARGO_TARGET_DIR=$cache/target CARGO_ZIGBUILD_ZIG_PATH=$tools/ziglang/zig SDKROOT=$sdk \
@@ -347,4 +347,4 @@ main() {
   render_manifests
 }
 
-main "$@"
+main "$@"; exit

@@ -4,7 +4,7 @@
 //! from a loopback server, and the real Krew installs the plugins for kubectl to run.
 //! Krew v0.4.3 and its validator are built from Go modules into ~/.cache/kubectl-db/krew/.
 //!
-//! The four-platform cross build (`make release`) costs ~40 CPU-minutes cold, so it runs
+//! The four-platform cross build (`make release`) costs ~50 CPU-minutes cold, so it runs
 //! here only when its binaries are cached or with `KDB_TEST_RELEASE=1`; otherwise the test
 //! packs this build's binaries for linux/amd64 and says that the rest was not run. Skips with
 //! a printed reason when Go or kubectl is missing — and fails instead under
