@@ -1,43 +1,82 @@
 #!/usr/bin/env bash
-# Builds the release archives and renders the Krew manifests from one template, so versions
-# and checksums never drift:
+# Builds the release archives of every platform Krew users have and renders the Krew
+# manifests from one template, so versions and checksums never drift:
 #   dist/kubectl-db-<plugin>_<version>_<os>_<arch>.tar.gz   (+ .sha256)
 #       kubectl-<plugin>, kubectl_complete-<plugin> (a shell script from completion/),
 #       LICENSE, README.md
 #   krew/<plugin>.yaml   from krew/plugin.yaml.tmpl + krew/platform.yaml.tmpl
 #
-# Only the host platform is built here (linux/amd64 on the project's machines: there is no
-# cross toolchain). The manifests still list linux and darwin on amd64 and arm64, with uris
-# on the release URL pattern; an archive of another platform already in dist/ (e.g. from a
-# CI runner of that platform) gives its sha256, otherwise its sha256 is zeros and marked
-# as not built, and the script says so.
+# linux/amd64 and linux/arm64 (static, musl) and darwin/amd64 and darwin/arm64 are
+# cross-built on any linux host with cargo-zigbuild and Zig (pinned; tests/deps.sh release
+# installs them, the Rust targets and llvm-tools). TLS is rustls, so the binaries need no
+# system library: the script checks that a linux binary links nothing dynamically and a
+# darwin one only what every macOS has: libSystem, libiconv/libcharset (Rust's std links
+# them) and the CoreFoundation and Security frameworks.
+#
+# Zig ships no macOS frameworks: the darwin link uses a stub SDK that this script writes,
+# text stubs (.tbd) that name each framework's install path and the symbols the Rust
+# bindings (core-foundation-sys, security-framework-sys) declare; dyld binds them to the
+# real frameworks on the Mac.
+#
+# Cold, the four targets cost ~50 CPU-minutes (docs/install.md). The binaries are cached
+# under ~/.cache/kubectl-db/release/bin/<key>, the key a hash of what goes into them (sources,
+# Cargo.lock, rustc, the cross toolchain), and the cross target directory is kept, so a
+# source change rebuilds only this crate. Archives are reproducible (sorted entries, fixed
+# owner and mtime, no gzip timestamp), so a warm cache gives the same sha256 again.
+#
+# Usage:
+#   scripts/release.sh                 build (or take from the cache), pack, render
+#   scripts/release.sh --cache-status  print the key; exit 0 when its binaries are cached
 #
 # Environment:
-#   KDB_RELEASE_DIST      output directory of the archives (default dist/)
-#   KDB_RELEASE_KREW_DIR  output directory of the manifests (default krew/)
-#   KDB_RELEASE_BIN_DIR   take the plugin binaries from here instead of `cargo build --release`
-#   KDB_RELEASE_BASE_URL  where the archives are published
-#                         (default <repository>/releases/download/v<version>)
+#   KDB_RELEASE_DIST       output directory of the archives (default dist/)
+#   KDB_RELEASE_KREW_DIR   output directory of the manifests (default krew/)
+#   KDB_RELEASE_BASE_URL   where the archives are published
+#                          (default <repository>/releases/download/v<version>)
+#   KDB_RELEASE_PLATFORMS  the platforms to build and list (default all four)
+#   KDB_RELEASE_BIN_DIR    pack these binaries instead of building (one platform only, e.g.
+#                          KDB_RELEASE_PLATFORMS=linux/amd64: the tests' quick path)
+#   KDB_RELEASE_CACHE      the cache (default ~/.cache/kubectl-db/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PLUGINS=(dbdeploy dbcheck dbbackup dbpersist)
-PLATFORMS=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64)
+read -ra PLATFORMS <<<"${KDB_RELEASE_PLATFORMS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64}"
+# What the cached binaries were built with; change it when the build command changes.
+RECIPE="cargo-zigbuild zigbuild --release --locked --bins; stub macOS SDK v1"
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 homepage=$(sed -n 's/^repository = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 dist=${KDB_RELEASE_DIST:-dist}
 krew_dir=${KDB_RELEASE_KREW_DIR:-krew}
 base_url=${KDB_RELEASE_BASE_URL:-$homepage/releases/download/v$version}
+cache=${KDB_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-db/release}
 [[ -n $version && -n $homepage ]] || { echo "error: no version/repository in Cargo.toml" >&2; exit 2; }
 
-case "$(uname -s)/$(uname -m)" in
-  Linux/x86_64) host=linux/amd64 ;;
-  Linux/aarch64) host=linux/arm64 ;;
-  Darwin/x86_64) host=darwin/amd64 ;;
-  Darwin/arm64) host=darwin/arm64 ;;
-  *) echo "error: unsupported build host $(uname -s)/$(uname -m)" >&2; exit 2 ;;
-esac
+rust_target() {
+  case $1 in
+    linux/amd64) echo x86_64-unknown-linux-musl ;;
+    linux/arm64) echo aarch64-unknown-linux-musl ;;
+    darwin/amd64) echo x86_64-apple-darwin ;;
+    darwin/arm64) echo aarch64-apple-darwin ;;
+    *) echo "error: unknown platform $1 (linux|darwin / amd64|arm64)" >&2; return 2 ;;
+  esac
+}
+for platform in "${PLATFORMS[@]}"; do rust_target "$platform" >/dev/null; done
+
+# The key of the binaries: every input that can change them.
+source_key() {
+  local inputs=(Cargo.toml Cargo.lock src) extra
+  for extra in build.rs .cargo rust-toolchain rust-toolchain.toml; do
+    [[ -e $extra ]] && inputs+=("$extra")
+  done
+  {
+    echo "$RECIPE"
+    rustc -vV
+    basename "$(bash tests/deps.sh release-dir)"
+    find "${inputs[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16
+}
 
 short_description() {
   case $1 in
@@ -81,74 +120,231 @@ EOF
   esac
 }
 
-# Build (or take) the binaries of the host platform.
-if [[ -n ${KDB_RELEASE_BIN_DIR:-} ]]; then
-  bin_dir=$KDB_RELEASE_BIN_DIR
-else
-  echo "building release binaries for $host" >&2
-  cargo build --release --locked --bins
-  bin_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
-fi
+# The source directory of a locked dependency in cargo's registry (after `cargo fetch`).
+crate_dir() {
+  local name=$1 ver dir
+  ver=$(awk -v n="$name" '$0 == "name = \"" n "\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+  for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$name-$ver"; do
+    [[ -d $dir ]] && { echo "$dir"; return 0; }
+  done
+  echo "error: $name $ver is not in cargo's registry" >&2
+  return 1
+}
 
-mkdir -p "$dist" "$krew_dir"
-stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
+# framework_stub NAME CRATE: a text stub of /System/Library/Frameworks/NAME.framework that
+# exports every function and static the crate's extern blocks declare.
+framework_stub() {
+  local name=$1 dir=$2/System/Library/Frameworks/$1.framework src symbols
+  src=$(crate_dir "$3")
+  symbols=$(grep -rhoE '^\s*pub (fn|static( mut)?) [A-Za-z_][A-Za-z0-9_]*' "$src/src" |
+    awk '{ print "_" $NF }' | LC_ALL=C sort -u | paste -sd, - | sed 's/,/, /g')
+  mkdir -p "$dir"
+  cat >"$dir/$name.tbd" <<EOF
+--- !tapi-tbd
+tbd-version: 4
+targets: [ x86_64-macos, arm64-macos ]
+install-name: '/System/Library/Frameworks/$name.framework/Versions/A/$name'
+exports:
+  - targets: [ x86_64-macos, arm64-macos ]
+    symbols: [ $symbols ]
+...
+EOF
+}
+
+# The stub SDK of the darwin link: Zig's own libSystem and the two frameworks rustls'
+# platform verifier links (through security-framework).
+macos_stub_sdk() {
+  local sdk=$1 zig_lib=$2
+  rm -rf "$sdk"
+  mkdir -p "$sdk/usr/lib" "$sdk/usr/include"
+  cp "$zig_lib/libc/darwin/libSystem.tbd" "$sdk/usr/lib/"
+  framework_stub CoreFoundation "$sdk" core-foundation-sys
+  framework_stub Security "$sdk" security-framework-sys
+}
+
+# macOS on arm64 kills an unsigned binary: Zig signs it ad hoc. Check that the signature's
+# page hashes (CodeDirectory, SHA-256) match the file, i.e. nothing changed it after the link.
+check_adhoc_signature() {
+  python3 - "$1" <<'EOF'
+import hashlib, struct, sys
+b = open(sys.argv[1], "rb").read()
+off, sig = 32, None
+for _ in range(struct.unpack_from("<I", b, 16)[0]):
+    cmd, size = struct.unpack_from("<II", b, off)
+    if cmd == 0x1D:  # LC_CODE_SIGNATURE
+        sig = struct.unpack_from("<I", b, off + 8)[0]
+    off += size
+if sig is None:
+    sys.exit(f"error: {sys.argv[1]} has no code signature")
+count = struct.unpack_from(">I", b, sig + 8)[0]
+for i in range(count):
+    slot, blob = struct.unpack_from(">II", b, sig + 12 + 8 * i)
+    if slot != 0:  # the CodeDirectory
+        continue
+    cd = sig + blob
+    hashoff, _, _, ncode, limit, hsize, _, _, page = struct.unpack_from(">IIIIIBBBB", b, cd + 16)
+    for n in range(ncode):
+        want = b[cd + hashoff + n * hsize : cd + hashoff + (n + 1) * hsize]
+        got = hashlib.sha256(b[n << page : min((n + 1) << page, limit)]).digest()[:hsize]
+        if want != got:
+            sys.exit(f"error: {sys.argv[1]}: code signature does not match page {n}")
+    sys.exit(0)
+sys.exit(f"error: {sys.argv[1]}: code signature has no CodeDirectory")
+EOF
+}
+
+# check_binary PLATFORM FILE: no system library beyond what every machine of it has.
+check_binary() {
+  local platform=$1 bin=$2 llvm libs
+  llvm=$(dirname "$(find "$(rustc --print sysroot)/lib/rustlib" -name llvm-objdump -type f | head -n1)")
+  case $platform in
+    linux/*)
+      libs=$("$llvm/llvm-readobj" --needed-libs "$bin" | sed -n '/NeededLibraries \[/,/\]/p' | grep -v '[][]' | xargs -r || true)
+      [[ -z $libs ]] || { echo "error: $bin links $libs dynamically" >&2; return 1; }
+      ;;
+    darwin/*)
+      libs=$("$llvm/llvm-objdump" --macho --dylibs-used "$bin" | tail -n +2 |
+        grep -vE '^\s*(/usr/lib/lib(System\.B|iconv\.2|charset\.1)\.dylib|/System/Library/Frameworks/[A-Za-z]+\.framework/)' | xargs -r || true)
+      [[ -z $libs ]] || { echo "error: $bin links $libs" >&2; return 1; }
+      [[ $platform == darwin/arm64 ]] && check_adhoc_signature "$bin"
+      ;;
+  esac
+  file "$bin" 2>/dev/null | sed 's/^/  /' >&2 || true
+}
+
+# Build the binaries of every platform into $cache/bin/$key/<os>_<arch>/ (unless cached).
+build_binaries() {
+  local key=$1 tools target_args=() platform out target built=() sdk
+  for platform in "${PLATFORMS[@]}"; do
+    [[ -f $cache/bin/$key/${platform/\//_}/complete ]] || built+=("$platform")
+  done
+  if ((${#built[@]} == 0)); then
+    echo "release binaries $key cached in $cache/bin/$key" >&2
+    return 0
+  fi
+  bash tests/deps.sh release >&2
+  tools=$(bash tests/deps.sh release-dir)
+  cargo fetch --locked >&2
+  for platform in "${built[@]}"; do
+    target_args+=(--target "$(rust_target "$platform")")
+  done
+  # Set for every build, darwin or not: C build scripts rerun when SDKROOT changes.
+  sdk=$cache/macos-stub-sdk
+  macos_stub_sdk "$sdk" "$tools/ziglang/lib"
+  echo "building release binaries $key for ${built[*]} (cold: ~50 CPU-minutes)" >&2
+  local start=$SECONDS
+  # One cargo run for all targets: the build scripts and proc-macros compile once.
+  CARGO_TARGET_DIR=$cache/target CARGO_ZIGBUILD_ZIG_PATH=$tools/ziglang/zig SDKROOT=$sdk \
+    "$tools/bin/cargo-zigbuild" zigbuild --release --locked --bins "${target_args[@]}" >&2
+  echo "built in $((SECONDS - start))s" >&2
+  for platform in "${built[@]}"; do
+    target=$(rust_target "$platform")
+    out=$cache/bin/$key/${platform/\//_}
+    rm -rf "$out" && mkdir -p "$out"
+    for plugin in "${PLUGINS[@]}"; do
+      cp "$cache/target/$target/release/kubectl-$plugin" "$out/"
+      check_binary "$platform" "$out/kubectl-$plugin"
+    done
+    touch "$out/complete"
+  done
+  # Keep the binaries of the three newest keys.
+  ls -1dt "$cache"/bin/*/ | tail -n +4 | xargs -r rm -rf
+}
 
 archive_name() { echo "kubectl-db-$1_${version}_${2%/*}_${2#*/}.tar.gz"; }
 
-# Reproducible archives: fixed order, owner and mtime, no gzip timestamp.
-mtime=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
-for plugin in "${PLUGINS[@]}"; do
-  dir=$stage/$plugin
-  mkdir -p "$dir"
-  exe=$bin_dir/kubectl-$plugin
-  [[ -x $exe ]] || { echo "error: $exe was not built" >&2; exit 1; }
-  cp "$exe" "$dir/"
-  # The completion helper is a script (completion/), the same on every platform.
-  cp "completion/kubectl_complete-$plugin" "$dir/"
-  chmod 755 "$dir/kubectl_complete-$plugin"
-  cp LICENSE README.md "$dir/"
-  archive=$dist/$(archive_name "$plugin" "$host")
-  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$mtime" \
-    -C "$dir" -cf - . | gzip -9 -n > "$archive"
-  (cd "$dist" && sha256sum "$(basename "$archive")" > "$(basename "$archive").sha256")
-  echo "wrote $archive" >&2
-done
+# The binaries of a platform: the cache's, or KDB_RELEASE_BIN_DIR's.
+bin_dir_of() {
+  if [[ -n ${KDB_RELEASE_BIN_DIR:-} ]]; then
+    echo "$KDB_RELEASE_BIN_DIR"
+  else
+    echo "$cache/bin/$key/${1/\//_}"
+  fi
+}
 
-# Render the manifests.
-manifest_template=$(cat krew/plugin.yaml.tmpl)
-platform_template=$(cat krew/platform.yaml.tmpl)
-missing=()
-for plugin in "${PLUGINS[@]}"; do
-  platforms=""
+pack_archives() {
+  local stage platform bin_dir plugin dir exe archive
+  stage=$(mktemp -d)
+  # A fixed mtime, not the commit's: committing the manifests must not change the archives.
+  local mtime=${SOURCE_DATE_EPOCH:-315532800}
   for platform in "${PLATFORMS[@]}"; do
-    name=$(archive_name "$plugin" "$platform")
-    note=""
-    if [[ -f $dist/$name ]]; then
-      sha=$(sha256sum "$dist/$name" | cut -d' ' -f1)
-    else
-      sha=$(printf '0%.0s' {1..64})
-      note="  # not built: replace with the sha256 of $name"
-      missing+=("$name")
-    fi
-    entry=${platform_template//@OS@/${platform%/*}}
-    entry=${entry//@ARCH@/${platform#*/}}
-    entry=${entry//@URI@/$base_url/$name}
-    entry=${entry//@SHA256@/$sha}
-    entry=${entry//@SHA_NOTE@/$note}
-    entry=${entry//@PLUGIN@/$plugin}
-    platforms+=$entry$'\n'
+    bin_dir=$(bin_dir_of "$platform")
+    for plugin in "${PLUGINS[@]}"; do
+      dir=$stage/$platform/$plugin
+      mkdir -p "$dir"
+      exe=$bin_dir/kubectl-$plugin
+      [[ -x $exe ]] || { echo "error: $exe was not built" >&2; rm -rf "$stage"; return 1; }
+      cp "$exe" "$dir/"
+      # The completion helper is a script (completion/), the same on every platform.
+      cp "completion/kubectl_complete-$plugin" "$dir/"
+      cp LICENSE README.md "$dir/"
+      chmod 755 "$dir/kubectl-$plugin" "$dir/kubectl_complete-$plugin"
+      chmod 644 "$dir/LICENSE" "$dir/README.md"
+      archive=$dist/$(archive_name "$plugin" "$platform")
+      tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$mtime" \
+        -C "$dir" -cf - . | gzip -9 -n >"$archive"
+      (cd "$dist" && sha256sum "$(basename "$archive")" >"$(basename "$archive").sha256")
+      echo "wrote $archive" >&2
+    done
   done
-  text=${manifest_template//@DESCRIPTION@/$(description "$plugin" | sed 's/^/    /')}
-  text=${text//@PLATFORMS@/${platforms%$'\n'}}
-  text=${text//@SHORT@/$(short_description "$plugin")}
-  text=${text//@HOMEPAGE@/$homepage}
-  text=${text//@VERSION@/$version}
-  text=${text//@PLUGIN@/$plugin}
-  printf '%s\n' "$text" > "$krew_dir/$plugin.yaml"
-  echo "wrote $krew_dir/$plugin.yaml" >&2
-done
+  rm -rf "$stage"
+}
 
-if ((${#missing[@]})); then
-  printf 'note: only %s is built on this machine; not built: %s\n' "$host" "${missing[*]}" >&2
-fi
+# Every platform listed has its archive and its real sha256.
+render_manifests() {
+  local manifest_template platform_template plugin platforms platform name sha entry text
+  manifest_template=$(cat krew/plugin.yaml.tmpl)
+  platform_template=$(cat krew/platform.yaml.tmpl)
+  for plugin in "${PLUGINS[@]}"; do
+    platforms=""
+    for platform in "${PLATFORMS[@]}"; do
+      name=$(archive_name "$plugin" "$platform")
+      sha=$(sha256sum "$dist/$name" | cut -d' ' -f1)
+      entry=${platform_template//@OS@/${platform%/*}}
+      entry=${entry//@ARCH@/${platform#*/}}
+      entry=${entry//@URI@/$base_url/$name}
+      entry=${entry//@SHA256@/$sha}
+      entry=${entry//@PLUGIN@/$plugin}
+      platforms+=$entry$'\n'
+    done
+    text=${manifest_template//@DESCRIPTION@/$(description "$plugin" | sed 's/^/    /')}
+    text=${text//@PLATFORMS@/${platforms%$'\n'}}
+    text=${text//@SHORT@/$(short_description "$plugin")}
+    text=${text//@HOMEPAGE@/$homepage}
+    text=${text//@VERSION@/$version}
+    text=${text//@PLUGIN@/$plugin}
+    printf '%s\n' "$text" >"$krew_dir/$plugin.yaml"
+    echo "wrote $krew_dir/$plugin.yaml" >&2
+  done
+}
+
+# The cache status: print the key, succeed when every platform's binaries are cached.
+cache_status() {
+  local platform
+  key=$(source_key)
+  echo "$key"
+  for platform in "${PLATFORMS[@]}"; do
+    [[ -f $cache/bin/$key/${platform/\//_}/complete ]] || return 1
+  done
+}
+
+# A function, so that bash has read the whole script before it runs (editing the script
+# during a long build then changes nothing of the run).
+main() {
+  if [[ ${1:-} == --cache-status ]]; then
+    cache_status
+    return
+  fi
+  if [[ -n ${KDB_RELEASE_BIN_DIR:-} ]]; then
+    ((${#PLATFORMS[@]} == 1)) || { echo "error: KDB_RELEASE_BIN_DIR packs one platform: set KDB_RELEASE_PLATFORMS" >&2; return 2; }
+    key=""
+  else
+    key=$(source_key)
+    build_binaries "$key"
+  fi
+  mkdir -p "$dist" "$krew_dir"
+  pack_archives
+  render_manifests
+}
+
+main "$@"; exit
