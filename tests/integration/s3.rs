@@ -178,7 +178,7 @@ async fn round_trip(engine: Engine) {
 
     let bucket = s3.bucket("rt");
     let prefix = format!("s3://{bucket}/nightly/");
-    // A prefix gets the default file name; KEY.sha256 lands beside it.
+    // A prefix gets the default file name; KEY.sha256 and KEY.manifest.json land beside it.
     let (code, out, err) = dbbackup(&s3, &ns, &[engine.as_str(), "-f", &prefix, "-o", "json"]);
     assert_eq!(code, 0, "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
@@ -191,7 +191,15 @@ async fn round_trip(engine: Engine) {
     let key = object
         .trim_start_matches(&format!("s3://{bucket}/"))
         .to_string();
-    assert_eq!(s3.keys(&bucket), [key.clone(), format!("{key}.sha256")]);
+    assert_eq!(
+        s3.keys(&bucket),
+        [
+            key.clone(),
+            format!("{key}.manifest.json"),
+            format!("{key}.sha256")
+        ]
+    );
+    assert_eq!(report["manifest_file"], format!("{object}.manifest.json"));
     assert!(s3.uploads(&bucket).is_empty());
 
     // list shows it; verify reads it.
@@ -217,6 +225,22 @@ async fn round_trip(engine: Engine) {
     let (code, out, err) = dbbackup(&s3, &ns, &["verify", &object, "-o", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true);
+    // --deep reads the manifest object: the table and its rows.
+    let (code, out, err) = dbbackup(&s3, &ns, &["verify", "--deep", &object, "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let deep: Value = serde_json::from_str(&out).unwrap();
+    let tables: Vec<&Value> = deep["manifest"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|db| db["tables"].as_array().unwrap())
+        .collect();
+    assert!(
+        tables
+            .iter()
+            .any(|t| (t["name"] == "public.t" || t["name"] == "t") && t["rows"] == 2),
+        "{out}"
+    );
 
     // The same key again: refused without --force, before anything runs.
     let (code, _, err) = dbbackup(&s3, &ns, &[engine.as_str(), "-f", &object]);
@@ -261,10 +285,28 @@ async fn round_trip(engine: Engine) {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("wrong-secret"), "{err}");
-    assert_eq!(s3.keys(&bucket), [key.clone(), format!("{key}.sha256")]);
+    assert_eq!(
+        s3.keys(&bucket),
+        [
+            key.clone(),
+            format!("{key}.manifest.json"),
+            format!("{key}.sha256")
+        ]
+    );
+    assert_eq!(report["manifest_file"], format!("{object}.manifest.json"));
     assert!(s3.uploads(&bucket).is_empty());
 
     if engine == Engine::Postgres {
+        // A drill straight from the object: its manifest object says what must come back.
+        let (code, out, err) = dbbackup(
+            &s3,
+            &ns,
+            &["drill", &object, "--timeout", "5m", "-o", "json"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        let drill: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(drill["passed"], true, "{drill:#}");
+        assert_eq!(drill["file"], object.as_str());
         cut_dump_leaves_nothing(&s3, &ns, &bucket).await;
     }
 }
