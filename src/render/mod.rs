@@ -329,6 +329,22 @@ fn env_from_secret(names: &Names, key: &str) -> EnvVar {
     }
 }
 
+/// The container security context of the restricted Pod Security Standard (no privilege
+/// escalation, read-only root, non-root, no capabilities): the database's and the backup
+/// job's containers share it.
+pub(crate) fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
 fn quantities(pairs: [(&str, &str); 2]) -> BTreeMap<String, Quantity> {
     pairs
         .into_iter()
@@ -415,16 +431,7 @@ fn container(spec: &DeploySpec, names: &Names) -> Container {
             ])),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     }
