@@ -70,6 +70,70 @@ pub struct GlobalArgs {
     /// No progress output
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The API server's address, instead of the kubeconfig cluster's (with --token, no kubeconfig is needed)
+    #[arg(short = 's', long, global = true, value_name = "URL", help_heading = CONNECTION)]
+    pub server: Option<String>,
+    /// Bearer token for the API server, instead of the kubeconfig user's credentials
+    #[arg(long, global = true, value_name = "TOKEN", value_parser = Token::parse, help_heading = CONNECTION)]
+    pub token: Option<Token>,
+    /// Certificate authority file that signed the API server's certificate
+    #[arg(long, global = true, value_name = "FILE", help_heading = CONNECTION)]
+    pub certificate_authority: Option<String>,
+    /// Client certificate file for TLS authentication
+    #[arg(long, global = true, value_name = "FILE", help_heading = CONNECTION)]
+    pub client_certificate: Option<String>,
+    /// Client key file for TLS authentication
+    #[arg(long, global = true, value_name = "FILE", help_heading = CONNECTION)]
+    pub client_key: Option<String>,
+    /// Do not verify the API server's certificate (insecure: anyone on the path can read and change the traffic)
+    #[arg(long, global = true, help_heading = CONNECTION)]
+    pub insecure_skip_tls_verify: bool,
+    /// Server name to check the API server's certificate against (default: the --server host)
+    #[arg(long, global = true, value_name = "NAME", help_heading = CONNECTION)]
+    pub tls_server_name: Option<String>,
+    /// User to impersonate for the operation (a user or system:serviceaccount:NS:NAME)
+    #[arg(long = "as", global = true, value_name = "USER", help_heading = CONNECTION)]
+    pub as_user: Option<String>,
+    /// Group to impersonate (repeatable); needs --as
+    #[arg(long, global = true, value_name = "GROUP", help_heading = CONNECTION)]
+    pub as_group: Vec<String>,
+    /// UID to impersonate; needs --as
+    #[arg(long, global = true, value_name = "UID", help_heading = CONNECTION)]
+    pub as_uid: Option<String>,
+}
+
+/// The help section of kubectl's authentication and connection flags.
+const CONNECTION: &str = "Authentication and connection";
+
+/// A bearer token from `--token`: kept out of `Debug` output, so a logged `GlobalArgs`
+/// never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    fn parse(text: &str) -> Result<Token, String> {
+        if text.is_empty() {
+            return Err("empty token".into());
+        }
+        Ok(Token(text.to_string()))
+    }
+
+    /// The token itself, for the client's credentials only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl From<&str> for Token {
+    fn from(text: &str) -> Token {
+        Token(text.to_string())
+    }
 }
 
 impl GlobalArgs {

@@ -6,8 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::client::ClientBuilder;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{
+    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, KubeconfigError, NamedAuthInfo,
+    NamedCluster, NamedContext,
+};
 use kube::{Client, Config};
+use secrecy::SecretString;
 
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
@@ -151,6 +155,164 @@ pub fn load_kubeconfig(args: &GlobalArgs) -> Result<Kubeconfig> {
     }
 }
 
+/// The kubeconfig for a run: as [`load_kubeconfig`], except that with `--server` and no
+/// `--kubeconfig` a missing file is an empty one, as for kubectl (a CI job with a token and
+/// a server URL has no kubeconfig at all).
+fn kubeconfig_for(args: &GlobalArgs) -> Result<Kubeconfig> {
+    match load_kubeconfig(args) {
+        Err(Error::Kubeconfig { source, .. })
+            if args.server.is_some() && args.kubeconfig.is_none() && is_missing(&source) =>
+        {
+            Ok(Kubeconfig::default())
+        }
+        other => other,
+    }
+}
+
+fn is_missing(error: &KubeconfigError) -> bool {
+    match error {
+        KubeconfigError::FindPath => true,
+        KubeconfigError::ReadConfig(io, _) => io.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// kubectl's connection flags that change the kubeconfig's choice (client-go's
+/// `ConfigOverrides`): `--as-group`/`--as-uid` need `--as`, and a CA file and
+/// `--insecure-skip-tls-verify` exclude each other, as kubectl refuses them.
+fn check_connection_flags(args: &GlobalArgs) -> Result<()> {
+    if args.as_user.is_none() && (!args.as_group.is_empty() || args.as_uid.is_some()) {
+        return Err(Error::Usage(
+            "--as-group and --as-uid impersonate a user's groups and uid: name the user with --as"
+                .into(),
+        ));
+    }
+    if args.insecure_skip_tls_verify && args.certificate_authority.is_some() {
+        return Err(Error::Usage(
+            "--certificate-authority and --insecure-skip-tls-verify exclude each other: the first verifies the server's certificate, the second does not".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The one context, cluster and user a run uses, from the kubeconfig and kubectl's flags
+/// (`--context`, `--cluster`, `--user`, then `--server`, `--token`, `--as` ... over their
+/// fields), as a kubeconfig of its own. Without `--server` the kubeconfig must name a
+/// context and a cluster, as kube requires.
+fn select(kubeconfig: Kubeconfig, args: &GlobalArgs) -> Result<Kubeconfig> {
+    let failed = |source| Error::Kubeconfig {
+        path: args.kubeconfig.clone(),
+        source,
+    };
+    let overridden = args.server.is_some();
+    let context_name = args.context.clone().or(kubeconfig.current_context.clone());
+    let context = match &context_name {
+        Some(name) => kubeconfig
+            .contexts
+            .iter()
+            .find(|c| &c.name == name)
+            .and_then(|c| c.context.clone()),
+        None => None,
+    };
+    let context = match (context, context_name) {
+        (Some(context), _) => context,
+        (None, _) if overridden => Context::default(),
+        (None, Some(name)) => return Err(failed(KubeconfigError::LoadContext(name))),
+        (None, None) => return Err(failed(KubeconfigError::CurrentContextNotSet)),
+    };
+    let cluster_name = args.cluster.clone().unwrap_or(context.cluster.clone());
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster.clone());
+    let cluster = match cluster {
+        Some(cluster) => cluster,
+        None if overridden => Cluster::default(),
+        None => return Err(failed(KubeconfigError::LoadClusterOfContext(cluster_name))),
+    };
+    let user_name = args.user.clone().or(context.user.clone());
+    // client-go goes on without a user when the context names none (or a missing one).
+    let user = user_name
+        .and_then(|name| kubeconfig.auth_infos.into_iter().find(|u| u.name == name))
+        .and_then(|u| u.auth_info)
+        .unwrap_or_default();
+    const NAME: &str = "kubectl-db";
+    Ok(Kubeconfig {
+        current_context: Some(NAME.into()),
+        contexts: vec![NamedContext {
+            name: NAME.into(),
+            context: Some(Context {
+                cluster: NAME.into(),
+                user: Some(NAME.into()),
+                namespace: context.namespace,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        clusters: vec![NamedCluster {
+            name: NAME.into(),
+            cluster: Some(cluster_overrides(cluster, args)),
+            ..Default::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: NAME.into(),
+            auth_info: Some(user_overrides(user, args)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// `--server`, `--certificate-authority`, `--insecure-skip-tls-verify`, `--tls-server-name`
+/// over the kubeconfig cluster, with client-go's rules: a CA file or skipping verification
+/// replaces the kubeconfig's CA data and skip setting; `--server` drops the kubeconfig's
+/// TLS server name (it belongs to the other address).
+fn cluster_overrides(mut cluster: Cluster, args: &GlobalArgs) -> Cluster {
+    if let Some(server) = &args.server {
+        cluster.server = Some(server.clone());
+    }
+    if args.insecure_skip_tls_verify || args.certificate_authority.is_some() {
+        cluster.insecure_skip_tls_verify = Some(args.insecure_skip_tls_verify);
+        cluster.certificate_authority = args.certificate_authority.clone();
+        cluster.certificate_authority_data = None;
+    }
+    if args.tls_server_name.is_some() || args.server.is_some() {
+        cluster.tls_server_name = args.tls_server_name.clone();
+    }
+    cluster
+}
+
+/// `--token`, `--client-certificate/--client-key` and `--as*` over the kubeconfig user. A
+/// token replaces the user's other bearer credentials (token file, exec plugin, auth
+/// provider, basic auth): it is what the request carries, as with kubectl.
+fn user_overrides(mut user: AuthInfo, args: &GlobalArgs) -> AuthInfo {
+    if let Some(token) = &args.token {
+        user.token = Some(SecretString::from(token.expose().to_string()));
+        user.token_file = None;
+        user.exec = None;
+        user.auth_provider = None;
+        user.username = None;
+        user.password = None;
+    }
+    // A file replaces the kubeconfig's inline data (kube would prefer the data).
+    if let Some(cert) = &args.client_certificate {
+        user.client_certificate = Some(cert.clone());
+        user.client_certificate_data = None;
+    }
+    if let Some(key) = &args.client_key {
+        user.client_key = Some(key.clone());
+        user.client_key_data = None;
+    }
+    if let Some(as_user) = &args.as_user {
+        user.impersonate = Some(as_user.clone());
+        user.impersonate_groups = (!args.as_group.is_empty()).then(|| args.as_group.clone());
+        user.impersonate_uid = args.as_uid.clone();
+        user.impersonate_user_extra = None;
+    }
+    user
+}
+
 /// The time limit for one ordinary API request: `--request-timeout` when given, else the
 /// command's own budget, at most [`DEFAULT_REQUEST_TIMEOUT`].
 pub fn request_timeout(args: &GlobalArgs, budget: Duration) -> Duration {
@@ -168,14 +330,11 @@ pub fn request_timeout(args: &GlobalArgs, budget: Duration) -> Duration {
 /// Builds the client config from the global flags, for ordinary requests bounded by
 /// `timeout` (connect, and every read while waiting for the answer).
 pub async fn config_from_args(args: &GlobalArgs, timeout: Duration) -> Result<Config> {
-    let kubeconfig = load_kubeconfig(args)?;
+    check_connection_flags(args)?;
+    let kubeconfig = kubeconfig_for(args)?;
     check_names(&kubeconfig, args)?;
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        cluster: args.cluster.clone(),
-        user: args.user.clone(),
-    };
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
+    let selected = select(kubeconfig, args)?;
+    let mut config = Config::from_custom_kubeconfig(selected, &KubeConfigOptions::default())
         .await
         .map_err(|source| Error::Kubeconfig {
             path: args.kubeconfig.clone(),
@@ -324,6 +483,146 @@ impl Kube {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: admin\nclusters:\n- name: test\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority-data: Zm9v\n    tls-server-name: kubernetes\ncontexts:\n- name: admin\n  context:\n    cluster: test\n    user: admin\n    namespace: team\nusers:\n- name: admin\n  user:\n    client-certificate-data: Zm9v\n    client-key-data: Zm9v\n    token: from-file\n";
+
+    fn kubeconfig() -> Kubeconfig {
+        Kubeconfig::from_yaml(KUBECONFIG).unwrap()
+    }
+
+    fn selected(kubeconfig: Kubeconfig, args: &GlobalArgs) -> (Cluster, AuthInfo, Context) {
+        let mut k = select(kubeconfig, args).unwrap();
+        (
+            k.clusters.remove(0).cluster.unwrap(),
+            k.auth_infos.remove(0).auth_info.unwrap(),
+            k.contexts.remove(0).context.unwrap(),
+        )
+    }
+
+    #[test]
+    fn without_connection_flags_the_kubeconfig_is_used_as_it_is() {
+        let (cluster, user, context) = selected(kubeconfig(), &GlobalArgs::default());
+        assert_eq!(cluster.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Zm9v"));
+        assert_eq!(cluster.tls_server_name.as_deref(), Some("kubernetes"));
+        assert_eq!(
+            user.token.map(|t| t.expose_secret().to_string()).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(user.impersonate, None);
+        assert_eq!(context.namespace.as_deref(), Some("team"));
+    }
+
+    #[test]
+    fn server_and_token_need_no_kubeconfig() {
+        let args = GlobalArgs {
+            server: Some("https://127.0.0.1:6443".into()),
+            token: Some("sa-token".into()),
+            insecure_skip_tls_verify: true,
+            ..Default::default()
+        };
+        let (cluster, user, context) = selected(Kubeconfig::default(), &args);
+        assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:6443"));
+        assert_eq!(cluster.insecure_skip_tls_verify, Some(true));
+        assert_eq!(
+            user.token.map(|t| t.expose_secret().to_string()).as_deref(),
+            Some("sa-token")
+        );
+        assert_eq!(context.namespace, None);
+        // Without --server an empty kubeconfig names no cluster: kube's own error.
+        let args = GlobalArgs {
+            token: Some("sa-token".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            select(Kubeconfig::default(), &args),
+            Err(Error::Kubeconfig {
+                source: KubeconfigError::CurrentContextNotSet,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn flags_override_the_kubeconfig_as_client_go_does() {
+        let args = GlobalArgs {
+            server: Some("https://lb.example:443".into()),
+            certificate_authority: Some("/etc/ca.pem".into()),
+            token: Some("other".into()),
+            as_user: Some("system:serviceaccount:team:ci".into()),
+            as_group: vec!["a".into(), "b".into()],
+            as_uid: Some("42".into()),
+            ..Default::default()
+        };
+        let (cluster, user, _) = selected(kubeconfig(), &args);
+        assert_eq!(cluster.server.as_deref(), Some("https://lb.example:443"));
+        // A CA file replaces the kubeconfig's CA data (kube would prefer the data).
+        assert_eq!(
+            cluster.certificate_authority.as_deref(),
+            Some("/etc/ca.pem")
+        );
+        assert_eq!(cluster.certificate_authority_data, None);
+        // The kubeconfig's TLS server name belongs to its own server address.
+        assert_eq!(cluster.tls_server_name, None);
+        assert_eq!(
+            user.token.map(|t| t.expose_secret().to_string()).as_deref(),
+            Some("other")
+        );
+        assert_eq!(
+            user.impersonate.as_deref(),
+            Some("system:serviceaccount:team:ci")
+        );
+        assert_eq!(user.impersonate_groups, Some(vec!["a".into(), "b".into()]));
+        assert_eq!(user.impersonate_uid.as_deref(), Some("42"));
+        // The client certificate stays, as with kubectl.
+        assert!(user.client_certificate_data.is_some());
+        let args = GlobalArgs {
+            tls_server_name: Some("api.internal".into()),
+            insecure_skip_tls_verify: true,
+            ..Default::default()
+        };
+        let (cluster, _, _) = selected(kubeconfig(), &args);
+        assert_eq!(cluster.tls_server_name.as_deref(), Some("api.internal"));
+        assert_eq!(cluster.insecure_skip_tls_verify, Some(true));
+        assert_eq!(cluster.certificate_authority_data, None);
+    }
+
+    #[test]
+    fn contradicting_connection_flags_are_usage_errors() {
+        let refused =
+            |args: GlobalArgs| matches!(check_connection_flags(&args), Err(Error::Usage(_)));
+        assert!(refused(GlobalArgs {
+            as_group: vec!["g".into()],
+            ..Default::default()
+        }));
+        assert!(refused(GlobalArgs {
+            as_uid: Some("1".into()),
+            ..Default::default()
+        }));
+        assert!(refused(GlobalArgs {
+            insecure_skip_tls_verify: true,
+            certificate_authority: Some("ca".into()),
+            ..Default::default()
+        }));
+        assert!(
+            check_connection_flags(&GlobalArgs {
+                as_user: Some("u".into()),
+                as_group: vec!["g".into()],
+                ..Default::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_token_is_never_in_debug_output() {
+        let args = GlobalArgs {
+            token: Some("s3cr3t-token".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{args:?}").contains("s3cr3t"));
+    }
 
     #[test]
     fn requests_are_named_like_kubectl_verbs() {

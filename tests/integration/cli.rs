@@ -217,3 +217,45 @@ fn dbbackup_database_names_are_names_never_connection_strings() {
         3,
     );
 }
+
+#[test]
+fn impersonation_needs_a_user_and_a_ca_excludes_skipping_verification() {
+    assert_eq!(
+        usage_error(&["list", "--as-group", "admins"]),
+        "error: --as-group and --as-uid impersonate a user's groups and uid: name the user with --as\n"
+    );
+    assert!(usage_error(&["list", "--as-uid", "42"]).contains("--as"));
+    assert!(
+        usage_error(&[
+            "list",
+            "--certificate-authority",
+            "/ca.crt",
+            "--insecure-skip-tls-verify"
+        ])
+        .contains("exclude each other")
+    );
+}
+
+#[test]
+fn a_server_and_a_token_need_no_kubeconfig_and_the_token_is_never_printed() {
+    // No KUBECONFIG and an empty HOME: without --server that is a kubeconfig error...
+    let (code, _, stderr) = common::output(common::clean_bin("kubectl-dbdeploy").arg("list"));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("failed to load kubeconfig"), "{stderr}");
+    // ...with it, the run gets as far as the (unreachable) server.
+    let (code, stdout, stderr) = common::output(common::clean_bin("kubectl-dbdeploy").args([
+        "list",
+        "-vvv",
+        "--server",
+        "https://127.0.0.1:1",
+        "--token",
+        "s3cr3t-t0ken",
+        "--insecure-skip-tls-verify",
+    ]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("failed to list"), "{stderr}");
+    assert!(
+        !stdout.contains("s3cr3t") && !stderr.contains("s3cr3t"),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -1,10 +1,12 @@
 //! The permissions in docs/rbac/*.yaml are enough, and nothing less is: each command runs
-//! as a ServiceAccount bound to exactly its documented Role (and ClusterRole), with a token
-//! from the TokenRequest API, on the test cluster, and succeeds (sufficient). Then, for every
-//! verb on every resource of every rule (read from the YAML, not copied here), the same runs
-//! under the Role without that one verb must stop on it: exit 3 with the API's reason naming
-//! the verb and resource and a hint — or, for the optional reads the docs call optional, a
-//! report that names the refused permission (minimal).
+//! as a ServiceAccount bound to exactly its documented Role (and ClusterRole) on the test
+//! cluster and succeeds (sufficient) — with a token from the TokenRequest API and kubectl's
+//! `--server --token --certificate-authority`, no kubeconfig at all. Then, for every verb on
+//! every resource of every rule (read from the YAML, not copied here), the same runs under
+//! the Role without that one verb, impersonated (`--as system:serviceaccount:NS:NAME` with
+//! the admin's kubeconfig), must stop on it: exit 3 with the API's reason naming the verb
+//! and resource and a hint — or, for the optional reads the docs call optional, a report
+//! that names the refused permission (minimal).
 
 use crate::common;
 
@@ -38,10 +40,22 @@ fn documented(command: &str) -> (Vec<Role>, Vec<ClusterRole>) {
     (roles, cluster_roles)
 }
 
+/// How a run authenticates as an [`Identity`].
+enum Login {
+    /// kubectl's `--server URL --token T --certificate-authority FILE`, no kubeconfig.
+    Token {
+        server: String,
+        token: String,
+        ca_file: PathBuf,
+    },
+    /// The admin's kubeconfig and `--as system:serviceaccount:NS:NAME`.
+    Impersonate(String),
+}
+
 /// A ServiceAccount bound to the given rules; cluster-wide objects are removed on drop.
 struct Identity {
     name: String,
-    kubeconfig: PathBuf,
+    login: Login,
     cluster_objects: Vec<String>,
     client: kube::Client,
 }
@@ -52,7 +66,7 @@ impl Identity {
         name: &str,
         roles: Vec<Role>,
         cluster_roles: Vec<ClusterRole>,
-        dir: &Path,
+        dir: Option<&Path>,
     ) -> Identity {
         let client = ns.kube.client.clone();
         let pp = PostParams::default();
@@ -133,31 +147,14 @@ impl Identity {
                 .unwrap();
             cluster_objects.push(role_name);
         }
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let token = sa_api
-            .create_token_request(name, &pp, &request)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .token;
         wait_authorized(&client, &ns.name, name, &granted).await;
-        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
-        std::fs::write(
-            &kubeconfig,
-            kubeconfig_text(&ns.kubeconfig, &ns.name, &token),
-        )
-        .unwrap();
+        let login = match dir {
+            Some(dir) => token_login(ns, &sa_api, name, dir).await,
+            None => Login::Impersonate(format!("system:serviceaccount:{}:{name}", ns.name)),
+        };
         Identity {
             name: name.to_string(),
-            kubeconfig,
+            login,
             cluster_objects,
             client,
         }
@@ -166,7 +163,22 @@ impl Identity {
     /// A binary run as this ServiceAccount in the test namespace.
     fn bin(&self, ns: &common::TestNamespace, name: &str) -> assert_cmd::Command {
         let mut cmd = ns.bin(name);
-        cmd.env("KUBECONFIG", &self.kubeconfig);
+        match &self.login {
+            Login::Token {
+                server,
+                token,
+                ca_file,
+            } => {
+                // No kubeconfig at all: HOME is the clean command's empty one.
+                cmd.env_remove("KUBECONFIG")
+                    .args(["--server", server, "--token", token])
+                    .arg("--certificate-authority")
+                    .arg(ca_file);
+            }
+            Login::Impersonate(user) => {
+                cmd.args(["--as", user]);
+            }
+        }
         cmd
     }
 }
@@ -189,15 +201,48 @@ impl Drop for Identity {
     }
 }
 
-/// A kubeconfig with the admin kubeconfig's server and CA, and the ServiceAccount's token.
-fn kubeconfig_text(admin: &Path, namespace: &str, token: &str) -> String {
+/// A token of the ServiceAccount from the TokenRequest API, with the admin kubeconfig's
+/// server and its CA written to a file in `dir`.
+async fn token_login(
+    ns: &common::TestNamespace,
+    accounts: &Api<ServiceAccount>,
+    name: &str,
+    dir: &Path,
+) -> Login {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let (server, ca) = admin_server_and_ca(&ns.kubeconfig);
+    let ca_file = dir.join(format!("{name}-ca.crt"));
+    std::fs::write(&ca_file, ca).unwrap();
+    Login::Token {
+        server,
+        token,
+        ca_file,
+    }
+}
+
+/// The admin kubeconfig's server URL and CA certificate (PEM).
+fn admin_server_and_ca(admin: &Path) -> (String, Vec<u8>) {
     let admin = kube::config::Kubeconfig::read_from(admin).unwrap();
     let cluster = admin.clusters[0].cluster.clone().unwrap();
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: sa\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\n    namespace: {namespace}\nusers:\n- name: sa\n  user:\n    token: {token}\n",
-        cluster.server.unwrap(),
+    let ca: k8s_openapi::ByteString = serde_json::from_value(serde_json::json!(
         cluster.certificate_authority_data.unwrap()
-    )
+    ))
+    .unwrap();
+    (cluster.server.unwrap(), ca.0)
 }
 
 /// Waits until the authorizer allows what the new bindings grant: RBAC is read from a cache
@@ -737,7 +782,7 @@ async fn sufficient(shared: &Shared, command: &str, run: Run) {
         &format!("{command}-full"),
         roles,
         cluster_roles,
-        shared.dir.path(),
+        Some(shared.dir.path()),
     )
     .await;
     let (code, text) = shared.run(&full, &run).await;
@@ -792,7 +837,7 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
         &format!("{command}-full"),
         roles.clone(),
         cluster_roles.clone(),
-        shared.dir.path(),
+        Some(shared.dir.path()),
     )
     .await;
     for run in &runs {
@@ -833,7 +878,7 @@ async fn sufficient_and_minimal(shared: &Shared, command: &str) -> Vec<String> {
             &format!("{command}-less-{i}"),
             less,
             less_cluster,
-            shared.dir.path(),
+            None,
         )
         .await;
         let mut stopped = None;
@@ -993,4 +1038,128 @@ async fn every_role_is_sufficient_and_minimal() {
         "--yes",
     ]));
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// kubectl's authentication flags on a quick read-only command (dbcheck of a namespace
+/// without databases, under dbcheck's documented Role): a ServiceAccount token with the
+/// server URL and no kubeconfig at all works, the token never shows in the output even at
+/// -vv, and `--as`/`--as-group` are what the API server authorizes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_and_a_server_url_are_enough_and_impersonation_is_honoured() {
+    let kubeconfig = require_cluster!();
+    let ns = common::TestNamespace::create(&kubeconfig, "auth", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (roles, cluster_roles) = documented("dbcheck");
+    let role_name = format!("ci-{}", roles[0].metadata.name.clone().unwrap());
+    let ci = Identity::create(&ns, "ci", roles, cluster_roles, Some(dir.path())).await;
+    let Login::Token { server, token, .. } = &ci.login else {
+        unreachable!("a token login was asked for")
+    };
+    let empty = format!("no databases found in namespace {}", ns.name);
+    let (code, stdout, stderr) = common::output(ci.bin(&ns, "kubectl-dbcheck").arg("-vv"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&empty), "{stderr}");
+    assert!(
+        !stdout.contains(token.as_str()) && !stderr.contains(token.as_str()),
+        "the token was printed:\n{stdout}\n{stderr}"
+    );
+    // The CA left out and verification skipped instead.
+    let mut cmd = common::clean_bin("kubectl-dbcheck");
+    cmd.args(["-n", &ns.name, "--server", server, "--token", token])
+        .arg("--insecure-skip-tls-verify");
+    let (code, _, stderr) = common::output(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&empty), "{stderr}");
+    // A wrong token: the API server's 401, exit 3, and still not the token.
+    let mut cmd = common::clean_bin("kubectl-dbcheck");
+    cmd.args([
+        "-n",
+        &ns.name,
+        "--server",
+        server,
+        "--token",
+        "not-a-valid-token",
+    ])
+    .arg("--insecure-skip-tls-verify");
+    let (code, _, stderr) = common::output(&mut cmd);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!stderr.contains("not-a-valid-token"), "{stderr}");
+
+    // Impersonation: the admin's kubeconfig acting as the ServiceAccount, as a user of a
+    // group the Role is bound to, and as one without any binding.
+    let impersonated = |args: &[&str]| {
+        let mut cmd = ns.bin("kubectl-dbcheck");
+        cmd.args(args);
+        common::output(&mut cmd)
+    };
+    let account = format!("system:serviceaccount:{}:ci", ns.name);
+    let (code, _, stderr) = impersonated(&["--as", &account]);
+    assert_eq!(code, 0, "{stderr}");
+    let group = format!("kdb-auditors-{}", ns.name);
+    let binding = RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some("auditors".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: role_name,
+        },
+        subjects: Some(vec![Subject {
+            kind: "Group".into(),
+            name: group.clone(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(ns.kube.client.clone(), &ns.name)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    wait_group_authorized(&ns.kube.client, &ns.name, &group).await;
+    let (code, _, stderr) =
+        impersonated(&["--as", "jane", "--as-group", &group, "--as-uid", "1234"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = impersonated(&["--as", "jane"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("User \"jane\" cannot list resource"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+/// Waits until RBAC lets members of `group` list StatefulSets in the namespace.
+async fn wait_group_authorized(client: &kube::Client, namespace: &str, group: &str) {
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some("jane".into()),
+            groups: Some(vec![group.to_string()]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("apps".into()),
+                resource: Some("statefulsets".into()),
+                verb: Some("list".into()),
+                namespace: Some(namespace.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .is_some_and(|s| s.allowed)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "RBAC never allowed {group}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
