@@ -172,12 +172,46 @@ pub struct OutputArgs {
     pub format: OutputFormat,
 }
 
-/// The database a command works on, by pod or StatefulSet name.
+/// The database a command works on: a target as kubectl writes one, or the one database a
+/// label selector matches; and its container when the pod has several.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// Pod or StatefulSet of the database
-    pub target: String,
+    /// Pod or StatefulSet of the database: POD, pod/NAME or sts/NAME
+    #[arg(value_parser = parse_target, required_unless_present = "selector")]
+    pub target: Option<String>,
+    /// Label selector: the one database it matches (several are refused)
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "target", value_parser = parse_selector)]
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
 }
+
+impl TargetArgs {
+    /// The target to hand to a flow: as typed, or the one database `-l` matches.
+    pub async fn one(&self, kube: &crate::client::Kube) -> Result<String, Error> {
+        crate::target::named_or_selected(kube, self.target.as_deref(), self.selector.as_deref())
+            .await
+    }
+}
+
+/// `-c/--container`, where a pod may have several containers.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ContainerArgs {
+    /// The database container, when the pod has several (default: the one whose image, port or label says database)
+    #[arg(short = 'c', long = "container", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// A label selector as kubectl takes one (`app=mysql`, `tier in (db),env!=dev`); the API
+/// server checks the syntax, this only refuses an empty one before any API call.
+pub fn parse_selector(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("empty selector".into());
+    }
+    Ok(text.to_string())
+}
+
+pub use crate::target::parse_target;
 
 /// `-A/--all-namespaces`, for commands that look at every database.
 #[derive(Debug, Clone, Copy, Default, Args)]

@@ -258,6 +258,7 @@ async fn run(
     progress.set(format!("restoring into {pod}"));
     let restore_options = RestoreOptions {
         target: pod.clone(),
+        container: None,
         file: options.file.clone(),
         // The instance is new: whatever its image created may be replaced.
         yes: true,

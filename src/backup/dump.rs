@@ -46,8 +46,10 @@ pub enum Destination {
 /// What to dump and where.
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
-    /// Pod or StatefulSet name.
+    /// Pod or StatefulSet, as kubectl writes it (`mysql-0`, `sts/mysql`).
     pub target: String,
+    /// The database container (`-c`), when the pod has several; default: found by engine.
+    pub container: Option<String>,
     /// Where the dump goes.
     pub destination: Destination,
     /// Compression of the file.
@@ -131,7 +133,7 @@ pub fn validate_database(name: &str) -> Result<()> {
 /// Runs the dump.
 pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     let started = Instant::now();
-    let target = target::resolve(kube, &options.target).await?;
+    let target = target::resolve(kube, &options.target, options.container.as_deref()).await?;
     if target.pod.is_none() {
         return Err(Error::NotFound(format!(
             "pod {}/{} does not exist",

@@ -30,8 +30,10 @@ const CHANNEL_DEPTH: usize = 8;
 /// What to restore where.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    /// Pod or StatefulSet name.
+    /// Pod or StatefulSet, as kubectl writes it (`mysql-0`, `sts/mysql`).
     pub target: String,
+    /// The database container (`-c`), when the pod has several; default: found by engine.
+    pub container: Option<String>,
     /// The backup file or object.
     pub file: Location,
     /// Restore even though the target already holds user data.
@@ -135,7 +137,7 @@ pub async fn restore(
     kind: DumpKind,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    let target = target::resolve(kube, &options.target).await?;
+    let target = target::resolve(kube, &options.target, options.container.as_deref()).await?;
     let pod = target.pod_name.clone();
     if target.pod.is_none() {
         return Err(Error::NotFound(format!(

@@ -91,7 +91,7 @@ pub async fn schedule(
     now: jiff::Timestamp,
 ) -> Result<(ScheduleReport, Vec<serde_json::Value>)> {
     let ns = kube.namespace.clone();
-    let target = target::resolve(kube, &options.target).await?;
+    let target = target::resolve(kube, &options.target, None).await?;
     let Some(sts) = &target.statefulset else {
         return Err(Error::Usage(format!(
             "pod {ns}/{} belongs to no StatefulSet: schedule backs up a StatefulSet's database",

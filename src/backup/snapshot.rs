@@ -38,8 +38,10 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// What to snapshot.
 #[derive(Debug, Clone)]
 pub struct SnapshotOptions {
-    /// Pod or StatefulSet name.
+    /// Pod or StatefulSet, as kubectl writes it (`mysql-0`, `sts/mysql`).
     pub target: String,
+    /// The database container (`-c`), when the pod has several; default: found by engine.
+    pub container: Option<String>,
     /// VolumeSnapshotClass (default: the cluster's default class).
     pub class: Option<String>,
     /// How long to wait for every snapshot to be ready.
@@ -84,7 +86,7 @@ pub(crate) fn resource(kind: &str) -> ApiResource {
 /// Takes the snapshots.
 pub async fn snapshot(kube: &Kube, options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
-    let target = target::resolve(kube, &options.target).await?;
+    let target = target::resolve(kube, &options.target, options.container.as_deref()).await?;
     let Some(pod) = &target.pod else {
         return Err(Error::NotFound(format!(
             "pod {}/{} does not exist",

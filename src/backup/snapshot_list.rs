@@ -96,10 +96,15 @@ pub async fn list(kube: &Kube, target: Option<&str>, all: bool) -> Result<Vec<Sn
     check_api(kube).await?;
     let database = match target {
         Some(name) => Some(
-            crate::target::resolve(kube, name)
+            crate::target::resolve(kube, name, None)
                 .await
                 .ok()
                 .and_then(|t| t.statefulset.map(|s| s.name_any()))
+                .or_else(|| {
+                    crate::target::TargetRef::parse(name)
+                        .ok()
+                        .map(|t| t.name().to_string())
+                })
                 .unwrap_or_else(|| name.to_string()),
         ),
         None => None,

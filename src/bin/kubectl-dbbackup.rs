@@ -14,7 +14,7 @@ use kubectl_db::cli::{
 };
 use kubectl_db::deploy::DryRun;
 use kubectl_db::output::{self, Progress, Render, Width};
-use kubectl_db::{Error, client};
+use kubectl_db::{Error, client, target};
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +27,7 @@ use kubectl_db::{Error, client};
     // for a TARGET, since clap counts the global `-n` as an argument given.
     subcommand_negates_reqs = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z\n  kubectl dbbackup postgres -f s3://backups/nightly/     # streamed to S3, KEY.sha256 beside it\n  kubectl dbbackup list s3://backups/nightly/\n  kubectl dbbackup schedule postgres --at 02:30 --time-zone Europe/Berlin --keep 7\n  kubectl dbbackup schedule run-now postgres"
+    after_help = "Examples:\n  kubectl dbbackup postgres                      # postgres-<UTC time>.sql.gz + .sha256\n  kubectl dbbackup mysql-0 -f nightly.sql.zst --compress zstd\n  kubectl dbbackup -l app.kubernetes.io/instance=orders    # the one database the selector matches\n  kubectl dbbackup sts/postgres --database appdb -f - | gzip -d | less\n  kubectl dbbackup verify postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup verify --deep postgres-20261125T130405Z.sql.gz   # + databases, tables, rows\n  kubectl dbbackup drill postgres-20261125T130405Z.sql.gz -n scratch\n  kubectl dbbackup restore postgres -f postgres-20261125T130405Z.sql.gz\n  kubectl dbbackup snapshot postgres --class csi-snapclass\n  kubectl dbbackup snapshot list postgres\n  kubectl dbbackup snapshot delete data-postgres-0-20261125t130405z\n  kubectl dbbackup postgres -f s3://backups/nightly/     # streamed to S3, KEY.sha256 beside it\n  kubectl dbbackup list s3://backups/nightly/\n  kubectl dbbackup schedule postgres --at 02:30 --time-zone Europe/Berlin --keep 7\n  kubectl dbbackup schedule run-now postgres"
 )]
 struct Cli {
     #[command(flatten)]
@@ -65,8 +65,15 @@ enum Command {
 /// in a struct holding a nested `flatten`.
 #[derive(Args)]
 struct DumpArgs {
-    /// Pod or StatefulSet of the database
-    target: String,
+    /// Pod or StatefulSet of the database: POD, pod/NAME or sts/NAME
+    #[arg(value_parser = cli::parse_target, required_unless_present = "selector")]
+    target: Option<String>,
+    /// Label selector: the one database it matches (several are refused)
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "target", value_parser = cli::parse_selector)]
+    selector: Option<String>,
+    /// The database container, when the pod has several (default: the one whose image, port or label says database)
+    #[arg(short = 'c', long, value_name = "NAME")]
+    container: Option<String>,
     /// Backup file, s3://BUCKET/KEY, s3://BUCKET/PREFIX/ (gets the default name), or - for
     /// stdout (default: <name>-<UTC timestamp>.sql.gz). S3 credentials and endpoint from
     /// AWS_* variables or ~/.aws with AWS_PROFILE (see docs/dbbackup.md)
@@ -172,9 +179,8 @@ struct ListArgs {
 struct SnapshotArgs {
     #[command(subcommand)]
     action: Option<SnapshotAction>,
-    /// Pod or StatefulSet of the database
-    #[arg(required = true)]
-    target: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// VolumeSnapshotClass (default: the cluster's default class)
     #[arg(long, value_name = "CLASS")]
     class: Option<String>,
@@ -200,7 +206,8 @@ enum SnapshotAction {
 
 #[derive(Args)]
 struct SnapshotListArgs {
-    /// Pod or StatefulSet of the database (default: every database)
+    /// Pod or StatefulSet of the database: POD, pod/NAME or sts/NAME (default: every database)
+    #[arg(value_parser = cli::parse_target)]
     target: Option<String>,
     /// Also VolumeSnapshots not taken by kubectl dbbackup
     #[arg(long)]
@@ -347,7 +354,6 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 }
 
 async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
-    let target = args.target;
     let format = args.output;
     if let Some(db) = &args.database {
         backup::dump::validate_database(db)?;
@@ -384,8 +390,11 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
     }
     let to_stdout = destination == Destination::Stdout;
     let kube = client::connect_within(global, args.timeout).await?;
+    let target =
+        target::named_or_selected(&kube, args.target.as_deref(), args.selector.as_deref()).await?;
     let options = DumpOptions {
         target,
+        container: args.container,
         destination,
         compression: args.compress,
         database: args.database,
@@ -485,7 +494,8 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
     let (_, kind) = backup::restore::check_location(&file).await?;
     let kube = client::connect_within(global, args.timeout).await?;
     let options = RestoreOptions {
-        target: args.target.target,
+        target: args.target.one(&kube).await?,
+        container: args.target.container.name.clone(),
         file,
         yes: args.yes,
         timeout: args.timeout,
@@ -555,7 +565,8 @@ async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Er
     }
     let kube = client::connect_within(global, args.timeout).await?;
     let options = SnapshotOptions {
-        target: args.target.unwrap_or_default(),
+        target: args.target.one(&kube).await?,
+        container: args.target.container.name.clone(),
         class: args.class,
         timeout: args.timeout,
         crash_consistent: args.crash_consistent,
@@ -699,7 +710,7 @@ mod tests {
         let cli = parse("kdb -n ns --compress zstd mysql-0 -f x").unwrap();
         assert!(cli.command.is_none());
         let dump = cli.dump.unwrap();
-        assert_eq!(dump.target, "mysql-0");
+        assert_eq!(dump.target.as_deref(), Some("mysql-0"));
         assert_eq!(dump.compress, Compression::Zstd);
         assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
         let cli = parse("kdb dump mysql-0 -o json").unwrap();
@@ -711,6 +722,23 @@ mod tests {
         let cli = parse("kdb mysql-0 verify f").unwrap();
         assert!(cli.dump.is_some() && cli.command.is_some());
         assert!(parse("kdb").is_err());
+        // kubectl's targets, a selector instead of one, and the container.
+        let dump = parse("kdb sts/mysql -c db").unwrap().dump.unwrap();
+        assert_eq!(dump.target.as_deref(), Some("sts/mysql"));
+        assert_eq!(dump.container.as_deref(), Some("db"));
+        let dump = parse("kdb -l app=mysql").unwrap().dump.unwrap();
+        assert_eq!(dump.selector.as_deref(), Some("app=mysql"));
+        assert!(parse("kdb -l app=mysql mysql-0").is_err());
+        assert!(parse("kdb deploy/mysql").is_err());
+        let cli = parse("kdb snapshot -l app=mysql").unwrap();
+        assert!(matches!(cli.command, Some(Command::Snapshot(_))));
+        let cli = parse("kdb restore po/mysql-0 -c db -f x").unwrap();
+        let Some(Command::Restore(restore)) = cli.command else {
+            panic!("restore expected")
+        };
+        assert_eq!(restore.target.target.as_deref(), Some("po/mysql-0"));
+        assert_eq!(restore.target.container.name.as_deref(), Some("db"));
+        assert!(parse("kdb restore -f x").is_err());
         Cli::command().debug_assert();
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use kubectl_db::check::{self, CheckOptions};
 use kubectl_db::cli::{
-    self, AllNamespacesArgs, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, exit,
-    parse_duration,
+    self, AllNamespacesArgs, CompletionArgs, ContainerArgs, GlobalArgs, OutputArgs, OutputFormat,
+    exit, parse_duration,
 };
 use kubectl_db::output::{self, Progress};
 use kubectl_db::{Error, client};
@@ -20,13 +20,19 @@ use kubectl_db::{Error, client};
     args_conflicts_with_subcommands = true,
     mut_arg("all_namespaces", |arg| arg.help("Every namespace (without a target)")),
     mut_arg("output", |arg| arg.help("Output: table | wide (every check on its own row) | json | yaml")),
-    after_help = "Examples:\n  kubectl dbcheck postgres-0\n  kubectl dbcheck mysql            # a StatefulSet: checks its pod -0\n  kubectl dbcheck mysql-0 --logs=50  # with the container's last 50 log lines\n  kubectl dbcheck                  # every database in the namespace, one line each\n  kubectl dbcheck -A -o json       # every namespace, for CI\n\nExit status: 0 nothing failed, 1 a check failed, 2 bad usage, 3 the cluster could not be read."
+    after_help = "Examples:\n  kubectl dbcheck postgres-0\n  kubectl dbcheck mysql            # a StatefulSet: checks its pod -0 (also sts/mysql)\n  kubectl dbcheck mysql-0 --logs=50  # with the container's last 50 log lines\n  kubectl dbcheck -l team=shop     # every database the selector matches\n  kubectl dbcheck                  # every database in the namespace, one line each\n  kubectl dbcheck -A -o json       # every namespace, for CI\n\nExit status: 0 nothing failed, 1 a check failed, 2 bad usage, 3 the cluster could not be read."
 )]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
-    /// Pod (mysql-0) or StatefulSet (mysql); none: every database in the namespace
+    /// Pod (mysql-0, pod/mysql-0) or StatefulSet (mysql, sts/mysql); none: every database in the namespace
+    #[arg(value_parser = cli::parse_target)]
     target: Option<String>,
+    /// Every database this label selector matches (on the StatefulSet or its pods)
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "target", value_parser = cli::parse_selector)]
+    selector: Option<String>,
+    #[command(flatten)]
+    container: ContainerArgs,
     #[command(flatten)]
     scope: AllNamespacesArgs,
     #[command(flatten)]
@@ -81,6 +87,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         exec_timeout: cli.exec_timeout,
         logs: cli.logs,
         backup_max_age: cli.backup_max_age,
+        container: cli.container.name.clone(),
         ..Default::default()
     };
     if !cli.global.request_timeout.is_zero() {
@@ -102,7 +109,13 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         }
         None => {
             progress.set("checking every database");
-            let report = check::check_all(&kube, cli.scope.all_namespaces, &options).await?;
+            let report = check::check_all(
+                &kube,
+                cli.scope.all_namespaces,
+                cli.selector.as_deref(),
+                &options,
+            )
+            .await?;
             progress.finish();
             if let Some(note) = report.nothing_found()
                 && matches!(format, OutputFormat::Table | OutputFormat::Wide)

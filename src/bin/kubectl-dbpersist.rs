@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use kubectl_db::cli::{self, CompletionArgs, GlobalArgs, OutputArgs, exit, parse_duration};
+use kubectl_db::cli::{
+    self, CompletionArgs, ContainerArgs, GlobalArgs, OutputArgs, exit, parse_duration,
+};
 use kubectl_db::output::{self, Progress};
 use kubectl_db::persist::{self, PersistOptions};
 use kubectl_db::{Error, client};
@@ -21,9 +23,11 @@ use kubectl_db::{Error, client};
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
-    /// Pod (mysql-0) or StatefulSet (mysql) of the database to test
-    #[arg(required = true)]
+    /// Pod (mysql-0, pod/mysql-0) or StatefulSet (mysql, sts/mysql) of the database to test
+    #[arg(required = true, value_parser = cli::parse_target)]
     target: Option<String>,
+    #[command(flatten)]
+    container: ContainerArgs,
     /// The pod to delete when TARGET is a StatefulSet: a name (mysql-1) or an ordinal (1)
     #[arg(long, value_name = "POD")]
     pod: Option<String>,
@@ -66,6 +70,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     }
     let options = PersistOptions {
         target: cli.target.clone().unwrap_or_default(),
+        container: cli.container.name.clone(),
         pod: cli.pod.clone(),
         timeout: cli.timeout,
         keep: cli.keep,

@@ -34,6 +34,8 @@ pub struct CheckOptions {
     pub logs: Option<i64>,
     /// `backup.recent` warns when the newest scheduled backup is older.
     pub backup_max_age: Duration,
+    /// The database container (`-c`), when the pod has several; default: found by engine.
+    pub container: Option<String>,
 }
 
 /// The end of one container's log.
@@ -64,6 +66,7 @@ impl Default for CheckOptions {
             api_timeout: Duration::from_secs(30),
             logs: None,
             backup_max_age: Duration::from_secs(26 * 3600),
+            container: None,
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod verdict;
 
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -60,7 +60,7 @@ pub async fn check(kube: &Kube, name: &str, options: &CheckOptions) -> Result<Ch
     let target = within(
         options.api_timeout,
         format!("the API server to return pod or StatefulSet {name}"),
-        target::resolve(kube, name),
+        target::resolve(kube, name, options.container.as_deref()),
     )
     .await?;
     let database = target
@@ -142,16 +142,46 @@ const DATABASES_AT_ONCE: usize = 8;
 
 /// Checks every StatefulSet that runs a database (dbdeploy's or hand-made): each kind of
 /// object is listed once ([`listing::Listing`]), so the API requests are the same for one
-/// database or fifty; only the in-pod commands grow with the databases.
+/// database or fifty; only the in-pod commands grow with the databases. With `-l SELECTOR`,
+/// the databases it matches ([`target::databases`]), each checked on its own.
 pub async fn check_all(
     kube: &Kube,
     all_namespaces: bool,
+    selector: Option<&str>,
     options: &CheckOptions,
 ) -> Result<NamespaceReport> {
     let started = Instant::now();
-    let listing = listing::Listing::read(kube, all_namespaces, options.api_timeout).await?;
-    let listing = &listing;
-    let mut lines: Vec<DatabaseSummary> = futures::stream::iter(listing.databases())
+    let (mut lines, not_read) = match selector {
+        None => {
+            let listing = listing::Listing::read(kube, all_namespaces, options.api_timeout).await?;
+            (
+                summarize_listed(kube, &listing, options).await,
+                listing.not_read(),
+            )
+        }
+        Some(selector) => (
+            summarize_selected(kube, all_namespaces, selector, options).await?,
+            Vec::new(),
+        ),
+    };
+    lines.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    tracing::debug!("{}", kube.requests);
+    Ok(NamespaceReport {
+        namespace: (!all_namespaces).then(|| kube.namespace.clone()),
+        databases: lines,
+        not_read,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The summary lines of every database in `listing`, from the lists plus each pod's own
+/// commands.
+async fn summarize_listed(
+    kube: &Kube,
+    listing: &listing::Listing,
+    options: &CheckOptions,
+) -> Vec<DatabaseSummary> {
+    futures::stream::iter(listing.databases())
         .map(|target| async move {
             let started = Instant::now();
             let scoped = kube.in_namespace(target.namespace.clone());
@@ -169,15 +199,33 @@ pub async fn check_all(
         })
         .buffer_unordered(DATABASES_AT_ONCE)
         .collect()
-        .await;
-    lines.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    tracing::debug!("{}", kube.requests);
-    Ok(NamespaceReport {
-        namespace: (!all_namespaces).then(|| kube.namespace.clone()),
-        databases: lines,
-        not_read: listing.not_read(),
-        elapsed_seconds: started.elapsed().as_secs_f64(),
-    })
+        .await
+}
+
+/// The summary lines of the databases `selector` matches, each checked as `dbcheck TARGET`
+/// would (a selector usually matches few, so the per-database reads cost little).
+async fn summarize_selected(
+    kube: &Kube,
+    all_namespaces: bool,
+    selector: &str,
+    options: &CheckOptions,
+) -> Result<Vec<DatabaseSummary>> {
+    let databases = within(
+        options.api_timeout,
+        "the API server to return StatefulSets",
+        target::databases(kube, all_namespaces, Some(selector)),
+    )
+    .await?;
+    futures::stream::iter(databases)
+        .map(|database| async move {
+            let scoped = kube.in_namespace(database.namespace);
+            check(&scoped, &database.target, options)
+                .await
+                .map(|report| summarize(&database.name, report))
+        })
+        .buffer_unordered(DATABASES_AT_ONCE)
+        .try_collect()
+        .await
 }
 
 fn summarize(name: &str, report: CheckReport) -> DatabaseSummary {

@@ -61,7 +61,7 @@ async fn resolve(kube: &Kube, name: &str) -> Result<(String, Engine, String)> {
     if let Some((engine, container)) = sts.as_ref().and_then(target::statefulset_engine) {
         return Ok((format!("{name}-0"), engine, container));
     }
-    let target = target::resolve(kube, name).await?;
+    let target = target::resolve(kube, name, None).await?;
     if target.pod.is_none() {
         return Err(Error::NotFound(format!(
             "pod {ns}/{} does not exist (StatefulSet {name} scaled to zero, or still starting)",

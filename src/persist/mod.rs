@@ -55,8 +55,10 @@ pub mod steps {
 /// What the user asked for.
 #[derive(Debug, Clone)]
 pub struct PersistOptions {
-    /// A pod (`mysql-0`) or a StatefulSet (`mysql`).
+    /// A pod (`mysql-0`) or a StatefulSet (`mysql`), as kubectl writes it (`sts/mysql`).
     pub target: String,
+    /// The database container (`-c`), when the pod has several; default: found by engine.
+    pub container: Option<String>,
     /// The pod to test when the target is a StatefulSet: a name or an ordinal.
     pub pod: Option<String>,
     /// Budget for the replacement pod to become Ready and its server to answer.
@@ -74,12 +76,13 @@ impl PersistOptions {
         if self.timeout.is_zero() {
             return Err(Error::Usage("--timeout must be more than 0".into()));
         }
-        for name in std::iter::once(&self.target).chain(self.pod.as_ref()) {
-            if !is_dns_label(name) {
-                return Err(Error::Usage(format!(
-                    "invalid name {name:?}: expected a pod or StatefulSet name such as mysql-0 or mysql"
-                )));
-            }
+        crate::target::TargetRef::parse(&self.target).map_err(Error::Usage)?;
+        if let Some(name) = &self.pod
+            && !is_dns_label(name)
+        {
+            return Err(Error::Usage(format!(
+                "invalid --pod {name:?}: expected a pod name such as mysql-1, or an ordinal"
+            )));
         }
         Ok(())
     }
@@ -138,6 +141,7 @@ mod tests {
     fn options(target: &str, pod: Option<&str>) -> PersistOptions {
         PersistOptions {
             target: target.into(),
+            container: None,
             pod: pod.map(Into::into),
             timeout: Duration::from_secs(300),
             keep: false,

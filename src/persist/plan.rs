@@ -76,7 +76,7 @@ pub async fn plan(kube: &Kube, options: &PersistOptions) -> Result<Plan> {
             "the API server to resolve {} in namespace {}",
             options.target, kube.namespace
         ),
-        target::resolve(kube, &options.target),
+        target::resolve(kube, &options.target, options.container.as_deref()),
     )
     .await?;
     let ns = target.namespace.clone();
@@ -130,7 +130,7 @@ fn choose_pod(
     sts_name: &str,
     members: &[String],
 ) -> Result<String> {
-    let named_pod = resolved == options.target;
+    let named_pod = target::TargetRef::parse(&options.target).is_ok_and(|t| t.names_pod(resolved));
     match &options.pod {
         Some(pod) => {
             let wanted = if pod.chars().all(|c| c.is_ascii_digit()) {

@@ -259,3 +259,43 @@ fn a_server_and_a_token_need_no_kubeconfig_and_the_token_is_never_printed() {
         "{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn targets_are_parsed_as_kubectl_writes_them_before_any_api_call() {
+    let run = |bin: &str, args: &[&str]| common::output(common::unreachable_bin(bin).args(args));
+    let (code, stdout, stderr) = run("kubectl-dbcheck", &["deploy/mysql"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("unknown resource type \"deploy\"; a target is POD, pod/NAME or sts/NAME"),
+        "{stderr}"
+    );
+    for (bin, args) in [
+        ("kubectl-dbbackup", &["sts/My_DB"][..]),
+        ("kubectl-dbbackup", &["restore", "pod/", "-f", "x.sql"]),
+        ("kubectl-dbpersist", &["statefulsets/a/b", "--yes"]),
+        ("kubectl-dbbackup", &["snapshot", "list", "svc/x"]),
+    ] {
+        let (code, _, stderr) = run(bin, args);
+        assert_eq!(code, 2, "{bin} {args:?}: {stderr}");
+        assert!(
+            stderr.contains("invalid target"),
+            "{bin} {args:?}: {stderr}"
+        );
+    }
+    // A selector and a target exclude each other.
+    let (code, _, stderr) = run("kubectl-dbcheck", &["-l", "app=mysql", "mysql-0"]);
+    assert_eq!(code, 2, "{stderr}");
+    // Well-formed ones get as far as the (unreachable) cluster: exit 3.
+    for args in [
+        &["sts/mysql"][..],
+        &["po/mysql-0", "-c", "db"],
+        &["-l", "app=mysql"],
+    ] {
+        let (code, _, stderr) = run(
+            "kubectl-dbcheck",
+            &[args, &["--request-timeout", "2s"]].concat(),
+        );
+        assert_eq!(code, 3, "{args:?}: {stderr}");
+    }
+}

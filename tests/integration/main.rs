@@ -25,3 +25,4 @@ mod render;
 mod s3;
 mod safety;
 mod schedule;
+mod targets;

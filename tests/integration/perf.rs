@@ -44,7 +44,7 @@ async fn summary(ns: &TestNamespace) -> (check::NamespaceReport, BTreeMap<(Strin
         ..Default::default()
     };
     let kube = kubectl_db::client::connect(&global).await.unwrap();
-    let report = check::check_all(&kube, false, &CheckOptions::default())
+    let report = check::check_all(&kube, false, None, &CheckOptions::default())
         .await
         .unwrap();
     (report, kube.requests.counts())
