@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::error::Error;
 
@@ -143,31 +143,120 @@ impl GlobalArgs {
     }
 }
 
-/// How a command prints its report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+/// How a command prints its report (`-o`), as kubectl takes it.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum OutputFormat {
     /// Human-readable table
     #[default]
     Table,
-    /// Stable JSON for scripts (schema in docs/)
+    /// The table with every column and detail
+    Wide,
+    /// Stable JSON for scripts, with `apiVersion` and `kind` (schemas in docs/schema/)
     Json,
     /// The same document as YAML
     Yaml,
-    /// The table with everything shown (dbcheck: no rows collapsed)
-    Wide,
+    /// `kind/name` of each object the report is about, one a line
+    Name,
+    /// kubectl's JSONPath template over the JSON document
+    JsonPath(crate::jsonpath::Template),
+    /// The template's results as a JSON array
+    JsonPathAsJson(crate::jsonpath::Template),
+}
+
+impl OutputFormat {
+    /// Parses `-o`: `table`, `wide`, `json`, `yaml`, `name`, `jsonpath=TEMPLATE`,
+    /// `jsonpath-as-json=TEMPLATE`; a bad template is refused here (exit 2).
+    pub fn parse(text: &str) -> Result<OutputFormat, String> {
+        let template = |t: &str| crate::jsonpath::Template::parse(t);
+        Ok(match text {
+            "table" => OutputFormat::Table,
+            "wide" => OutputFormat::Wide,
+            "json" => OutputFormat::Json,
+            "yaml" => OutputFormat::Yaml,
+            "name" => OutputFormat::Name,
+            _ => match text.split_once('=') {
+                Some(("jsonpath", t)) => OutputFormat::JsonPath(template(t)?),
+                Some(("jsonpath-as-json", t)) => OutputFormat::JsonPathAsJson(template(t)?),
+                _ if text.starts_with("jsonpath") => {
+                    return Err(format!(
+                        "{text:?}: a JSONPath output needs a template, e.g. -o jsonpath='{{.kind}}'"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown output format {text:?}: use {}",
+                        OutputParser::NAMES.join(", ")
+                    ));
+                }
+            },
+        })
+    }
+
+    /// Whether this prints the table for a person (`table` or `wide`).
+    pub fn is_table(&self) -> bool {
+        matches!(self, OutputFormat::Table | OutputFormat::Wide)
+    }
+}
+
+/// clap's parser for `-o`, with the format names for help and completion.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputParser;
+
+impl OutputParser {
+    const NAMES: [&str; 7] = [
+        "table",
+        "wide",
+        "json",
+        "yaml",
+        "name",
+        "jsonpath=",
+        "jsonpath-as-json=",
+    ];
+}
+
+impl clap::builder::TypedValueParser for OutputParser {
+    type Value = OutputFormat;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<OutputFormat, clap::Error> {
+        let text = value.to_string_lossy();
+        OutputFormat::parse(&text).map_err(|message| {
+            let arg = arg.map(|a| a.to_string()).unwrap_or_else(|| "-o".into());
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for {arg}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            Self::NAMES
+                .iter()
+                .map(|n| clap::builder::PossibleValue::new(*n)),
+        ))
+    }
 }
 
 /// `-o/--output`, on every command that prints a report.
-#[derive(Debug, Clone, Copy, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct OutputArgs {
-    /// Output: table | json | yaml | wide
+    /// Output: table | wide | json | yaml | name | jsonpath=TEMPLATE | jsonpath-as-json=TEMPLATE
     #[arg(
         id = "output",
         short,
         long = "output",
         value_name = "OUTPUT",
-        value_enum,
-        default_value = "table"
+        value_parser = OutputParser,
+        default_value = "table",
+        hide_possible_values = true
     )]
     pub format: OutputFormat,
 }

@@ -18,11 +18,13 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod jsonpath;
 pub mod man;
 pub mod output;
 pub mod persist;
 pub mod quantity;
 pub mod render;
+pub mod schema;
 pub mod target;
 pub mod wait;
 

@@ -41,36 +41,158 @@ pub trait Render {
     /// The text printed, each line ending in a newline.
     fn render(&self, width: Width) -> String;
 
-    /// The text of `-o wide`: everything shown; the same as [`Render::render`] unless a
-    /// report shortens its table.
+    /// `-o wide`: the table with every column and detail; by default the table itself.
     fn render_wide(&self, width: Width) -> String {
         self.render(width)
     }
 }
 
-/// Prints a report on stdout in the format asked for.
-pub fn print_report<R: Render + Serialize>(report: &R, format: OutputFormat) -> Result<()> {
+/// The `apiVersion` of every report printed with `-o json|yaml`: a script checks it to
+/// notice a schema change (docs/schema/).
+pub const API_VERSION: &str = "kubectl-db/v1";
+
+/// A report a command prints: its `kind` in `-o json|yaml`, and what `-o name` prints.
+/// The reports and their kinds are listed once, in [`crate::schema`].
+pub trait Report: Serialize {
+    /// The document's `kind`.
+    const KIND: &'static str;
+    /// True when the report is a list: its document is `{apiVersion, kind, items}`.
+    const LIST: bool = false;
+
+    /// `-o name`: `kind/name` of each object the report is about, as kubectl prints them.
+    fn names(&self) -> Vec<String>;
+}
+
+/// A report as printed by `-o json|yaml`: `apiVersion` and `kind` first, then its fields.
+#[derive(Serialize)]
+struct Document<'a, R> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    #[serde(flatten)]
+    report: &'a R,
+}
+
+/// A list report as printed by `-o json|yaml`, in the shape of kubectl's lists.
+#[derive(Serialize)]
+struct ListDocument<'a, R> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    items: &'a R,
+}
+
+/// The report's document (`-o json`) as a JSON value, for JSONPath and schema tests.
+pub fn document<R: Report>(report: &R) -> Result<serde_json::Value> {
+    let value = if R::LIST {
+        serde_json::to_value(ListDocument {
+            api_version: API_VERSION,
+            kind: R::KIND,
+            items: report,
+        })
+    } else {
+        serde_json::to_value(Document {
+            api_version: API_VERSION,
+            kind: R::KIND,
+            report,
+        })
+    };
+    value.map_err(|e| Error::Failed(format!("failed to encode JSON: {e}")))
+}
+
+/// The report as text in the format asked for (what [`print_report`] prints).
+pub fn format_report<R: Render + Report>(
+    report: &R,
+    format: &OutputFormat,
+    width: Width,
+) -> Result<String> {
     match format {
-        OutputFormat::Table => {
-            print!("{}", report.render(Width::of_stdout()));
-            Ok(())
-        }
-        OutputFormat::Wide => {
-            print!("{}", report.render_wide(Width::of_stdout()));
-            Ok(())
-        }
-        format => print_document(report, format),
+        OutputFormat::Table => Ok(report.render(width)),
+        OutputFormat::Wide => Ok(report.render_wide(width)),
+        format => format_document(report, format),
     }
 }
 
-/// Prints a value as JSON or YAML on stdout.
-pub fn print_document<T: Serialize>(value: &T, format: OutputFormat) -> Result<()> {
+/// The report as a document (`json`, `yaml`, `name`, JSONPath; `table` and `wide` are
+/// the JSON too: a report without a table has no other form).
+pub fn format_document<R: Report>(report: &R, format: &OutputFormat) -> Result<String> {
+    let yaml = *format == OutputFormat::Yaml;
+    match format {
+        OutputFormat::Name => Ok(report.names().iter().map(|n| format!("{n}\n")).collect()),
+        OutputFormat::JsonPath(template) => Ok(template.render(&document(report)?)),
+        OutputFormat::JsonPathAsJson(template) => to_json(&template.results(&document(report)?)),
+        // Serialized from the structs, so the fields keep their declared order.
+        _ if R::LIST => encode(
+            &ListDocument {
+                api_version: API_VERSION,
+                kind: R::KIND,
+                items: report,
+            },
+            yaml,
+        ),
+        _ => encode(
+            &Document {
+                api_version: API_VERSION,
+                kind: R::KIND,
+                report,
+            },
+            yaml,
+        ),
+    }
+}
+
+fn encode<T: Serialize>(document: &T, yaml: bool) -> Result<String> {
+    if yaml {
+        to_yaml(document)
+    } else {
+        to_json(document)
+    }
+}
+
+/// Prints a report on stdout in the format asked for.
+pub fn print_report<R: Render + Report>(report: &R, format: &OutputFormat) -> Result<()> {
+    print!("{}", format_report(report, format, Width::of_stdout())?);
+    Ok(())
+}
+
+/// Prints a value that is not a report (Kubernetes objects of a dry run) as JSON or YAML;
+/// JSONPath applies to its JSON, `name` prints its objects' `kind/name`.
+pub fn print_document<T: Serialize>(value: &T, format: &OutputFormat) -> Result<()> {
+    let json = || {
+        serde_json::to_value(value)
+            .map_err(|e| Error::Failed(format!("failed to encode JSON: {e}")))
+    };
     let text = match format {
         OutputFormat::Yaml => to_yaml(value)?,
+        OutputFormat::JsonPath(template) => template.render(&json()?),
+        OutputFormat::JsonPathAsJson(template) => to_json(&template.results(&json()?))?,
+        OutputFormat::Name => object_names(&json()?)
+            .iter()
+            .map(|n| format!("{n}\n"))
+            .collect(),
         _ => to_json(value)?,
     };
     print!("{text}");
     Ok(())
+}
+
+/// `kind/name` of a Kubernetes object, or of each item of a `List`, lower-case as kubectl
+/// prints them (`statefulset.apps/orders`).
+pub fn object_names(value: &serde_json::Value) -> Vec<String> {
+    let one = |object: &serde_json::Value| {
+        let kind = object["kind"].as_str()?.to_lowercase();
+        let group = object["apiVersion"]
+            .as_str()
+            .and_then(|v| v.split_once('/'))
+            .map(|(group, _)| format!(".{group}"))
+            .unwrap_or_default();
+        let name = object["metadata"]["name"].as_str()?;
+        Some(format!("{kind}{group}/{name}"))
+    };
+    match value["items"].as_array() {
+        Some(items) if value["kind"] == "List" => items.iter().filter_map(one).collect(),
+        _ => one(value).into_iter().collect(),
+    }
 }
 
 /// JSON, pretty, with a final newline.
@@ -215,4 +337,123 @@ pub fn age(seconds: i64) -> String {
 /// A duration as `1.23s`, for step timings.
 pub fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Found {
+        name: String,
+        ready: bool,
+    }
+
+    impl Render for Found {
+        fn render(&self, _: Width) -> String {
+            format!("{} ready={}\n", self.name, self.ready)
+        }
+    }
+
+    impl Report for Found {
+        const KIND: &'static str = "Found";
+        fn names(&self) -> Vec<String> {
+            vec![format!("pod/{}", self.name)]
+        }
+    }
+
+    impl Report for Vec<Found> {
+        const KIND: &'static str = "FoundList";
+        const LIST: bool = true;
+        fn names(&self) -> Vec<String> {
+            self.iter().flat_map(Report::names).collect()
+        }
+    }
+
+    fn format(report: &impl Report, text: &str) -> String {
+        format_document(report, &OutputFormat::parse(text).unwrap()).unwrap()
+    }
+
+    fn found() -> Found {
+        Found {
+            name: "db-0".into(),
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn every_document_opens_with_api_version_and_kind() {
+        assert_eq!(
+            format(&found(), "json"),
+            "{\n  \"apiVersion\": \"kubectl-db/v1\",\n  \"kind\": \"Found\",\n  \"name\": \"db-0\",\n  \"ready\": true\n}\n"
+        );
+        assert_eq!(
+            format(&found(), "yaml"),
+            "apiVersion: kubectl-db/v1\nkind: Found\nname: db-0\nready: true\n"
+        );
+        let list = vec![found()];
+        let json: serde_json::Value = serde_json::from_str(&format(&list, "json")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"apiVersion": "kubectl-db/v1", "kind": "FoundList",
+                               "items": [{"name": "db-0", "ready": true}]})
+        );
+    }
+
+    #[test]
+    fn name_and_jsonpath_print_as_kubectl_does() {
+        let list = vec![
+            found(),
+            Found {
+                name: "db-1".into(),
+                ready: false,
+            },
+        ];
+        assert_eq!(format(&list, "name"), "pod/db-0\npod/db-1\n");
+        assert_eq!(format(&list, "jsonpath={.items[*].name}"), "db-0 db-1");
+        assert_eq!(format(&found(), "jsonpath={.kind}/{.name}"), "Found/db-0");
+        assert_eq!(
+            format(&list, "jsonpath-as-json={.items[?(@.ready==true)].name}"),
+            "[\n  \"db-0\"\n]\n"
+        );
+        let width = Width(80);
+        let table =
+            |f: &str| format_report(&found(), &OutputFormat::parse(f).unwrap(), width).unwrap();
+        assert_eq!(table("table"), "db-0 ready=true\n");
+        assert_eq!(table("wide"), "db-0 ready=true\n");
+    }
+
+    #[test]
+    fn output_formats_parse_as_kubectl_takes_them() {
+        for ok in [
+            "table",
+            "wide",
+            "json",
+            "yaml",
+            "name",
+            "jsonpath={.a}",
+            "jsonpath-as-json={.a}",
+        ] {
+            assert!(OutputFormat::parse(ok).is_ok(), "{ok}");
+        }
+        assert!(
+            OutputFormat::parse("jsonpath")
+                .unwrap_err()
+                .contains("needs a template")
+        );
+        assert!(OutputFormat::parse("jsonpath={.a").is_err());
+        assert!(
+            OutputFormat::parse("xml")
+                .unwrap_err()
+                .starts_with("unknown output format")
+        );
+    }
+
+    #[test]
+    fn object_names_carry_the_api_group() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "pg"}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "pg"}}]});
+        assert_eq!(object_names(&list), ["statefulset.apps/pg", "service/pg"]);
+    }
 }

@@ -83,6 +83,7 @@ pub struct DrillReport {
     /// SHA-256 of the file drilled.
     pub sha256: String,
     pub engine: Engine,
+    #[serde(rename = "dump_kind")]
     pub kind: DumpKind,
     /// Image of the throwaway instance.
     pub image: String,

@@ -86,6 +86,8 @@ pub struct DumpReport {
     /// The one database dumped, when `--database` was given.
     pub database: Option<String>,
     /// Tool that wrote the dump.
+    // Not `kind`: that is the document's kind (`-o json`, output::Report).
+    #[serde(rename = "dump_kind")]
     pub kind: DumpKind,
     pub compression: Compression,
     /// Whether the container compressed (else the client did).

@@ -75,6 +75,41 @@ pub async fn list(location: &Location, now: k8s_openapi::jiff::Timestamp) -> Res
     })
 }
 
+/// The backups on a schedule's PVC (`list pvc:NAME`) in the same list: what the reader pod
+/// reports (name, size, time, checksum beside it); the engine is not read from there.
+pub fn from_pvc(
+    claim: &str,
+    found: Vec<super::pvc_source::PvcBackup>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> BackupList {
+    let mut backups: Vec<BackupEntry> = found
+        .into_iter()
+        .map(|b| {
+            let modified = b
+                .modified
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .map_or(now.as_second(), |t| t.as_second());
+            BackupEntry {
+                compression: Compression::from_file_name(&b.name).unwrap_or(Compression::None),
+                file: b.name,
+                engine: None,
+                bytes: b.bytes,
+                checksum: if b.checksum {
+                    ChecksumState::Present
+                } else {
+                    ChecksumState::Missing
+                },
+                age_seconds: now.as_second() - modified,
+            }
+        })
+        .collect();
+    backups.sort_by(|a, b| a.file.cmp(&b.file));
+    BackupList {
+        location: format!("pvc:{claim}"),
+        backups,
+    }
+}
+
 fn list_dir(dir: &std::path::Path, now: i64) -> Result<Vec<BackupEntry>> {
     let io_err = |action: &'static str, path: &std::path::Path| {
         let path = path.display().to_string();

@@ -52,6 +52,8 @@ pub struct RestoreReport {
     pub pod: String,
     pub engine: Engine,
     /// Tool that wrote the dump.
+    // Not `kind`: that is the document's kind (`-o json`, output::Report).
+    #[serde(rename = "dump_kind")]
     pub kind: DumpKind,
     /// Databases that held tables before the restore (replaced where the file has them).
     pub databases_with_data: Vec<String>,

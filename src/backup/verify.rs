@@ -32,6 +32,8 @@ pub struct VerifyReport {
     /// The file matches FILE.sha256.
     pub checksum_ok: bool,
     /// Which tool wrote the dump, from its header.
+    // Not `kind`: that is the document's kind (`-o json`, output::Report).
+    #[serde(rename = "dump_kind")]
     pub kind: Option<DumpKind>,
     /// The dump ends with its tool's completion trailer.
     pub complete: bool,

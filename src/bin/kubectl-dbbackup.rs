@@ -104,8 +104,8 @@ struct DumpArgs {
     /// Time limit for the whole dump
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
-    /// Output: table | json | yaml
-    #[arg(short, long, value_enum, default_value = "table")]
+    /// Output: table | wide | json | yaml | name | jsonpath=TEMPLATE | jsonpath-as-json=TEMPLATE
+    #[arg(short, long, value_name = "OUTPUT", value_parser = cli::OutputParser, default_value = "table", hide_possible_values = true)]
     output: OutputFormat,
 }
 
@@ -366,7 +366,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
             Location::Local(path) => Destination::File(path),
         },
     };
-    if destination == Destination::Stdout && format != OutputFormat::Table {
+    if destination == Destination::Stdout && !format.is_table() {
         return Err(Error::Usage(
             "-o json/yaml needs stdout; write the dump to a file with -f FILE".into(),
         ));
@@ -411,7 +411,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         // stdout is the dump itself.
         eprint!("{}", report.render(Width::of_stdout()));
     } else {
-        output::print_report(&report, format)?;
+        output::print_report(&report, &format)?;
     }
     Ok(exit::SUCCESS)
 }
@@ -442,21 +442,12 @@ async fn resolve_file(
 async fn run_pvc_list(global: &GlobalArgs, args: &ListArgs, claim: &str) -> Result<i32, Error> {
     let kube = client::connect_within(global, args.timeout).await?;
     let found = pvc_source::list(&kube, claim, args.timeout).await?;
-    match args.output.format {
-        OutputFormat::Table | OutputFormat::Wide => {
-            let mut table = output::table(&["name", "size", "modified", "checksum"]);
-            for b in &found {
-                table.add_row(vec![
-                    b.name.clone(),
-                    b.bytes.to_string(),
-                    b.modified.clone(),
-                    if b.checksum { "yes" } else { "MISSING" }.to_string(),
-                ]);
-            }
-            print!("{}", output::table_text(&table));
-        }
-        format => output::print_document(&found, format)?,
+    let list = backup::list::from_pvc(claim, found, k8s_openapi::jiff::Timestamp::now());
+    if list.backups.is_empty() && args.output.format.is_table() {
+        eprintln!("no backups on PVC {claim}");
+        return Ok(exit::SUCCESS);
     }
+    output::print_report(&list, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -480,7 +471,7 @@ async fn run_verify(global: &GlobalArgs, args: VerifyArgs) -> Result<i32, Error>
     if copy.is_some() {
         report.file = args.file.clone();
     }
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(if report.ok {
         exit::SUCCESS
     } else {
@@ -505,7 +496,7 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
     if copy.is_some() {
         report.file = args.file.clone();
     }
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -525,7 +516,7 @@ async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     let manifest = backup::drill::read_manifest(&options, kind).await?;
     let kube = client::connect_within(global, args.timeout).await?;
     let report = backup::drill(&kube, &options, &verified, kind, &manifest).await?;
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(if report.passed {
         exit::SUCCESS
     } else {
@@ -549,11 +540,11 @@ async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
     }
     let location = Location::parse(&args.location)?;
     let list = backup::list::list(&location, k8s_openapi::jiff::Timestamp::now()).await?;
-    if list.backups.is_empty() && args.output.format == OutputFormat::Table {
+    if list.backups.is_empty() && args.output.format.is_table() {
         eprintln!("no backups in {location}");
         return Ok(exit::SUCCESS);
     }
-    output::print_report(&list, args.output.format)?;
+    output::print_report(&list, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -573,30 +564,30 @@ async fn run_snapshot(global: &GlobalArgs, args: SnapshotArgs) -> Result<i32, Er
         progress: global.show_progress(),
     };
     let report = backup::snapshot(&kube, &options).await?;
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
 async fn run_snapshot_list(global: &GlobalArgs, args: SnapshotListArgs) -> Result<i32, Error> {
     let kube = client::connect(global).await?;
     let list = snapshot_list::list(&kube, args.target.as_deref(), args.all).await?;
-    if list.is_empty() && args.output.format == OutputFormat::Table {
+    if list.is_empty() && args.output.format.is_table() {
         eprintln!("no snapshots in namespace {}", kube.namespace);
         return Ok(exit::SUCCESS);
     }
-    output::print_report(&list, args.output.format)?;
+    output::print_report(&list, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
 async fn run_snapshot_delete(global: &GlobalArgs, args: SnapshotDeleteArgs) -> Result<i32, Error> {
     let kube = client::connect(global).await?;
     let deleted = snapshot_list::delete(&kube, &args.name, args.any).await?;
-    match args.output.format {
+    match &args.output.format {
         OutputFormat::Table | OutputFormat::Wide => println!(
             "deleted VolumeSnapshot {}/{} (of PVC {})",
             deleted.namespace, deleted.name, deleted.pvc
         ),
-        format => output::print_document(&deleted, format)?,
+        format => print!("{}", output::format_document(&deleted, format)?),
     }
     Ok(exit::SUCCESS)
 }
@@ -607,8 +598,8 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs) -> Result<i32, Er
         Some(ScheduleAction::Delete(delete)) => {
             let kube = client::connect(global).await?;
             let deleted = schedule::delete(&kube, &delete.target).await?;
-            match delete.output.format {
-                OutputFormat::Table => println!(
+            match &delete.output.format {
+                format if format.is_table() => println!(
                     "deleted CronJob {}/{} and its Jobs{}",
                     deleted.namespace,
                     deleted.cron_job,
@@ -618,7 +609,7 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs) -> Result<i32, Er
                         .map(|p| format!("; PVC {p} and the backups on it are kept"))
                         .unwrap_or_default()
                 ),
-                format => output::print_document(&deleted, format)?,
+                format => print!("{}", output::format_document(&deleted, format)?),
             }
             return Ok(exit::SUCCESS);
         }
@@ -660,28 +651,28 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs) -> Result<i32, Er
         force_conflicts: args.force_conflicts,
     };
     let (report, objects) = schedule::schedule(&kube, &options, jiff::Timestamp::now()).await?;
-    if args.dry_run == DryRun::Client && args.output.format != OutputFormat::Table {
-        match args.output.format {
-            OutputFormat::Json => output::print_document(
+    if args.dry_run == DryRun::Client && !args.output.format.is_table() {
+        match &args.output.format {
+            OutputFormat::Yaml => print!("{}", output::objects_to_yaml(&objects)?),
+            format => output::print_document(
                 &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
-                OutputFormat::Json,
+                format,
             )?,
-            _ => print!("{}", output::objects_to_yaml(&objects)?),
         }
         return Ok(exit::SUCCESS);
     }
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
 async fn run_schedule_list(global: &GlobalArgs, args: ScheduleListArgs) -> Result<i32, Error> {
     let kube = client::connect(global).await?;
     let list = schedule::list(&kube, args.target.as_deref()).await?;
-    if list.is_empty() && args.output.format == OutputFormat::Table {
+    if list.is_empty() && args.output.format.is_table() {
         eprintln!("no backup schedules in namespace {}", kube.namespace);
         return Ok(exit::SUCCESS);
     }
-    output::print_report(&list, args.output.format)?;
+    output::print_report(&list, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -689,7 +680,7 @@ async fn run_schedule_now(global: &GlobalArgs, args: RunNowArgs) -> Result<i32, 
     let kube = client::connect(global).await?;
     let progress = Progress::spinner(global.show_progress());
     let report = schedule_run::run_now(&kube, &args.target, args.timeout, &progress).await?;
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(if report.run.state == "succeeded" {
         exit::SUCCESS
     } else {

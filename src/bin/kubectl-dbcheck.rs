@@ -5,8 +5,8 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use kubectl_db::check::{self, CheckOptions};
 use kubectl_db::cli::{
-    self, AllNamespacesArgs, CompletionArgs, ContainerArgs, GlobalArgs, OutputArgs, OutputFormat,
-    exit, parse_duration,
+    self, AllNamespacesArgs, CompletionArgs, ContainerArgs, GlobalArgs, OutputArgs, exit,
+    parse_duration,
 };
 use kubectl_db::output::{self, Progress};
 use kubectl_db::{Error, client};
@@ -100,7 +100,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
             progress.set(format!("checking {target}"));
             let report = check::check(&kube, target, &options).await?;
             progress.finish();
-            output::print_report(&report, format)?;
+            output::print_report(&report, &format)?;
             Ok(if report.healthy() {
                 exit::SUCCESS
             } else {
@@ -118,11 +118,11 @@ async fn run(cli: Cli) -> Result<i32, Error> {
             .await?;
             progress.finish();
             if let Some(note) = report.nothing_found()
-                && matches!(format, OutputFormat::Table | OutputFormat::Wide)
+                && format.is_table()
             {
                 eprintln!("{note}");
             }
-            output::print_report(&report, format)?;
+            output::print_report(&report, &format)?;
             Ok(if report.healthy() {
                 exit::SUCCESS
             } else {

@@ -57,7 +57,7 @@ fn deploy_about(product: &str, engine: Engine) -> String {
 }
 
 #[derive(Args)]
-#[command(mut_arg("output", |arg| arg.help("Output: table | json | yaml (with --dry-run: the manifests)")))]
+#[command(mut_arg("output", |arg| arg.help("Output: table | wide | json | yaml | name | jsonpath=TEMPLATE | jsonpath-as-json=TEMPLATE (with --dry-run: the manifests)")))]
 struct DeployArgs {
     /// Name of the StatefulSet, Services, ConfigMap and Secret (default: the engine's name)
     #[arg(long)]
@@ -272,7 +272,7 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
         };
         let spec = spec_from(engine, &namespace, &args);
         let objects = deploy::render_offline(&spec, args.show_password);
-        print_objects(&objects, args.output.format)?;
+        print_objects(&objects, &args.output.format)?;
         if !args.show_password {
             eprintln!(
                 "note: Secret {} is left out (it would hold passwords); kubectl dbdeploy generates it at apply time, or add --show-password to include generated ones",
@@ -296,13 +296,13 @@ async fn run_deploy(global: &GlobalArgs, engine: Engine, args: DeployArgs) -> Re
     let (mut report, server_objects) = deploy::deploy(&kube, &options, &progress).await?;
     progress.finish();
     if args.dry_run == DryRun::Server {
-        print_objects(&server_objects, args.output.format)?;
+        print_objects(&server_objects, &args.output.format)?;
         return Ok(exit::SUCCESS);
     }
     if args.show_password {
         report.passwords = Some(read_passwords(&kube, &report).await?);
     }
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -342,16 +342,16 @@ async fn read_passwords(
         .collect())
 }
 
-fn print_objects(objects: &[serde_json::Value], format: OutputFormat) -> Result<(), Error> {
+fn print_objects(objects: &[serde_json::Value], format: &OutputFormat) -> Result<(), Error> {
     match format {
-        OutputFormat::Json => output::print_document(
-            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
-            OutputFormat::Json,
-        ),
-        _ => {
+        OutputFormat::Table | OutputFormat::Wide | OutputFormat::Yaml => {
             print!("{}", output::objects_to_yaml(objects)?);
             Ok(())
         }
+        format => output::print_document(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+            format,
+        ),
     }
 }
 
@@ -370,17 +370,17 @@ async fn run_delete(global: &GlobalArgs, args: DeleteArgs) -> Result<i32, Error>
         )?;
     }
     let report = deploy::delete(&kube, &args.name, args.purge_data).await?;
-    output::print_report(&report, args.output.format)?;
+    output::print_report(&report, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
 async fn run_list(global: &GlobalArgs, args: ListArgs) -> Result<i32, Error> {
     let kube = client::connect(global).await?;
     let databases = deploy::list(&kube, args.scope.all_namespaces).await?;
-    if databases.is_empty() && args.output.format == OutputFormat::Table {
+    if databases.is_empty() && args.output.format.is_table() {
         eprintln!("no databases managed by kubectl-dbdeploy found");
     }
-    output::print_report(&databases, args.output.format)?;
+    output::print_report(&databases, &args.output.format)?;
     Ok(exit::SUCCESS)
 }
 
@@ -391,9 +391,9 @@ async fn run_credentials(global: &GlobalArgs, args: CredentialsArgs) -> Result<i
         deploy::credentials::read(&kube, &args.name, args.admin, args.show_password).await?;
     match args.output {
         CredentialsFormat::Uri => println!("{}", credentials.uri),
-        CredentialsFormat::Table => output::print_report(&credentials, OutputFormat::Table)?,
-        CredentialsFormat::Json => output::print_report(&credentials, OutputFormat::Json)?,
-        CredentialsFormat::Yaml => output::print_report(&credentials, OutputFormat::Yaml)?,
+        CredentialsFormat::Table => output::print_report(&credentials, &OutputFormat::Table)?,
+        CredentialsFormat::Json => output::print_report(&credentials, &OutputFormat::Json)?,
+        CredentialsFormat::Yaml => output::print_report(&credentials, &OutputFormat::Yaml)?,
     }
     Ok(exit::SUCCESS)
 }

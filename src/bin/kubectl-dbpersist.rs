@@ -105,7 +105,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     let progress = Progress::spinner(cli.global.show_progress());
     let report = persist::run(&kube, &plan, &options, &progress).await?;
     progress.finish();
-    output::print_report(&report, cli.output.format)?;
+    output::print_report(&report, &cli.output.format)?;
     if report.exit_code != exit::SUCCESS {
         eprintln!("error: {}", report.message);
     }

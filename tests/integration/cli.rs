@@ -299,3 +299,46 @@ fn targets_are_parsed_as_kubectl_writes_them_before_any_api_call() {
         assert_eq!(code, 3, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn every_output_format_of_kubectl_on_an_offline_report() {
+    // verify reads a local file only: every -o form without a cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("empty.sql");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let verify = |format: &str| {
+        common::output(common::clean_bin("kubectl-dbbackup").args(["verify", &file, "-o", format]))
+    };
+    let (_, stdout, stderr) = verify("json");
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}{stderr}"));
+    assert_eq!(report["apiVersion"], "kubectl-db/v1");
+    assert_eq!(report["kind"], "VerifyReport");
+    assert!(
+        stdout
+            .starts_with("{\n  \"apiVersion\": \"kubectl-db/v1\",\n  \"kind\": \"VerifyReport\",")
+    );
+    let (_, stdout, _) = verify("yaml");
+    assert!(
+        stdout.starts_with("apiVersion: kubectl-db/v1\nkind: VerifyReport\n"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = verify("name");
+    assert_eq!(stdout, format!("{file}\n"));
+    let (_, stdout, _) = verify("jsonpath={.kind} {.ok}");
+    assert_eq!(stdout, "VerifyReport false");
+    let (_, stdout, _) = verify("jsonpath-as-json={.kind}");
+    assert_eq!(stdout, "[\n  \"VerifyReport\"\n]\n");
+    let (code, stdout, stderr) = verify("jsonpath={.items[}");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("invalid JSONPath"),
+        "{stderr}"
+    );
+    // A dry run's manifests by name, as `kubectl apply --dry-run -o name` prints them.
+    let (code, stdout, stderr) = dbdeploy(&["postgres", "--dry-run=client", "-o", "name"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("statefulset.apps/postgres\n"), "{stdout}");
+    assert!(stdout.contains("service/postgres\n"), "{stdout}");
+}

@@ -87,11 +87,22 @@ fn flags_and_flag_values() {
     );
     assert_eq!(
         candidates(&helper("dbdeploy", &kubeconfig, &["list", "-o", ""])),
-        (vec!["table", "json", "yaml", "wide"], ":4")
+        (
+            vec![
+                "table",
+                "wide",
+                "json",
+                "yaml",
+                "name",
+                "jsonpath=",
+                "jsonpath-as-json="
+            ],
+            ":4"
+        )
     );
     assert_eq!(
-        candidates(&helper("dbcheck", &kubeconfig, &["--output=j"])),
-        (vec!["--output=json"], ":4")
+        candidates(&helper("dbcheck", &kubeconfig, &["--output=y"])),
+        (vec!["--output=yaml"], ":4")
     );
     assert_eq!(
         candidates(&helper("dbbackup", &kubeconfig, &["completion", ""])),

@@ -174,7 +174,7 @@ async fn postgres_round_trip() {
     let file = dir.path().join("pg.sql.gz");
     let report = dump_json(&ns, "postgres", &file, "gzip");
     assert_eq!(report["remote_status"]["result"], "success");
-    assert_eq!(report["kind"], "postgres-cluster");
+    assert_eq!(report["dump_kind"], "postgres-cluster");
     // gzip is in every image: compressed in the pod by default, the file as the client
     // would write it (the same SQL; restored below).
     assert_eq!(report["compressed_in_pod"], true, "{report}");
@@ -286,7 +286,7 @@ async fn postgres_round_trip() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(
-        serde_json::from_slice::<Value>(&output.stdout).unwrap()["kind"],
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()["dump_kind"],
         "postgres-database"
     );
     assert_eq!(verify_code(&one).0, Some(0));
@@ -325,7 +325,7 @@ async fn mariadb_round_trip() {
 
     let file = dir.path().join("maria.sql.zst");
     let report = dump_json(&ns, "mariadb", &file, "zstd");
-    assert_eq!(report["kind"], "mysql");
+    assert_eq!(report["dump_kind"], "mysql");
     assert!(
         report["bytes_raw"].as_u64().unwrap() > 3_000_000,
         "{report}"
@@ -1016,6 +1016,8 @@ async fn snapshot_round_trip(engine: Engine, image: &str) {
     let output = dbbackup(&ns, &["snapshot", "list", "src", "-o", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let list = json(&output);
+    assert_eq!(list["kind"], "SnapshotList", "{list}");
+    let list = &list["items"];
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["name"], name.as_str());
     assert_eq!(list[0]["ready"], true);
@@ -1124,7 +1126,7 @@ async fn no_snapshots_left(ns: &TestNamespace) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let list = json(&dbbackup(ns, &["snapshot", "list", "-o", "json"]));
-        if list == serde_json::json!([]) {
+        if list["items"] == serde_json::json!([]) {
             return;
         }
         assert!(Instant::now() < deadline, "snapshots left: {list}");
@@ -1145,7 +1147,8 @@ async fn mariadb_snapshot_holds_what_was_committed_before_it() {
 /// Names of the VolumeSnapshots in the namespace, as `snapshot list --all` shows them.
 fn snapshot_names(ns: &TestNamespace) -> Vec<String> {
     let list = json(&dbbackup(ns, &["snapshot", "list", "--all", "-o", "json"]));
-    list.as_array()
+    list["items"]
+        .as_array()
         .unwrap()
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_string())

@@ -91,8 +91,9 @@ async fn full_cycle(engine: &str, image: &str, version_word: &str) {
 
     // list shows it ready.
     let listed = common::deploy_json(&ns, &["list"]);
-    assert_eq!(listed[0]["name"], engine);
-    assert_eq!(listed[0]["ready"], "1/1");
+    assert_eq!(listed["kind"], "DatabaseList");
+    assert_eq!(listed["items"][0]["name"], engine);
+    assert_eq!(listed["items"][0]["ready"], "1/1");
 
     // delete keeps the data and the Secret that opens it.
     let pvc = Names::pvc(engine, 0);
@@ -161,7 +162,7 @@ async fn server_dry_run_validates_and_stores_nothing() {
     assert!(!yaml.contains("kind: Secret"));
     let listed = common::deploy_json(&ns, &["list"]);
     assert_eq!(
-        listed.as_array().unwrap().len(),
+        listed["items"].as_array().unwrap().len(),
         0,
         "dry run stored nothing"
     );

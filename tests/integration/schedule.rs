@@ -15,13 +15,13 @@ use serde_json::Value;
 
 const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
 
-/// The backup files on the schedule's PVC, newest first (`dbbackup list pvc:NAME`).
+/// The backup files on the schedule's PVC, by name, so oldest first (`dbbackup list pvc:NAME`).
 fn backups(ns: &common::TestNamespace) -> Vec<Value> {
     let list = common::json(
         ns.bin("kubectl-dbbackup")
             .args(["list", "pvc:postgres-backups"]),
     );
-    list.as_array().unwrap().clone()
+    list["backups"].as_array().unwrap().clone()
 }
 
 fn run_now(ns: &common::TestNamespace) -> (i32, Value) {
@@ -121,11 +121,11 @@ async fn scheduled_backups_verify_restore_and_fail_visibly() {
     let files = backups(&ns);
     assert_eq!(files.len(), 2, "{files:?}");
     for file in &files {
-        assert_eq!(file["checksum"], true);
-        let location = format!("pvc:postgres-backups/{}", file["name"].as_str().unwrap());
+        assert_eq!(file["checksum"], "present");
+        let location = format!("pvc:postgres-backups/{}", file["file"].as_str().unwrap());
         let report = common::json(ns.bin("kubectl-dbbackup").args(["verify", &location]));
         assert_eq!(report["ok"], true, "{report}");
-        assert_eq!(report["kind"], "postgres-cluster");
+        assert_eq!(report["dump_kind"], "postgres-cluster");
     }
 
     // --keep 1: the next good run leaves exactly one.
@@ -137,7 +137,7 @@ async fn scheduled_backups_verify_restore_and_fail_visibly() {
     assert_eq!(code, 0, "{run}");
     let files = backups(&ns);
     assert_eq!(files.len(), 1, "{files:?}");
-    let newest = files[0]["name"].as_str().unwrap().to_string();
+    let newest = files[0]["file"].as_str().unwrap().to_string();
     assert_eq!(run["run"]["file"], newest.as_str());
 
     // Restored into a second instance straight from the PVC.
@@ -168,7 +168,7 @@ async fn scheduled_backups_verify_restore_and_fail_visibly() {
     assert!(reason.contains("the dump exited with status"), "{reason}");
     let files = backups(&ns);
     assert_eq!(files.len(), 1, "a failed run left a file: {files:?}");
-    assert_eq!(files[0]["name"], newest.as_str());
+    assert_eq!(files[0]["file"], newest.as_str());
     let mut cmd = ns.bin("kubectl-dbcheck");
     cmd.args(["postgres", "-o", "json"]);
     let (code, stdout, stderr) = common::output(&mut cmd);
