@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub const FIELD_MANAGER: &str = crate::render::MANAGED_BY;
 
 /// What an apply did to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// It did not exist.
@@ -37,7 +37,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// One applied object, for the summary and `-o json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct Applied {
     pub kind: String,
     pub name: String,

@@ -70,6 +70,15 @@ pub struct GlobalArgs {
     /// No progress output
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Colour verdicts in tables: auto (on a terminal, unless NO_COLOR; CLICOLOR_FORCE forces), always, never
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub color: crate::output::ColourChoice,
     /// The API server's address, instead of the kubeconfig cluster's (with --token, no kubeconfig is needed)
     #[arg(short = 's', long, global = true, value_name = "URL", help_heading = CONNECTION)]
     pub server: Option<String>,
@@ -376,6 +385,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Sets up what every binary shares from the global flags: logs ([`init_tracing`]) and
+/// colour (`--color`).
+pub fn init(global: &GlobalArgs) {
+    init_tracing(global.verbose);
+    crate::output::set_colour(global.color);
+}
+
 /// Sets up `tracing` on stderr: off by default, `-v` info for this crate, `-vv` debug, `-vvv` trace.
 pub fn init_tracing(verbose: u8) {
     let filter = match verbose {
@@ -398,7 +414,8 @@ pub fn init_tracing(verbose: u8) {
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        // Through the progress display, so a log line never tears a spinner.
+        .with_writer(crate::output::LogWriter)
         .with_target(false)
         .fmt_fields(tracing_subscriber::field::MakeExt::delimited(fields, " "))
         .try_init();

@@ -296,6 +296,24 @@ fn typed_globals(command: &Command, done: &[String]) -> GlobalArgs {
         global.context = value("context").or(global.context);
         global.cluster = value("cluster").or(global.cluster);
         global.user = value("user").or(global.user);
+        // kubectl's connection flags reach the cluster the same way as for a run.
+        global.server = value("server").or(global.server);
+        global.certificate_authority =
+            value("certificate_authority").or(global.certificate_authority);
+        global.client_certificate = value("client_certificate").or(global.client_certificate);
+        global.client_key = value("client_key").or(global.client_key);
+        global.tls_server_name = value("tls_server_name").or(global.tls_server_name);
+        global.as_user = value("as_user").or(global.as_user);
+        global.as_uid = value("as_uid").or(global.as_uid);
+        if let Ok(Some(token)) = matches.try_get_one::<crate::cli::Token>("token") {
+            global.token = Some(token.clone());
+        }
+        if let Ok(Some(groups)) = matches.try_get_many::<String>("as_group") {
+            global.as_group = groups.cloned().collect();
+        }
+        if let Ok(Some(true)) = matches.try_get_one::<bool>("insecure_skip_tls_verify") {
+            global.insecure_skip_tls_verify = true;
+        }
         level = matches.subcommand().map(|(_, sub)| sub);
     }
     global
@@ -459,6 +477,29 @@ mod tests {
         let global = typed_globals(&command, &words("--kubeconfig /k dump -n"));
         assert_eq!(global.kubeconfig.as_deref(), Some("/k"));
         assert_eq!(global.namespace, None);
+    }
+
+    #[test]
+    fn connection_flags_typed_before_the_word_reach_the_cluster_too() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Plugin {
+            #[command(flatten)]
+            global: GlobalArgs,
+        }
+        let command = Plugin::command();
+        let global = typed_globals(
+            &command,
+            &words(
+                "--server https://api:6443 --token t0k --insecure-skip-tls-verify --as jane --as-group a --as-group b -n x",
+            ),
+        );
+        assert_eq!(global.server.as_deref(), Some("https://api:6443"));
+        assert_eq!(global.token.as_ref().map(|t| t.expose()), Some("t0k"));
+        assert!(global.insecure_skip_tls_verify);
+        assert_eq!(global.as_user.as_deref(), Some("jane"));
+        assert_eq!(global.as_group, ["a", "b"]);
+        assert_eq!(global.namespace.as_deref(), Some("x"));
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub struct DeployOptions {
 }
 
 /// Where clients connect.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct Endpoint {
     /// `service` (load-balanced) or `pod` (stable per-pod name through the headless Service).
     pub kind: String,
@@ -70,7 +70,7 @@ pub struct Endpoint {
 }
 
 /// The Secret, by name and keys — never its values unless asked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct SecretInfo {
     pub name: String,
     pub keys: Vec<String>,
@@ -81,7 +81,7 @@ pub struct SecretInfo {
 }
 
 /// What `dbdeploy` did; the `-o json` schema (docs/dbdeploy.md).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct DeployReport {
     pub name: String,
     pub namespace: String,
@@ -521,7 +521,7 @@ async fn run_sql(kube: &Kube, engine: Engine, pod: &str, sql: &str, what: &str) 
 }
 
 /// What `delete` removed and kept.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct DeleteReport {
     pub name: String,
     pub namespace: String,
@@ -699,7 +699,7 @@ where
 }
 
 /// One managed database, for `list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct ListedDatabase {
     pub namespace: String,
     pub name: String,

@@ -25,7 +25,7 @@ pub const STDOUT_KEEP: usize = 4 << 20;
 pub const STDERR_KEEP: usize = 64 << 10;
 
 /// How a remote command ended, from the exec status channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum ExecStatus {
     /// Exit status 0.

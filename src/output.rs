@@ -149,10 +149,83 @@ fn encode<T: Serialize>(document: &T, yaml: bool) -> Result<String> {
     }
 }
 
-/// Prints a report on stdout in the format asked for.
+/// Prints a report on stdout in the format asked for; a table's verdicts in colour when
+/// [`colour`] says so.
 pub fn print_report<R: Render + Report>(report: &R, format: &OutputFormat) -> Result<()> {
-    print!("{}", format_report(report, format, Width::of_stdout())?);
+    let text = format_report(report, format, Width::of_stdout())?;
+    if format.is_table() && colour() {
+        print!("{}", paint_verdicts(&text));
+    } else {
+        print!("{text}");
+    }
     Ok(())
+}
+
+/// `--color`: `auto` colours on a terminal only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColourChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOUR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decides once whether tables are coloured: `--color always|never`, else `NO_COLOR`
+/// (<https://no-color.org>) turns it off, `CLICOLOR_FORCE` on, else stdout a terminal.
+pub fn set_colour(choice: ColourChoice) {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    let on = match choice {
+        ColourChoice::Always => true,
+        ColourChoice::Never => false,
+        ColourChoice::Auto if set("NO_COLOR") => false,
+        ColourChoice::Auto if set("CLICOLOR_FORCE") => true,
+        ColourChoice::Auto => std::io::stdout().is_terminal(),
+    };
+    let _ = COLOUR.set(on);
+}
+
+/// Whether tables are coloured (see [`set_colour`]; off until it is called).
+pub fn colour() -> bool {
+    COLOUR.get().copied().unwrap_or(false)
+}
+
+/// A rendered table with its verdict words (`FAIL`, `WARN`, `OK`, `PASS`, `SKIP`,
+/// `SKIPPED`) coloured. Done on the finished text so the renderers stay pure and the
+/// columns keep their widths (escape codes take no room on screen).
+pub fn paint_verdicts(text: &str) -> String {
+    const RED: &str = "\x1b[31m";
+    const YELLOW: &str = "\x1b[33m";
+    const GREEN: &str = "\x1b[32m";
+    const DIM: &str = "\x1b[2m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let colour = match word.as_str() {
+            "FAIL" | "FAILED" => Some(RED),
+            "WARN" => Some(YELLOW),
+            "OK" | "PASS" => Some(GREEN),
+            "SKIP" | "SKIPPED" => Some(DIM),
+            _ => None,
+        };
+        match colour {
+            Some(colour) => out.push_str(&format!("{colour}{word}{RESET}")),
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '_' || c == '-' || c == '.' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Prints a value that is not a report (Kubernetes objects of a dry run) as JSON or YAML;
@@ -255,6 +328,44 @@ pub struct Progress {
     bar: Option<ProgressBar>,
 }
 
+/// The progress bar on screen, if any: log lines (`-v`) are written through it
+/// ([`LogWriter`]) so they never tear it.
+static ON_SCREEN: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+fn show(bar: &ProgressBar) {
+    if let Ok(mut shown) = ON_SCREEN.lock() {
+        *shown = Some(bar.clone());
+    }
+}
+
+/// `tracing`'s writer: stderr, with the progress bar on screen (if any) suspended while a
+/// log line is written, as tracing-indicatif does, so a line never lands inside the bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = ON_SCREEN.lock().ok().and_then(|shown| shown.clone());
+        match bar {
+            Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            _ => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
 impl Progress {
     /// A spinner, or nothing when `enabled` is false (not a terminal, or --quiet).
     pub fn spinner(enabled: bool) -> Self {
@@ -265,6 +376,7 @@ impl Progress {
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
+            show(&bar);
             bar
         });
         Progress { bar }
@@ -282,6 +394,7 @@ impl Progress {
             );
             bar.set_message(what.to_string());
             bar.enable_steady_tick(Duration::from_millis(200));
+            show(&bar);
             bar
         });
         Progress { bar }
@@ -446,6 +559,24 @@ mod tests {
             OutputFormat::parse("xml")
                 .unwrap_err()
                 .starts_with("unknown output format")
+        );
+    }
+
+    #[test]
+    fn only_verdict_words_are_painted() {
+        let painted = paint_verdicts("pod.ready  OK    fine\nstorage    FAIL  OKAY-ish FAILED\n");
+        assert_eq!(
+            painted,
+            "pod.ready  \x1b[32mOK\x1b[0m    fine\nstorage    \x1b[31mFAIL\x1b[0m  OKAY-ish \x1b[31mFAILED\x1b[0m\n"
+        );
+        // Without the escapes the text is unchanged, so columns keep their widths.
+        let plain = painted
+            .replace("\x1b[32m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[0m", "");
+        assert_eq!(
+            plain,
+            "pod.ready  OK    fine\nstorage    FAIL  OKAY-ish FAILED\n"
         );
     }
 

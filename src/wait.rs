@@ -39,7 +39,7 @@ pub async fn within<T>(
 }
 
 /// A Warning event seen while waiting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WarningEvent {
     /// `Kind/name` of the object the event is about.
     pub object: String,
@@ -68,7 +68,7 @@ impl std::fmt::Display for WarningEvent {
 }
 
 /// What the wait saw last.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, Serialize)]
 pub struct WaitReport {
     /// Whether everything became ready in time.
     pub ready: bool,

@@ -49,7 +49,7 @@ pub struct DrillOptions {
 }
 
 /// One table's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The restore holds what the manifest recorded.
@@ -61,7 +61,7 @@ pub enum Verdict {
 }
 
 /// One table compared (the `-o json` schema's `tables`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct TableResult {
     pub database: String,
     pub table: String,
@@ -77,7 +77,7 @@ pub struct TableResult {
 }
 
 /// What a drill found (the `-o json` schema: evidence to keep).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct DrillReport {
     pub file: String,
     /// SHA-256 of the file drilled.

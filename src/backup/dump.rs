@@ -74,7 +74,7 @@ pub struct DumpOptions {
 pub const COMPRESS_IN_POD_DEFAULT: bool = true;
 
 /// What a dump did (the `-o json` schema).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct DumpReport {
     /// The backup file, or `-` for standard output.
     pub file: String,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 
 /// How a backup file is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip (level 1: fast enough to keep up with the stream)
@@ -66,7 +66,9 @@ impl std::fmt::Display for Compression {
 }
 
 /// Which tool wrote a dump, read from its first lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpKind {
     /// `pg_dumpall`: every database, roles and tablespaces.

@@ -17,7 +17,7 @@ use crate::output::{self, Render, Width};
 const SNIFF: u64 = 64 << 10;
 
 /// One backup (an element of the `-o json` schema).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, PartialEq)]
 pub struct BackupEntry {
     /// File or object name, relative to the listed location.
     pub file: String,
@@ -33,7 +33,7 @@ pub struct BackupEntry {
 }
 
 /// Whether the checksum file is there.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ChecksumState {
     Present,
@@ -41,7 +41,7 @@ pub enum ChecksumState {
 }
 
 /// What `list` found (the `-o json` schema).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, PartialEq)]
 pub struct BackupList {
     /// The directory or prefix listed.
     pub location: String,

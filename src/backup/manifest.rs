@@ -21,7 +21,7 @@ pub const FORMAT: u32 = 1;
 
 /// A table's row count and content checksum at one moment. An empty checksum means the
 /// table did not exist then.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counted {
     pub rows: u64,
     pub checksum: String,
@@ -38,7 +38,7 @@ impl Counted {
 }
 
 /// One table: its state before the dump and, when rows changed while the dump ran, after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableManifest {
     /// `schema.table` (PostgreSQL) or `table` (MySQL/MariaDB).
     pub name: String,
@@ -64,14 +64,14 @@ impl TableManifest {
 }
 
 /// One database and its tables, sorted by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseManifest {
     pub name: String,
     pub tables: Vec<TableManifest>,
 }
 
 /// `FILE.manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// [`FORMAT`].
     pub format: u32,

@@ -30,7 +30,7 @@ const END_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_LINES: usize = 20;
 
 /// How writes were held while the snapshot was cut (part of the snapshot report).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct QuiesceReport {
     /// `backup-mode` (PostgreSQL) or `read-lock` (MySQL/MariaDB).
     pub method: &'static str,

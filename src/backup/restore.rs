@@ -45,7 +45,7 @@ pub struct RestoreOptions {
 }
 
 /// What a restore did (the `-o json` schema).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub file: String,
     pub namespace: String,

@@ -46,7 +46,7 @@ pub struct ScheduleOptions {
 }
 
 /// What `schedule TARGET` did (the `-o json` schema).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct ScheduleReport {
     pub namespace: String,
     pub database: String,
@@ -310,7 +310,7 @@ fn from_env_from(container: &Container, name: &str) -> Option<EnvVar> {
 }
 
 /// One schedule, for `schedule list` and dbcheck.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct ScheduleInfo {
     pub namespace: String,
     pub database: String,
@@ -419,7 +419,7 @@ pub async fn find(kube: &Kube, name: &str) -> Result<CronJob> {
 }
 
 /// What `schedule delete` removed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct Deleted {
     pub namespace: String,
     pub cron_job: String,

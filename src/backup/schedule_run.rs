@@ -22,7 +22,7 @@ use crate::render::cronjob as render;
 use crate::wait::within;
 
 /// How one run of a schedule ended, or that it has not yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobRun {
     pub job: String,
     /// `succeeded`, `failed` or `running`.
@@ -181,7 +181,7 @@ pub fn manual_job(cron_job: &CronJob, now: jiff::Timestamp) -> Result<Job> {
 }
 
 /// What `schedule run-now` saw (the `-o json` schema).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct RunNowReport {
     pub namespace: String,
     pub cron_job: String,

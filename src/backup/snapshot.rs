@@ -53,7 +53,7 @@ pub struct SnapshotOptions {
 }
 
 /// One snapshot taken (the `-o json` schema is a list of these inside [`SnapshotReport`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct TakenSnapshot {
     pub name: String,
     pub pvc: String,
@@ -63,7 +63,7 @@ pub struct TakenSnapshot {
 }
 
 /// What `snapshot` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct SnapshotReport {
     pub namespace: String,
     pub pod: String,

@@ -15,7 +15,7 @@ use crate::engine::{ENGINE_LABEL, Engine};
 use crate::error::{Error, Result};
 
 /// One VolumeSnapshot as `snapshot list` shows it (also its `-o json` schema).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SnapshotInfo {
     pub name: String,
     pub namespace: String,

@@ -15,7 +15,7 @@ use super::manifest::{self, Manifest};
 use crate::error::{Error, Result};
 
 /// What `verify` found (the `-o json` schema).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct VerifyReport {
     /// The backup file.
     pub file: String,

@@ -59,7 +59,7 @@ fn main() {
     kubectl_db::man::hook(Cli::command);
     kubectl_db::complete::hook(Cli::command);
     let cli = Cli::parse();
-    cli::init_tracing(cli.global.verbose);
+    cli::init(&cli.global);
     cli::run_main(|| run(cli))
 }
 

@@ -39,7 +39,7 @@ pub struct CheckOptions {
 }
 
 /// The end of one container's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogTail {
     /// The lines, oldest first.
     pub lines: Vec<String>,
@@ -49,7 +49,7 @@ pub struct LogTail {
 }
 
 /// The database container's recent log (`--logs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Logs {
     pub container: String,
     /// How many lines were asked for (each log has at most this many).

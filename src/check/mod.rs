@@ -31,7 +31,7 @@ pub use facts::Facts;
 pub use verdict::{Check, Summary, Verdict};
 
 /// The report of one database: the `-o json` schema (docs/dbcheck.md).
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct CheckReport {
     /// What the user named.
     pub target: String,
@@ -107,7 +107,7 @@ fn report(
 }
 
 /// One line of the namespace-wide report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct DatabaseSummary {
     pub namespace: String,
     pub name: String,
@@ -120,7 +120,7 @@ pub struct DatabaseSummary {
 }
 
 /// The report of every database in a namespace (or all): the `-o json` schema without a target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct NamespaceReport {
     /// The namespace, or `null` with `-A`.
     pub namespace: Option<String>,

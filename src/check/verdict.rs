@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// How a check came out. Ordered from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Fine.
@@ -29,7 +29,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// One diagnosis: what was checked, the verdict, what was seen, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// Stable identifier, e.g. `pvc.bound` (listed in docs/dbcheck.md).
     pub name: String,
@@ -59,7 +59,7 @@ impl Check {
 }
 
 /// Counts of verdicts and the worst one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub verdict: Option<Verdict>,
     pub ok: usize,

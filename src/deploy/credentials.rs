@@ -19,14 +19,14 @@ use crate::render::Names;
 use crate::target;
 
 /// Where a password is kept: a Secret's key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretKey {
     pub name: String,
     pub key: String,
 }
 
 /// How to connect to one database; the `-o json` schema (docs/dbdeploy.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Credentials {
     pub name: String,
     pub namespace: String,

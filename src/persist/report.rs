@@ -12,7 +12,7 @@ use crate::exit;
 use crate::wait::WarningEvent;
 
 /// The outcome of the test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
     /// The marker came back and every PVC is the same object.
@@ -34,7 +34,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// How one step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepResult {
     Passed,
@@ -58,7 +58,7 @@ impl std::fmt::Display for StepResult {
 }
 
 /// One step of the test, with how long it took and what it saw.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct Step {
     pub name: String,
     pub result: StepResult,
@@ -67,7 +67,7 @@ pub struct Step {
 }
 
 /// A PersistentVolumeClaim a pod mounts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClaimRecord {
     /// The pod's volume name.
     pub volume: String,
@@ -80,7 +80,7 @@ pub struct ClaimRecord {
 }
 
 /// A pod as recorded before the delete or after the replacement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodRecord {
     pub uid: String,
     pub node: Option<String>,
@@ -121,7 +121,7 @@ fn describe_claim(claim: &ClaimRecord) -> String {
 }
 
 /// The marker row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct Marker {
     pub database: String,
     pub table: String,
@@ -132,7 +132,7 @@ pub struct Marker {
 }
 
 /// What `kubectl dbpersist` did and found; the `-o json` schema.
-#[derive(Debug, Clone, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
 pub struct PersistReport {
     pub verdict: Verdict,
     /// The process exit code: 0 pass, 1 fail, 3 timeout or cluster error, 130 interrupted.

@@ -342,3 +342,28 @@ fn every_output_format_of_kubectl_on_an_offline_report() {
     assert!(stdout.contains("statefulset.apps/postgres\n"), "{stdout}");
     assert!(stdout.contains("service/postgres\n"), "{stdout}");
 }
+
+#[test]
+fn verdicts_are_coloured_only_when_asked_or_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("empty.sql");
+    std::fs::write(&file, "").unwrap();
+    let verify = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = common::clean_bin("kubectl-dbbackup");
+        cmd.arg("verify").arg(&file).args(args);
+        cmd.env_remove("NO_COLOR");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        common::output(&mut cmd).1
+    };
+    const ESC: char = '\x1b';
+    // Not a terminal: plain, unless forced.
+    assert!(!verify(&[], &[]).contains(ESC));
+    assert!(verify(&["--color", "always"], &[]).contains("\x1b[31mFAILED\x1b[0m"));
+    assert!(verify(&[], &[("CLICOLOR_FORCE", "1")]).contains(ESC));
+    assert!(!verify(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains(ESC));
+    assert!(!verify(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]).contains(ESC));
+    // Documents are never coloured.
+    assert!(!verify(&["--color", "always", "-o", "json"], &[]).contains(ESC));
+}

@@ -25,4 +25,5 @@ mod render;
 mod s3;
 mod safety;
 mod schedule;
+mod schema;
 mod targets;

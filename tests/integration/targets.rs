@@ -1,6 +1,6 @@
 //! Targets as kubectl writes them, on the test cluster: `pod/NAME` and `-c` on a hand-made
 //! pod whose first container is not the database, `-l` for dbcheck (every match) and
-//! dbbackup (exactly one), `sts/NAME`. No database is deployed by dbdeploy: one bare pod
+//! dbbackup (exactly one), `sts/NAME`; the reports validate against docs/schema/. No database is deployed by dbdeploy: one bare pod
 //! and two StatefulSets scaled to 0 are enough to resolve against.
 
 use crate::common;
@@ -111,6 +111,7 @@ async fn targets_selectors_and_containers_as_kubectl_takes_them() {
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["pod"], "two", "{stdout}");
+    crate::schema::assert_valid(&report);
     // ...and never one of several, nor one of none.
     let (code, _, stderr) = run(
         "kubectl-dbbackup",
@@ -137,6 +138,7 @@ async fn targets_selectors_and_containers_as_kubectl_takes_them() {
     let (code, stdout, stderr) = run("kubectl-dbcheck", &["-l", "team=shop", "-o", "json"]);
     assert!(code == 0 || code == 1, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    crate::schema::assert_valid(&report);
     let names: Vec<&str> = report["databases"]
         .as_array()
         .unwrap()
@@ -150,6 +152,7 @@ async fn targets_selectors_and_containers_as_kubectl_takes_them() {
     assert!(code == 0 || code == 1, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["statefulset"], "a", "{stdout}");
+    crate::schema::assert_valid(&report);
     let (code, _, stderr) = run("kubectl-dbcheck", &["pod/a"]);
     assert_eq!(code, 3, "{stderr}");
     assert!(
@@ -159,4 +162,22 @@ async fn targets_selectors_and_containers_as_kubectl_takes_them() {
     let (code, _, stderr) = run("kubectl-dbcheck", &["statefulset/two"]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("no StatefulSet named two"), "{stderr}");
+
+    // Lists are documents too: {apiVersion, kind, items}, valid under their schema.
+    for (bin, args) in [
+        ("kubectl-dbdeploy", &["list", "-o", "json"][..]),
+        (
+            "kubectl-dbbackup",
+            &["snapshot", "list", "--all", "-o", "json"],
+        ),
+    ] {
+        let (code, stdout, stderr) = run(bin, args);
+        if code == 3 && stderr.contains("VolumeSnapshot") {
+            continue; // a cluster without the snapshot API
+        }
+        assert_eq!(code, 0, "{bin} {args:?}: {stderr}");
+        let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(list["items"], json!([]), "{stdout}");
+        crate::schema::assert_valid(&list);
+    }
 }
