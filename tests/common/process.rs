@@ -97,8 +97,36 @@ pub fn exited(output: Output, code: i32, what: &str) -> Output {
 /// Runs `cmd -o json`; panics with its stderr unless it exits 0, and returns the report.
 pub fn json(cmd: &mut assert_cmd::Command) -> Value {
     let output = assert_exit(cmd.args(["-o", "json"]), 0);
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", text(&output.stdout)))
+    let document: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", text(&output.stdout)));
+    if document["apiVersion"] == "kubectl-db/v1" {
+        assert_valid(&document);
+    }
+    document
+}
+
+/// docs/schema/: the JSON Schema of each report, by `kind`.
+pub fn schema_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema")
+}
+
+/// Panics unless `document` (a report printed with `-o json`) is valid under the
+/// committed schema of its `kind`.
+pub fn assert_valid(document: &Value) {
+    let kind = document["kind"].as_str().expect("a report with a kind");
+    let path = schema_dir().join(format!("{kind}.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(document)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} output does not match {}:\n{}\n{document:#}",
+        path.display(),
+        errors.join("\n")
+    );
 }
 
 /// Sends `signal` (INT, TERM, STOP...) to a process.

@@ -1,15 +1,11 @@
 //! docs/schema/<kind>.json is the JSON Schema of each report's `-o json` document, derived
 //! from the report types (src/schema.rs): this test keeps the files current
-//! (`KDB_UPDATE_SCHEMA=1` rewrites them) and gives the other tests [`assert_valid`], which
-//! checks real output against them.
-
-use std::path::{Path, PathBuf};
+//! (`KDB_UPDATE_SCHEMA=1` rewrites them); every report a test reads with `common::json` is
+//! checked against them ([`assert_valid`]).
 
 use serde_json::Value;
 
-fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema")
-}
+use crate::common::schema_dir;
 
 fn text_of(schema: &Value) -> String {
     let mut text = serde_json::to_string_pretty(schema).unwrap();
@@ -17,24 +13,7 @@ fn text_of(schema: &Value) -> String {
     text
 }
 
-/// Panics unless `document` (a report printed with `-o json`) is valid under the
-/// committed schema of its `kind`.
-pub fn assert_valid(document: &Value) {
-    let kind = document["kind"].as_str().expect("a report with a kind");
-    let path = schema_dir().join(format!("{kind}.json"));
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(document)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{kind} output does not match {}:\n{}\n{document:#}",
-        path.display(),
-        errors.join("\n")
-    );
-}
+pub use crate::common::assert_valid;
 
 #[test]
 fn schemas_in_docs_are_derived_from_the_report_types() {
