@@ -96,10 +96,10 @@ pub struct DeployReport {
     pub server_version: Option<String>,
     pub databases: Vec<String>,
     /// The VolumeSnapshot the data volume was created from (`--from-snapshot`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_snapshot: Option<String>,
     /// Only with `--show-password`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passwords: Option<BTreeMap<String, String>>,
 }
 

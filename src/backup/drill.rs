@@ -69,7 +69,7 @@ pub struct TableResult {
     pub expected_rows: u64,
     pub expected_checksum: String,
     /// The table's state after the dump, when it changed while the dump ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_after_dump: Option<Counted>,
     /// None: the table is not in the restored instance.
     pub found_rows: Option<u64>,

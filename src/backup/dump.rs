@@ -105,7 +105,7 @@ pub struct DumpReport {
     pub manifest_file: Option<String>,
     /// Tables whose rows changed while the dump ran (`database.table`): the manifest keeps
     /// their state before and after the dump, and `drill` accepts either.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_during_dump: Vec<String>,
 }
 

@@ -357,7 +357,7 @@ pub fn info(cron_job: &CronJob) -> ScheduleInfo {
     }
 }
 
-fn managed_selector(database: Option<&str>) -> String {
+pub(crate) fn managed_selector(database: Option<&str>) -> String {
     let mut selector = format!("{}={}", crate::render::MANAGED_BY_LABEL, render::MANAGED_BY);
     if let Some(database) = database {
         selector.push_str(&format!(",{}={database}", render::DATABASE_LABEL));

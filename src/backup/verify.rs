@@ -42,7 +42,7 @@ pub struct VerifyReport {
     /// No problems.
     pub ok: bool,
     /// With `--deep`: the manifest beside the file (databases, tables, rows).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Manifest>,
 }
 

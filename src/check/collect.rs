@@ -44,7 +44,7 @@ pub struct LogTail {
     /// The lines, oldest first.
     pub lines: Vec<String>,
     /// Why the log could not be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
 };
@@ -22,9 +23,12 @@ use serde::de::DeserializeOwned;
 use super::collect::{self, claim_names, target_spec};
 use super::facts::{Facts, InsideFacts, RefKind};
 use super::podspec::references;
-use super::snapshots;
+use super::{backups, snapshots};
 use super::verdict::Check;
+use crate::backup::schedule::{self, managed_selector};
+use crate::backup::schedule_run::{self, JobRun};
 use crate::backup::snapshot::{MANAGED_BY, check_api, resource};
+use crate::render::cronjob::DATABASE_LABEL;
 use crate::backup::snapshot_list::{SnapshotInfo, info};
 use crate::client::Kube;
 use crate::error::{Error, Result};
@@ -53,6 +57,8 @@ pub struct Listing {
     pub metrics: std::result::Result<Vec<DynamicObject>, String>,
     /// Snapshots taken by this tool, or the `snapshot.newest` check that says why not.
     pub snapshots: std::result::Result<Vec<SnapshotInfo>, Check>,
+    /// `dbbackup schedule`'s CronJobs and their Jobs, or why they could not be listed.
+    pub schedules: std::result::Result<(Vec<CronJob>, Vec<Job>), String>,
 }
 
 /// Where a listing reads: one namespace or all.
@@ -159,6 +165,14 @@ impl Listing {
                 Ok(Ok(list)) => Ok(list.items),
             }
         };
+        let schedules = async {
+            let params = |selector: String| ListParams::default().labels(&selector);
+            let (cron_jobs, jobs) = tokio::join!(
+                scope.list(scope.api(), "CronJobs", params(managed_selector(None))),
+                scope.list(scope.api(), "Jobs", params(DATABASE_LABEL.to_string())),
+            );
+            Ok((cron_jobs.map_err(text)?, jobs.map_err(text)?))
+        };
         let (statefulsets, pods, claims, services, slices, events) = tokio::join!(
             scope.list_all::<StatefulSet>("StatefulSets"),
             scope.list_all::<Pod>("pods"),
@@ -167,13 +181,14 @@ impl Listing {
             scope.list_all::<EndpointSlice>("EndpointSlices"),
             scope.list_all::<Event>("events"),
         );
-        let (secrets, config_maps, classes, volumes, metrics, snapshots) = tokio::join!(
+        let (secrets, config_maps, classes, volumes, metrics, snapshots, schedules) = tokio::join!(
             secrets,
             config_maps,
             classes,
             volumes,
             metrics,
-            read_snapshots(scope)
+            read_snapshots(scope),
+            schedules
         );
         Ok(Listing {
             statefulsets: statefulsets?,
@@ -188,6 +203,7 @@ impl Listing {
             volumes,
             metrics,
             snapshots,
+            schedules,
         })
     }
 
@@ -326,6 +342,7 @@ impl Listing {
             &self.config_maps.as_ref().err(),
             &self.classes.as_ref().err(),
             &self.volumes.as_ref().err(),
+            &self.schedules.as_ref().err(),
             &self
                 .metrics
                 .as_ref()
@@ -357,6 +374,52 @@ impl Listing {
             ),
             Err(check) => check.clone(),
         }
+    }
+}
+
+impl Listing {
+    /// `backup.schedule` and `backup.recent` of one database from the listed CronJobs and
+    /// Jobs (the same verdicts `dbcheck TARGET` reads for itself).
+    pub fn backup_checks(
+        &self,
+        namespace: &str,
+        name: &str,
+        max_age: Duration,
+        now: Timestamp,
+    ) -> Vec<Check> {
+        let found = match &self.schedules {
+            Ok((cron_jobs, jobs)) => {
+                let ours = |meta: &kube::api::ObjectMeta| {
+                    meta.namespace.as_deref() == Some(namespace)
+                        && meta.labels.as_ref().and_then(|l| l.get(DATABASE_LABEL))
+                            == Some(&name.to_string())
+                };
+                let pods: Vec<Pod> = self
+                    .pods
+                    .iter()
+                    .filter(|p| ours(&p.metadata))
+                    .cloned()
+                    .collect();
+                let mut runs: Vec<(Option<Timestamp>, JobRun)> = jobs
+                    .iter()
+                    .filter(|j| ours(&j.metadata))
+                    .map(|j| {
+                        let created = j.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                        (created, schedule_run::job_run(j, &pods, now))
+                    })
+                    .collect();
+                runs.sort_by_key(|r| std::cmp::Reverse(r.0));
+                let runs = runs.into_iter().map(|(_, r)| r).collect();
+                Ok(cron_jobs
+                    .iter()
+                    .filter(|c| ours(&c.metadata))
+                    .map(schedule::info)
+                    .min_by(|a, b| a.cron_job.cmp(&b.cron_job))
+                    .map(|info| (info, runs)))
+            }
+            Err(reason) => Err(Error::Failed(reason.clone())),
+        };
+        backups::judge(name, found, max_age, now)
     }
 }
 

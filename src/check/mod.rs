@@ -42,7 +42,7 @@ pub struct CheckReport {
     pub checks: Vec<Check>,
     pub summary: Summary,
     /// The database container's recent log, with `--logs`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<Logs>,
     pub elapsed_seconds: f64,
 }
@@ -195,6 +195,12 @@ async fn summarize_listed(
                 .map_or(target.pod_name.clone(), |s| s.name_any());
             let mut checks = rules::diagnose(&facts);
             checks.push(listing.snapshot_check(&target.namespace, &name));
+            checks.extend(listing.backup_checks(
+                &target.namespace,
+                &name,
+                options.backup_max_age,
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
             summarize(&name, report(&name, &target, checks, None, started))
         })
         .buffer_unordered(DATABASES_AT_ONCE)

@@ -41,7 +41,7 @@ pub struct Credentials {
     /// The Secret key holding the password, when the container reads it from one.
     pub password_secret: Option<SecretKey>,
     /// Only with `--show-password`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// A connection URI; it carries the password only with `--show-password`.
     pub uri: String,
