@@ -461,15 +461,15 @@ mod tests {
     /// A stand-in manifest query: one database, one table of one row.
     const QUERY: &str = r"printf 'database\tappdb\ntable\tappdb\tpublic.t\t1\tabc\n'";
 
-    /// Runs the job's script here, with `query` and `dump` (shell scripts) standing in for
-    /// the engine's manifest query and pg_dumpall.
-    fn run_job_with(
+    /// The job's script to run here, with `query` and `dump` (shell scripts) standing in
+    /// for the engine's manifest query and pg_dumpall.
+    fn job_here(
         dir: &std::path::Path,
         ext: &str,
         (keep, within): (u32, u64),
         query: &str,
         dump: &str,
-    ) -> (bool, String) {
+    ) -> std::process::Command {
         let header = manifest::passes_header(
             Engine::Postgres,
             "postgres:15",
@@ -477,7 +477,8 @@ mod tests {
             "shop",
             "pg-0",
         );
-        let output = std::process::Command::new("sh")
+        let mut command = std::process::Command::new("sh");
+        command
             .args(["-c", JOB_SCRIPT, "kdb-backup"])
             .arg(dir)
             .args([
@@ -495,12 +496,26 @@ mod tests {
                 "3".into(),
             ])
             .args(["sh", "-c", query])
-            .args(["sh", "-c", dump])
-            .output()
-            .unwrap();
+            .args(["sh", "-c", dump]);
+        command
+    }
+
+    /// Runs it: did it succeed, and what it printed.
+    fn finish(command: &mut std::process::Command) -> (bool, String) {
+        let output = command.output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
+    }
+
+    fn run_job_with(
+        dir: &std::path::Path,
+        ext: &str,
+        rules: (u32, u64),
+        query: &str,
+        dump: &str,
+    ) -> (bool, String) {
+        finish(&mut job_here(dir, ext, rules, query, dump))
     }
 
     fn run_job(
@@ -643,6 +658,27 @@ mod tests {
             text.contains("the manifest query failed after the dump"),
             "{text}"
         );
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+
+        // The last rename (the dump's) failing: the .sha256 and manifest already renamed
+        // are removed too, so no sidecar vouches for a file that is not there.
+        let tools = tempfile::tempdir().unwrap();
+        let mv = tools.path().join("mv");
+        std::fs::write(
+            &mv,
+            "#!/bin/sh\ncase $1 in *.sql.gz.partial) echo 'mv: device full' >&2; exit 1;; esac\nexec /bin/mv \"$@\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&mv, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            tools.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut job = job_here(dir.path(), ".sql.gz", (7, 0), QUERY, &dump);
+        let (ok, text) = finish(job.env("PATH", path));
+        assert!(!ok);
+        assert!(text.contains("failed to rename"), "{text}");
         assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
     }
 
