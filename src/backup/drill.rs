@@ -114,7 +114,7 @@ pub async fn read_manifest(options: &DrillOptions, kind: DumpKind) -> Result<Man
     let at = manifest::beside(file);
     let manifest = manifest::read_beside(file).await?.ok_or_else(|| {
         Error::Refused(format!(
-            "no manifest {at}: drill compares the restore with the manifest a dump writes beside its file; dump again with this version"
+            "no manifest {at}: drill compares the restore with the manifest a dump writes beside its file; dump again with this version (a schedule applied by an older version writes none: apply it again with `kubectl dbbackup schedule`)"
         ))
     })?;
     if manifest.kind != kind {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::format::{self, Compression, DumpKind, HEAD_TAIL_BYTES};
 use super::location::{Location, S3Url};
+use super::manifest;
 use super::s3::S3Store;
 use crate::error::{Error, Result};
 use crate::output::{self, Render, Width};
@@ -28,6 +29,8 @@ pub struct BackupEntry {
     pub compression: Compression,
     /// `present` when `FILE.sha256` is beside it, else `missing` (`verify` checks it).
     pub checksum: ChecksumState,
+    /// Its manifest is beside it (`drill` and `verify --deep` need one).
+    pub manifest: bool,
     /// Seconds since it was last written.
     pub age_seconds: i64,
 }
@@ -99,6 +102,7 @@ pub fn from_pvc(
                 } else {
                     ChecksumState::Missing
                 },
+                manifest: b.manifest,
                 age_seconds: now.as_second() - modified,
             }
         })
@@ -148,7 +152,11 @@ fn list_dir(dir: &std::path::Path, now: i64) -> Result<Vec<BackupEntry>> {
         } else {
             ChecksumState::Missing
         };
-        backups.push(entry_of(name, &head, meta.len(), checksum, now - modified));
+        let beside = |suffix: &str| dir.join(format!("{name}{suffix}")).is_file();
+        let manifest = beside(manifest::SUFFIX) || beside(manifest::PASSES_SUFFIX);
+        let mut entry = entry_of(name, &head, meta.len(), checksum, now - modified);
+        entry.manifest = manifest;
+        backups.push(entry);
     }
     Ok(backups)
 }
@@ -181,7 +189,9 @@ async fn list_prefix(prefix: &S3Url, now: i64) -> Result<Vec<BackupEntry>> {
             ChecksumState::Missing
         };
         let age = now - object.last_modified.timestamp();
-        backups.push(entry_of(name, &head, object.size, checksum, age));
+        let mut entry = entry_of(name, &head, object.size, checksum, age);
+        entry.manifest = names.contains(&format!("{key}{}", manifest::SUFFIX));
+        backups.push(entry);
     }
     Ok(backups)
 }
@@ -207,14 +217,22 @@ fn entry_of(
         bytes,
         compression,
         checksum,
+        manifest: false,
         age_seconds: age_seconds.max(0),
     }
 }
 
 impl Render for BackupList {
     fn render(&self, _width: Width) -> String {
-        let mut table =
-            output::table(&["file", "engine", "size", "compression", "checksum", "age"]);
+        let mut table = output::table(&[
+            "file",
+            "engine",
+            "size",
+            "compression",
+            "checksum",
+            "manifest",
+            "age",
+        ]);
         for b in &self.backups {
             table.add_row(vec![
                 b.file.clone(),
@@ -225,6 +243,7 @@ impl Render for BackupList {
                     ChecksumState::Present => "present".into(),
                     ChecksumState::Missing => "MISSING".into(),
                 },
+                if b.manifest { "yes" } else { "no" }.into(),
                 output::age(b.age_seconds),
             ]);
         }
@@ -248,6 +267,7 @@ mod tests {
                     bytes: 73_400_320,
                     compression: Compression::Zstd,
                     checksum: ChecksumState::Missing,
+                    manifest: false,
                     age_seconds: 90_000,
                 },
                 BackupEntry {
@@ -256,6 +276,7 @@ mod tests {
                     bytes: 1_234_567,
                     compression: Compression::Gzip,
                     checksum: ChecksumState::Present,
+                    manifest: true,
                     age_seconds: 300,
                 },
                 BackupEntry {
@@ -264,6 +285,7 @@ mod tests {
                     bytes: 0,
                     compression: Compression::None,
                     checksum: ChecksumState::Missing,
+                    manifest: false,
                     age_seconds: 5,
                 },
             ],
@@ -281,6 +303,7 @@ mod tests {
         let gz = gz.finish().unwrap();
         std::fs::write(dir.path().join("pg.sql.gz"), &gz).unwrap();
         std::fs::write(dir.path().join("pg.sql.gz.sha256"), "x").unwrap();
+        std::fs::write(dir.path().join("pg.sql.gz.manifest.json"), "{}").unwrap();
         std::fs::write(dir.path().join("my.sql"), "-- MySQL dump 10.13\n").unwrap();
         std::fs::write(dir.path().join("my.sql.partial"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
@@ -294,9 +317,11 @@ mod tests {
         assert_eq!(my.engine.as_deref(), Some("MySQL/MariaDB"));
         assert_eq!(my.compression, Compression::None);
         assert_eq!(my.checksum, ChecksumState::Missing);
+        assert!(!my.manifest);
         let pg = &listed.backups[1];
         assert_eq!(pg.engine.as_deref(), Some("PostgreSQL"));
         assert_eq!(pg.compression, Compression::Gzip);
+        assert!(pg.manifest);
         assert_eq!(pg.bytes, gz.len() as u64);
         assert_eq!(pg.checksum, ChecksumState::Present);
         assert!(pg.age_seconds < 60);

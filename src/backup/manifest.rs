@@ -122,27 +122,42 @@ pub async fn write_beside(dump: &Location, manifest: &Manifest) -> Result<Locati
     write_sidecar(dump, SUFFIX, text.into_bytes()).await
 }
 
-/// Removes the manifest beside a dump, if any: one left from an earlier dump under the
-/// same name must not vouch for this one.
+/// Removes the manifest beside a dump, if any (either form): one left from an earlier dump
+/// under the same name must not vouch for this one.
 pub async fn remove_beside(dump: &Location) -> Result<()> {
-    match beside(dump) {
-        Location::Local(path) => match std::fs::remove_file(&path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
-                action: "remove",
-                path: path.display().to_string(),
-                source: err,
-            }),
-            _ => Ok(()),
-        },
-        Location::S3(url) => S3Store::from_env(&url.bucket)?.delete(&url).await,
+    for at in [beside(dump), dump.sidecar(PASSES_SUFFIX)] {
+        match at {
+            Location::Local(path) => match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io {
+                        action: "remove",
+                        path: path.display().to_string(),
+                        source: err,
+                    });
+                }
+                _ => {}
+            },
+            Location::S3(url) => S3Store::from_env(&url.bucket)?.delete(&url).await?,
+        }
     }
+    Ok(())
 }
 
-/// Reads the manifest beside a dump: `None` when there is none. The one place it is read.
+/// Reads the manifest beside a dump: `FILE.manifest.json`, else the passes a scheduled
+/// backup wrote (`FILE.manifest.tsv`, see [`from_passes`]); `None` when there is neither.
+/// The one place it is read.
 pub async fn read_beside(dump: &Location) -> Result<Option<Manifest>> {
     let at = beside(dump);
     let Some(bytes) = at.read_small().await? else {
-        return Ok(None);
+        let passes = dump.sidecar(PASSES_SUFFIX);
+        let Some(bytes) = passes.read_small().await? else {
+            return Ok(None);
+        };
+        return from_passes(&String::from_utf8_lossy(&bytes))
+            .map(Some)
+            .map_err(|detail| {
+                Error::Failed(format!("failed to read manifest {passes}: {detail}"))
+            });
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|err| Error::Failed(format!("failed to read manifest {at}: {err}")))?;
@@ -153,6 +168,103 @@ pub async fn read_beside(dump: &Location) -> Result<Option<Manifest>> {
         )));
     }
     Ok(Some(manifest))
+}
+
+/// The suffix of the manifest a scheduled backup writes: the job runs in the database's
+/// own image, which may have no JSON tool (the mysql image has no awk, jq or python), so it
+/// stores the manifest query's raw output of both passes and the reader builds the
+/// [`Manifest`] from it ([`from_passes`]): one format for readers, one parser.
+pub const PASSES_SUFFIX: &str = ".manifest.tsv";
+
+/// First line of a passes file, with its version.
+const PASSES_MAGIC: &str = "kubectl-db manifest passes";
+
+/// The header of a passes file (without `dumped_at`, which the job adds when it starts):
+/// the magic line, then `key<TAB>value` lines. Then come `pass<TAB>before`, the query's
+/// output before the dump, `pass<TAB>after` and its output after; [`from_passes`] reads it.
+pub fn passes_header(
+    engine: Engine,
+    image: &str,
+    kind: DumpKind,
+    namespace: &str,
+    pod: &str,
+) -> String {
+    // A tab or a line break in a value would break the line format; none is valid in them.
+    let clean = |value: &str| value.replace(['\t', '\n', '\r'], " ");
+    let kind = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!(
+        "{PASSES_MAGIC}\t{FORMAT}\nengine\t{}\nimage\t{}\nkind\t{kind}\nnamespace\t{}\npod\t{}",
+        engine.as_str(),
+        clean(image),
+        clean(namespace),
+        clean(pod)
+    )
+}
+
+/// The manifest from a passes file (see [`passes_header`]): the header's values, and the
+/// two passes read by [`parse`] and [`merge`]d as `dump` does.
+pub fn from_passes(text: &str) -> std::result::Result<Manifest, String> {
+    let mut lines = text.lines();
+    match lines.next().and_then(|l| l.split_once('\t')) {
+        Some((PASSES_MAGIC, version)) if version == FORMAT.to_string() => {}
+        Some((PASSES_MAGIC, version)) => {
+            return Err(format!(
+                "format {version} is not {FORMAT}; a newer kubectl-dbbackup wrote it"
+            ));
+        }
+        _ => return Err("it does not start with the manifest passes header".into()),
+    }
+    let mut header = std::collections::BTreeMap::new();
+    let mut passes: Vec<(&str, String)> = Vec::new();
+    for line in lines {
+        match (line.split_once('\t'), passes.last_mut()) {
+            (Some(("pass", name)), _) => passes.push((name, String::new())),
+            (_, Some((_, body))) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (Some((key, value)), None) => {
+                header.insert(key, value);
+            }
+            (None, None) => return Err(format!("unexpected line {line:?}")),
+        }
+    }
+    let [("before", before), ("after", after)] = passes.as_slice() else {
+        let names: Vec<&str> = passes.iter().map(|(name, _)| *name).collect();
+        return Err(format!(
+            "expected the passes before and after the dump, found {names:?}"
+        ));
+    };
+    let value = |key: &str| {
+        header
+            .get(key)
+            .map(|v| v.to_string())
+            .ok_or_else(|| format!("no {key} in its header"))
+    };
+    let enumerated = |key: &str| -> std::result::Result<serde_json::Value, String> {
+        Ok(serde_json::Value::String(value(key)?))
+    };
+    let engine: Engine = serde_json::from_value(enumerated("engine")?)
+        .map_err(|_| format!("unknown engine {:?}", header.get("engine")))?;
+    let kind: DumpKind = serde_json::from_value(enumerated("kind")?)
+        .map_err(|_| format!("unknown dump kind {:?}", header.get("kind")))?;
+    Ok(Manifest {
+        format: FORMAT,
+        engine,
+        image: header
+            .get("image")
+            .map(|v| v.to_string())
+            .filter(|v| !v.is_empty()),
+        kind,
+        database: None,
+        namespace: value("namespace")?,
+        pod: value("pod")?,
+        dumped_at: value("dumped_at")?,
+        databases: merge(parse(before)?, parse(after)?),
+    })
 }
 
 /// Runs the engine's manifest query in a database pod and reads its output.
@@ -347,5 +459,88 @@ mod tests {
         std::fs::write(&written, newer).unwrap();
         let err = rt.block_on(read_beside(&dump)).unwrap_err();
         assert!(err.to_string().contains("format 2"), "{err}");
+    }
+
+    /// What a scheduled backup's job writes: header, `dumped_at`, both passes.
+    fn passes(before: &str, after: &str) -> String {
+        let header = passes_header(Engine::Mysql, "mysql:8.4", DumpKind::Mysql, "shop", "db-0");
+        format!(
+            "{header}\ndumped_at\t2026-12-03T02:30:00Z\npass\tbefore\n{before}pass\tafter\n{after}"
+        )
+    }
+
+    #[test]
+    fn a_scheduled_backups_passes_are_read_as_a_manifest() {
+        // MySQL's batch output escapes a tab, a line break and a backslash in a name; a
+        // quote is data. The name reaches the manifest as the query printed it, as in `dump`.
+        let before =
+            "database\tshop\ntable\tshop\tit's \\\\ \\t \"q\"\t1\tc1\ntable\tshop\torders\t2\to2\n";
+        let after =
+            "database\tshop\ntable\tshop\tit's \\\\ \\t \"q\"\t1\tc1\ntable\tshop\torders\t3\to3\n";
+        let manifest = from_passes(&passes(before, after)).unwrap();
+        assert_eq!(manifest.engine, Engine::Mysql);
+        assert_eq!(manifest.kind, DumpKind::Mysql);
+        assert_eq!(manifest.image.as_deref(), Some("mysql:8.4"));
+        assert_eq!(
+            (manifest.namespace.as_str(), manifest.pod.as_str()),
+            ("shop", "db-0")
+        );
+        assert_eq!(manifest.dumped_at, "2026-12-03T02:30:00Z");
+        assert_eq!(manifest.database, None);
+        let names: Vec<&str> = manifest.tables().map(|(_, t)| t.name.as_str()).collect();
+        assert_eq!(names, [r#"it's \\ \t "q""#, "orders"]);
+        assert_eq!(manifest.changed_during_dump(), ["shop.orders"]);
+        // The same manifest as `dump` writes from the same two outputs.
+        assert_eq!(
+            manifest.databases,
+            merge(parse(before).unwrap(), parse(after).unwrap())
+        );
+        // A job never writes a value with a tab or a line break into the header.
+        assert!(
+            passes_header(
+                Engine::Postgres,
+                "a\tb\nc",
+                DumpKind::PostgresCluster,
+                "n",
+                "p"
+            )
+            .contains("image\ta b c\n")
+        );
+    }
+
+    #[test]
+    fn a_cut_or_foreign_passes_file_is_refused() {
+        let good = passes("database\tshop\n", "database\tshop\n");
+        assert!(from_passes(&good).is_ok());
+        let cut = good[..good.find("pass\tafter").unwrap()].to_string();
+        let err = from_passes(&cut).unwrap_err();
+        assert!(err.contains("before and after"), "{err}");
+        let newer = good.replacen("passes\t1", "passes\t2", 1);
+        assert!(from_passes(&newer).unwrap_err().contains("format 2"));
+        assert!(from_passes("{\"format\": 1}").is_err());
+        let bad_row = passes("table\tshop\tt\tmany\tx\n", "");
+        assert!(from_passes(&bad_row).unwrap_err().contains("row count"));
+        let no_pod = good.replace("pod\tdb-0\n", "");
+        assert!(from_passes(&no_pod).unwrap_err().contains("no pod"));
+    }
+
+    #[test]
+    fn the_passes_beside_a_dump_are_found_when_it_has_no_json_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = Location::Local(dir.path().join("db-20261203T023000Z.sql.gz"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let tsv = dir.path().join("db-20261203T023000Z.sql.gz.manifest.tsv");
+        std::fs::write(&tsv, passes("database\tshop\n", "database\tshop\n")).unwrap();
+        let read = rt.block_on(read_beside(&dump)).unwrap().unwrap();
+        assert_eq!(read.pod, "db-0");
+        // A damaged one is an error naming the file, not a missing manifest.
+        std::fs::write(&tsv, "garbage").unwrap();
+        let err = rt.block_on(read_beside(&dump)).unwrap_err().to_string();
+        assert!(err.contains("manifest.tsv"), "{err}");
+        // Both go when a dump under the same name starts over.
+        rt.block_on(remove_beside(&dump)).unwrap();
+        assert!(!tsv.exists());
     }
 }

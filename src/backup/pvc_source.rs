@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::schedule;
+use super::{manifest, schedule};
 use crate::client::Kube;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
@@ -58,6 +58,8 @@ pub struct PvcBackup {
     pub modified: String,
     /// Its `.sha256` is beside it.
     pub checksum: bool,
+    /// Its manifest is beside it (`drill` and `verify --deep` need one).
+    pub manifest: bool,
 }
 
 /// The reader pod: a pod that mounts the claim read-only and sleeps until deleted.
@@ -185,13 +187,14 @@ const LIST_SCRIPT: &str = r#"cd "$1" || exit 1
 for f in *.sql.gz *.sql; do
   [ -f "$f" ] || continue
   c=no; [ -f "$f.sha256" ] && c=yes
-  printf '%s\t%s\t%s\t%s\n' "$f" "$(wc -c < "$f" | tr -d ' ')" "$(date -u -r "$f" +%Y-%m-%dT%H:%M:%SZ)" "$c"
+  m=no; [ -f "$f$2" ] && m=yes
+  printf '%s\t%s\t%s\t%s\t%s\n' "$f" "$(wc -c < "$f" | tr -d ' ')" "$(date -u -r "$f" +%Y-%m-%dT%H:%M:%SZ)" "$c" "$m"
 done"#;
 
 /// The backups on `claim`, newest first (by name: they carry their UTC time).
 pub async fn list(kube: &Kube, claim: &str, budget: Duration) -> Result<Vec<PvcBackup>> {
     let reader = Reader::start(kube, claim, budget).await?;
-    let command = exec::script_command(LIST_SCRIPT, &[render::BACKUP_DIR]);
+    let command = exec::script_command(LIST_SCRIPT, &[render::BACKUP_DIR, manifest::PASSES_SUFFIX]);
     let output = exec::run(
         &kube.exec_pods(),
         &reader.name,
@@ -214,6 +217,7 @@ pub async fn list(kube: &Kube, claim: &str, budget: Duration) -> Result<Vec<PvcB
                 bytes: f.next()?.parse().ok()?,
                 modified: f.next()?.into(),
                 checksum: f.next()? == "yes",
+                manifest: f.next() == Some("yes"),
             })
         })
         .collect();
@@ -221,7 +225,8 @@ pub async fn list(kube: &Kube, claim: &str, budget: Duration) -> Result<Vec<PvcB
     Ok(found)
 }
 
-/// Copies `file` and its `.sha256` from `claim` into `dir`; returns the local path.
+/// Copies `file`, its `.sha256` and its manifest (a scheduled backup's passes, when there)
+/// from `claim` into `dir`; returns the local path.
 pub async fn fetch(
     kube: &Kube,
     claim: &str,
@@ -232,8 +237,18 @@ pub async fn fetch(
     let reader = Reader::start(kube, claim, budget).await?;
     let result = async {
         let local = dir.join(file);
+        let manifest = format!("{file}{}", manifest::PASSES_SUFFIX);
+        copy_out(
+            kube,
+            &reader.name,
+            &manifest,
+            &dir.join(&manifest),
+            budget,
+            true,
+        )
+        .await?;
         for name in [format!("{file}.sha256"), file.to_string()] {
-            copy_out(kube, &reader.name, &name, &dir.join(&name), budget).await?;
+            copy_out(kube, &reader.name, &name, &dir.join(&name), budget, false).await?;
         }
         Ok(local)
     }
@@ -273,9 +288,22 @@ impl Drop for LocalCopy {
     }
 }
 
-async fn copy_out(kube: &Kube, pod: &str, name: &str, to: &Path, budget: Duration) -> Result<()> {
+/// Exit status of the copy when the file is not there.
+const ABSENT: i32 = 66;
+
+/// Copies `name` out of the reader pod; with `optional`, a file that is not there is no
+/// error (and leaves no local file).
+async fn copy_out(
+    kube: &Kube,
+    pod: &str,
+    name: &str,
+    to: &Path,
+    budget: Duration,
+    optional: bool,
+) -> Result<()> {
     let path = format!("{}/{name}", render::BACKUP_DIR);
-    let command = exec::script_command(r#"exec cat -- "$1""#, &[&path]);
+    let script = format!(r#"[ -e "$1" ] || exit {ABSENT}; exec cat -- "$1""#);
+    let command = exec::script_command(&script, &[&path]);
     let io = |action: &'static str| {
         let path = to.display().to_string();
         move |source| Error::Io {
@@ -303,6 +331,21 @@ async fn copy_out(kube: &Kube, pod: &str, name: &str, to: &Path, budget: Duratio
         Ok::<_, Error>(ExecStatus::from_status(status))
     };
     let status = within(budget, format!("reading {path} in pod {pod}"), work).await?;
+    let absent = matches!(
+        status,
+        ExecStatus::Failure {
+            code: Some(ABSENT),
+            ..
+        }
+    );
+    if optional && absent {
+        return tokio::fs::remove_file(to).await.map_err(io("remove"));
+    }
+    if absent {
+        return Err(Error::Failed(format!(
+            "failed to read {path} from the backup PVC: it is not there"
+        )));
+    }
     if !status.success() {
         return Err(Error::Failed(format!(
             "failed to read {path} from the backup PVC: {status}"
@@ -314,6 +357,33 @@ async fn copy_out(kube: &Kube, pod: &str, name: &str, to: &Path, budget: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_says_which_backups_have_a_checksum_and_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "pg-20261203T023000Z.sql.gz",
+            "pg-20261203T023000Z.sql.gz.sha256",
+            "pg-20261203T023000Z.sql.gz.manifest.tsv",
+            "pg-20261202T023000Z.sql",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let output = std::process::Command::new("sh")
+            .args(["-c", LIST_SCRIPT, "sh"])
+            .arg(dir.path())
+            .arg(manifest::PASSES_SUFFIX)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!(rows[0][0], "pg-20261203T023000Z.sql.gz");
+        assert_eq!(rows[0][3..], ["yes", "yes"]);
+        assert_eq!(rows[1][0], "pg-20261202T023000Z.sql");
+        assert_eq!(rows[1][3..], ["no", "no"]);
+    }
 
     #[test]
     fn pvc_locations() {

@@ -224,6 +224,7 @@ pub fn backup_spec(
         uid,
         credentials: credentials(container, engine, &format!("{namespace}/{database}"))?,
         host,
+        pod: format!("{database}-0"),
         schedule: options.schedule.cron.clone(),
         time_zone: options.schedule.time_zone.clone(),
         claim: claim.into(),

@@ -31,7 +31,7 @@ impl Render for ScheduleReport {
         }
         let _ = writeln!(
             text,
-            "  to         PVC {}{}: {}-<UTC time>{} + .sha256",
+            "  to         PVC {}{}: {}-<UTC time>{} + .sha256 + .manifest.tsv",
             self.pvc,
             if self.pvc_created { " (new)" } else { "" },
             self.database,

@@ -503,7 +503,7 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
 async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     // The file and its manifest are checked before connecting: nothing is created for a
     // file that cannot be drilled.
-    let (_copy, location) = resolve_file(global, &args.file, args.timeout).await?;
+    let (copy, location) = resolve_file(global, &args.file, args.timeout).await?;
     let (verified, kind) = backup::restore::check_location(&location).await?;
     let options = DrillOptions {
         file: location,
@@ -515,7 +515,11 @@ async fn run_drill(global: &GlobalArgs, args: DrillArgs) -> Result<i32, Error> {
     };
     let manifest = backup::drill::read_manifest(&options, kind).await?;
     let kube = client::connect_within(global, args.timeout).await?;
-    let report = backup::drill(&kube, &options, &verified, kind, &manifest).await?;
+    let mut report = backup::drill(&kube, &options, &verified, kind, &manifest).await?;
+    if copy.is_some() {
+        // The evidence names the backup as the user did (pvc:NAME/FILE), not the local copy.
+        report.file = args.file.clone();
+    }
     output::print_report(&report, &args.output.format)?;
     Ok(if report.passed {
         exit::SUCCESS

@@ -23,15 +23,15 @@ use serde::de::DeserializeOwned;
 use super::collect::{self, claim_names, target_spec};
 use super::facts::{Facts, InsideFacts, RefKind};
 use super::podspec::references;
-use super::{backups, snapshots};
 use super::verdict::Check;
+use super::{backups, snapshots};
 use crate::backup::schedule::{self, managed_selector};
 use crate::backup::schedule_run::{self, JobRun};
 use crate::backup::snapshot::{MANAGED_BY, check_api, resource};
-use crate::render::cronjob::DATABASE_LABEL;
 use crate::backup::snapshot_list::{SnapshotInfo, info};
 use crate::client::Kube;
 use crate::error::{Error, Result};
+use crate::render::cronjob::DATABASE_LABEL;
 use crate::target::{Target, statefulset_engine};
 use crate::wait::within;
 

@@ -79,6 +79,7 @@ fn listing() -> Listing {
         ]),
         metrics: Ok(vec![]),
         snapshots: Ok(vec![]),
+        schedules: Ok((vec![], vec![])),
     }
 }
 
@@ -225,4 +226,42 @@ fn snapshots_are_judged_per_database_and_namespace() {
         unreadable.snapshot_check("a", "pg").verdict,
         Verdict::Skipped
     );
+}
+
+#[test]
+fn backup_checks_use_the_schedule_of_their_own_namespace() {
+    use crate::render::cronjob::DATABASE_LABEL;
+    let labels =
+        |db: &str| json!({"app.kubernetes.io/managed-by": "kubectl-dbbackup", DATABASE_LABEL: db});
+    let cron_job: CronJob = object(json!({
+        "metadata": {"namespace": "b", "name": "pg-backup", "labels": labels("pg")},
+        "spec": {"schedule": "30 2 * * *", "jobTemplate": {}}
+    }));
+    // b's last run failed; a has no schedule at all.
+    let job: Job = object(json!({
+        "metadata": {"namespace": "b", "name": "pg-backup-1", "labels": labels("pg"),
+            "creationTimestamp": "2026-12-03T02:30:00Z"},
+        "status": {"startTime": "2026-12-03T02:30:00Z", "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+             "message": "Job has reached the specified backoff limit"}]}
+    }));
+    let listing = Listing {
+        schedules: Ok((vec![cron_job], vec![job])),
+        ..listing()
+    };
+    let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
+    let day = Duration::from_secs(26 * 3600);
+    let a = listing.backup_checks("a", "pg", day, now);
+    assert!(a.iter().all(|c| c.verdict == Verdict::Skipped), "{a:?}");
+    assert!(a[0].evidence.starts_with("no schedule"), "{a:?}");
+    let b = listing.backup_checks("b", "pg", day, now);
+    assert_eq!(b[0].name, "backup.schedule");
+    assert_eq!(b[0].verdict, Verdict::Fail, "{b:?}");
+    let unreadable = Listing {
+        schedules: Err("failed to list CronJobs in b: forbidden".into()),
+        ..listing
+    };
+    let c = unreadable.backup_checks("b", "pg", day, now);
+    assert!(c[0].evidence.contains("forbidden"), "{c:?}");
+    assert_eq!(c[0].verdict, Verdict::Skipped);
 }

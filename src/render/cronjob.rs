@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::backup::format::{Compression, DumpKind};
+use crate::backup::manifest;
 use crate::engine::Engine;
 
 /// `app.kubernetes.io/managed-by` of the CronJob, its Jobs' pods and the backup PVC.
@@ -68,6 +69,8 @@ pub struct BackupSchedule {
     pub credentials: Vec<EnvVar>,
     /// DNS name of the database pod the dump connects to.
     pub host: String,
+    /// That pod's name (recorded in the manifest).
+    pub pod: String,
     /// 5-field cron expression.
     pub schedule: String,
     pub time_zone: String,
@@ -104,35 +107,58 @@ impl ScheduleObjects {
 
 /// The job's script. Arguments: backup directory, file name prefix, extension, trailer,
 /// trailer match (`exact`|`prefix`), newest kept, minutes kept, minutes after which a
-/// `.partial` is a killed run's, the engine's client setup script, then the dump command.
+/// `.partial` is a killed run's, the engine's client setup script, the manifest's header
+/// ([`manifest::passes_header`]), how many arguments the manifest query has, then that
+/// query and the dump command. The query runs before and after the dump; its raw output
+/// goes beside the dump as `FILE.manifest.tsv` (read by [`manifest::from_passes`]), renamed
+/// with the `.sha256` only once the dump is complete, and removed with the dump.
 /// Its result (or why it failed) goes to the termination log, which the Job's pod status
 /// carries: `schedule run-now` and dbcheck read it there, no log access needed.
 pub const JOB_SCRIPT: &str = r#"set -u
 dir=$1 prefix=$2 ext=$3 trailer=$4 match=$5 keep=$6 within=$7 stale=$8 setup=$9
-shift 9
+header=${10} queried=${11}
+shift 11
 umask 077
 say() { printf '%s\n' "$*" 2>/dev/null > /dev/termination-log || :; }
 fail() { printf 'backup failed: %s\n' "$*" >&2; say "failed: $*"; exit 1; }
+# The manifest query is the first $queried arguments, the dump the rest. POSIX sh has no
+# arrays: the query's arguments are rotated to the end, the others dropped.
+query() {
+  n=$# i=0
+  while [ "$i" -lt "$n" ]; do
+    [ "$i" -lt "$queried" ] && set -- "$@" "$1"
+    shift; i=$((i + 1))
+  done
+  "$@"
+}
+dump() { shift "$queried"; "$@"; }
 d='[0-9]'
 pattern="$prefix-$d$d$d$d$d$d$d${d}T$d$d$d$d$d${d}Z$ext"
-find "$dir" -maxdepth 1 -name "$pattern.partial" -mmin +"$stale" -exec rm -f {} + 2>/dev/null
-find "$dir" -maxdepth 1 -name "$pattern.sha256.partial" -mmin +"$stale" -exec rm -f {} + 2>/dev/null
+m=.manifest.tsv
+for s in '' .sha256 "$m"; do
+  find "$dir" -maxdepth 1 -name "$pattern$s.partial" -mmin +"$stale" -exec rm -f {} + 2>/dev/null
+done
 sh -c "$setup" || fail "could not set up the database client"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+stamp=$(printf '%s' "$now" | tr -d ':-')
 file="$dir/$prefix-$stamp$ext"
 part="$file.partial"
 [ ! -e "$file" ] && [ ! -e "$part" ] || fail "$file already exists"
 work=$(mktemp -d) || fail "no scratch directory"
 status=$work/status
 errors=$work/stderr
-trap 'rm -rf "$part" "$file.sha256.partial" "$work"' EXIT
+passes=$work/passes
+# A run that fails after its .sha256 and manifest were renamed leaves neither.
+trap 'rm -rf "$part" "$file.sha256.partial" "$file$m.partial" "$work"; [ -e "$file" ] || rm -f "$file.sha256" "$file$m"' EXIT
+{ printf '%s\ndumped_at\t%s\npass\tbefore\n' "$header" "$now" && query "$@" 2>"$errors"; } > "$passes" ||
+  fail "the manifest query failed before the dump: $(tail -n 3 "$errors" | tr '\n' ' ')"
 : > "$part" || fail "cannot write to $dir"
 if [ "$ext" = .sql.gz ]; then
-  { "$@" 2>"$errors"; echo $? > "$status"; } | gzip -1 > "$part" || fail "failed to write $part"
+  { dump "$@" 2>"$errors"; echo $? > "$status"; } | gzip -1 > "$part" || fail "failed to write $part"
   gzip -t "$part" || fail "the compressed dump is damaged"
   end=$(gzip -dc "$part" | tail -c 4096 | sed 's/[[:space:]]*$//' | grep -v '^$' | tail -n 4)
 else
-  { "$@" 2>"$errors"; echo $? > "$status"; } > "$part" || fail "failed to write $part"
+  { dump "$@" 2>"$errors"; echo $? > "$status"; } > "$part" || fail "failed to write $part"
   end=$(tail -c 4096 "$part" | sed 's/[[:space:]]*$//' | grep -v '^$' | tail -n 4)
 fi
 cat "$errors" >&2
@@ -148,10 +174,14 @@ done <<EOF
 $end
 EOF
 [ "$complete" = yes ] || fail "the dump ended without its trailer \"$trailer\" (cut off)"
+{ printf 'pass\tafter\n' && query "$@" 2>"$errors"; } >> "$passes" ||
+  fail "the manifest query failed after the dump: $(tail -n 3 "$errors" | tr '\n' ' ')"
 sum=$(sha256sum "$part" | cut -d ' ' -f 1) || fail "could not checksum $part"
 printf '%s  %s\n' "$sum" "${file##*/}" > "$file.sha256.partial" || fail "failed to write $file.sha256"
+cat "$passes" > "$file$m.partial" || fail "failed to write $file$m"
 sync
-mv "$file.sha256.partial" "$file.sha256" && mv "$part" "$file" || fail "failed to rename $part"
+mv "$file.sha256.partial" "$file.sha256" && mv "$file$m.partial" "$file$m" && mv "$part" "$file" ||
+  fail "failed to rename $part"
 sync
 size=$(wc -c < "$file" | tr -d ' ')
 n=0
@@ -162,7 +192,7 @@ for f in $(find "$dir" -maxdepth 1 -type f -name "$pattern" | sort -r); do
   [ "$keep" -eq 0 ] && [ "$within" -eq 0 ] && continue
   [ "$keep" -gt 0 ] && [ "$n" -le "$keep" ] && continue
   [ "$within" -gt 0 ] && [ -n "$(find "$f" -mmin -"$within")" ] && continue
-  rm -f "$f.sha256" "$f" && removed=$((removed + 1)) && echo "removed ${f##*/} (retention)"
+  rm -f "$f.sha256" "$f$m" "$f.manifest.json" "$f" && removed=$((removed + 1)) && echo "removed ${f##*/} (retention)"
 done
 echo "backup complete: ${file##*/} $size bytes sha256 $sum"
 say "ok ${file##*/} $size $sum removed=$removed"
@@ -183,6 +213,7 @@ pub fn job_command(spec: &BackupSchedule) -> Vec<String> {
     let (_, setup) = spec.engine.remote_client(&spec.host);
     // A run that was killed left its .partial; no run lives longer than the timeout.
     let stale_minutes = spec.timeout.as_secs().div_ceil(60) + 1;
+    let query = spec.engine.commands().manifest(None);
     let mut command = vec![
         "sh".to_string(),
         "-c".into(),
@@ -197,7 +228,10 @@ pub fn job_command(spec: &BackupSchedule) -> Vec<String> {
         spec.keep_within.as_secs().div_ceil(60).to_string(),
         stale_minutes.to_string(),
         setup.into(),
+        manifest::passes_header(spec.engine, &spec.image, kind, &spec.namespace, &spec.pod),
+        query.len().to_string(),
     ];
+    command.extend(query);
     command.extend(spec.engine.commands().dump(None, false));
     command
 }
@@ -407,6 +441,7 @@ mod tests {
                 ..Default::default()
             }],
             host: "pg-0.pg-headless".into(),
+            pod: "pg-0".into(),
             schedule: "0 */6 * * *".into(),
             time_zone: "Asia/Seoul".into(),
             claim: "pg-backups".into(),
@@ -423,15 +458,27 @@ mod tests {
 
     const PG_DUMP: &str = "--\n-- PostgreSQL database cluster dump\n--\n\nCREATE ROLE x;\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
 
-    /// Runs the job's script here, with `dump` (a shell script) standing in for pg_dumpall.
-    fn run_job(
+    /// A stand-in manifest query: one database, one table of one row.
+    const QUERY: &str = r"printf 'database\tappdb\ntable\tappdb\tpublic.t\t1\tabc\n'";
+
+    /// The job's script to run here, with `query` and `dump` (shell scripts) standing in
+    /// for the engine's manifest query and pg_dumpall.
+    fn job_here(
         dir: &std::path::Path,
         ext: &str,
-        keep: u32,
-        within: u64,
+        (keep, within): (u32, u64),
+        query: &str,
         dump: &str,
-    ) -> (bool, String) {
-        let output = std::process::Command::new("sh")
+    ) -> std::process::Command {
+        let header = manifest::passes_header(
+            Engine::Postgres,
+            "postgres:15",
+            DumpKind::PostgresCluster,
+            "shop",
+            "pg-0",
+        );
+        let mut command = std::process::Command::new("sh");
+        command
             .args(["-c", JOB_SCRIPT, "kdb-backup"])
             .arg(dir)
             .args([
@@ -445,13 +492,40 @@ mod tests {
                 within.to_string(),
                 "361".into(),
                 ":".into(),
+                header,
+                "3".into(),
             ])
-            .args(["sh", "-c", dump])
-            .output()
-            .unwrap();
+            .args(["sh", "-c", query])
+            .args(["sh", "-c", dump]);
+        command
+    }
+
+    /// Runs it: did it succeed, and what it printed.
+    fn finish(command: &mut std::process::Command) -> (bool, String) {
+        let output = command.output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
+    }
+
+    fn run_job_with(
+        dir: &std::path::Path,
+        ext: &str,
+        rules: (u32, u64),
+        query: &str,
+        dump: &str,
+    ) -> (bool, String) {
+        finish(&mut job_here(dir, ext, rules, query, dump))
+    }
+
+    fn run_job(
+        dir: &std::path::Path,
+        ext: &str,
+        keep: u32,
+        within: u64,
+        dump: &str,
+    ) -> (bool, String) {
+        run_job_with(dir, ext, (keep, within), QUERY, dump)
     }
 
     /// A stand-in dump command that prints `text`.
@@ -472,8 +546,16 @@ mod tests {
         names
     }
 
+    fn read_manifest(dump: &std::path::Path) -> Option<manifest::Manifest> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let at = crate::backup::location::Location::Local(dump.to_path_buf());
+        rt.block_on(manifest::read_beside(&at)).unwrap()
+    }
+
     #[test]
-    fn the_job_writes_what_verify_accepts() {
+    fn the_job_writes_what_verify_and_drill_accept() {
         for ext in [".sql.gz", ".sql"] {
             let dir = tempfile::tempdir().unwrap();
             let (_source, dump) = dump_of(PG_DUMP);
@@ -481,12 +563,57 @@ mod tests {
             assert!(ok, "{text}");
             assert!(text.contains("backup complete: pg-"), "{text}");
             let names = names(dir.path());
-            assert_eq!(names.len(), 2, "{names:?}");
-            assert!(names[0].ends_with(ext) && names[1] == format!("{}.sha256", names[0]));
-            let report = crate::backup::verify(&dir.path().join(&names[0])).unwrap();
+            assert_eq!(names.len(), 3, "{names:?}");
+            assert!(names[0].ends_with(ext), "{names:?}");
+            assert_eq!(names[1], format!("{}.manifest.tsv", names[0]));
+            assert_eq!(names[2], format!("{}.sha256", names[0]));
+            let file = dir.path().join(&names[0]);
+            let report = crate::backup::verify(&file).unwrap();
             assert!(report.ok, "{report:?}");
             assert_eq!(report.kind, Some(DumpKind::PostgresCluster));
+            // The manifest drill reads: the header's values, the table, and the time the
+            // file is named after.
+            let found = read_manifest(&file).unwrap();
+            assert_eq!(found.kind, DumpKind::PostgresCluster);
+            assert_eq!(found.image.as_deref(), Some("postgres:15"));
+            assert_eq!(format!("{}/{}", found.namespace, found.pod), "shop/pg-0");
+            assert_eq!(
+                format!("pg-{}{ext}", found.dumped_at.replace([':', '-'], "")),
+                names[0]
+            );
+            let tables: Vec<_> = found.tables().map(|(db, t)| (db, t.clone())).collect();
+            assert_eq!(tables.len(), 1);
+            assert_eq!(tables[0].0, "appdb");
+            assert_eq!(
+                (tables[0].1.rows, tables[0].1.after_dump.clone()),
+                (1, None)
+            );
         }
+    }
+
+    #[test]
+    fn a_table_written_during_the_dump_keeps_both_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dump) = dump_of(PG_DUMP);
+        // Counts the calls: the second (after the dump) sees two rows.
+        let calls = source.path().join("calls");
+        let query = format!(
+            r"echo x >> '{0}'; n=$(wc -l < '{0}'); printf 'database\tappdb\ntable\tappdb\tpublic.t\t%s\tsum%s\n' $n $n",
+            calls.display()
+        );
+        let (ok, text) = run_job_with(dir.path(), ".sql.gz", (0, 0), &query, &dump);
+        assert!(ok, "{text}");
+        let found = read_manifest(&dir.path().join(&names(dir.path())[0])).unwrap();
+        assert_eq!(found.changed_during_dump(), ["appdb.public.t"]);
+        let (_, table) = found.tables().next().unwrap();
+        assert_eq!((table.rows, table.checksum.as_str()), (1, "sum1"));
+        assert_eq!(
+            table.after_dump,
+            Some(manifest::Counted {
+                rows: 2,
+                checksum: "sum2".into()
+            })
+        );
     }
 
     #[test]
@@ -504,11 +631,54 @@ mod tests {
             text.contains("the dump exited with status 2: connection refused"),
             "{text}"
         );
-        let (_source, cut) =
+        let (source, cut) =
             dump_of("--\n-- PostgreSQL database cluster dump\nCOPY t FROM stdin;\n1\n");
         let (ok, text) = run_job(dir.path(), ".sql.gz", 7, 0, &cut);
         assert!(!ok);
         assert!(text.contains("without its trailer"), "{text}");
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+
+        // The manifest query failing before the dump, or after a good one: no file either.
+        let (_good, dump) = dump_of(PG_DUMP);
+        let refused = "echo 'FATAL: password authentication failed' >&2; exit 2";
+        let (ok, text) = run_job_with(dir.path(), ".sql.gz", (7, 0), refused, &dump);
+        assert!(!ok);
+        assert!(
+            text.contains("the manifest query failed before the dump: FATAL: password"),
+            "{text}"
+        );
+        let calls = source.path().join("calls");
+        let second_fails = format!(
+            "echo x >> '{0}'; [ $(wc -l < '{0}') -lt 2 ] || exit 3; {QUERY}",
+            calls.display()
+        );
+        let (ok, text) = run_job_with(dir.path(), ".sql.gz", (7, 0), &second_fails, &dump);
+        assert!(!ok);
+        assert!(
+            text.contains("the manifest query failed after the dump"),
+            "{text}"
+        );
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+
+        // The last rename (the dump's) failing: the .sha256 and manifest already renamed
+        // are removed too, so no sidecar vouches for a file that is not there.
+        let tools = tempfile::tempdir().unwrap();
+        let mv = tools.path().join("mv");
+        std::fs::write(
+            &mv,
+            "#!/bin/sh\ncase $1 in *.sql.gz.partial) echo 'mv: device full' >&2; exit 1;; esac\nexec /bin/mv \"$@\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&mv, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            tools.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut job = job_here(dir.path(), ".sql.gz", (7, 0), QUERY, &dump);
+        let (ok, text) = finish(job.env("PATH", path));
+        assert!(!ok);
+        assert!(text.contains("failed to rename"), "{text}");
         assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
     }
 
@@ -518,7 +688,10 @@ mod tests {
         let old = |stamp: &str, days: u64| {
             let path = dir.path().join(format!("pg-{stamp}.sql.gz"));
             std::fs::write(&path, "old").unwrap();
-            std::fs::write(dir.path().join(format!("pg-{stamp}.sql.gz.sha256")), "x").unwrap();
+            for sidecar in [".sha256", ".manifest.tsv"] {
+                std::fs::write(dir.path().join(format!("pg-{stamp}.sql.gz{sidecar}")), "x")
+                    .unwrap();
+            }
             let when = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
             std::fs::File::options()
                 .write(true)
@@ -533,9 +706,10 @@ mod tests {
         std::fs::write(dir.path().join("pg-2-20200101T000000Z.sql.gz"), "other").unwrap();
         let (ok, _) = run_job(dir.path(), ".sql.gz", 1, 0, "exit 1");
         assert!(!ok);
-        assert_eq!(names(dir.path()).len(), 5, "a failed run removes nothing");
+        assert_eq!(names(dir.path()).len(), 7, "a failed run removes nothing");
         let (_source, dump) = dump_of(PG_DUMP);
-        // Within 2 days: the one of a day ago stays, the one of 10 days goes.
+        // Within 2 days: the one of a day ago stays, the one of 10 days goes with its
+        // checksum and manifest.
         let (ok, text) = run_job(dir.path(), ".sql.gz", 0, 2 * 1440, &dump);
         assert!(ok, "{text}");
         let left = names(dir.path());
@@ -543,16 +717,16 @@ mod tests {
             !left.iter().any(|n| n.starts_with("pg-20200101")),
             "{left:?}"
         );
-        assert!(
-            left.contains(&"pg-20200102T000000Z.sql.gz".to_string()),
-            "{left:?}"
-        );
+        for name in ["", ".sha256", ".manifest.tsv"] {
+            let name = format!("pg-20200102T000000Z.sql.gz{name}");
+            assert!(left.contains(&name), "{left:?}");
+        }
         // Keep 1: only the newest (a second later: file names are stamped to the second).
         std::thread::sleep(Duration::from_millis(1100));
         let (ok, text) = run_job(dir.path(), ".sql.gz", 1, 0, &dump);
         assert!(ok, "{text}");
         let left = names(dir.path());
-        assert_eq!(left.len(), 3, "{left:?}");
+        assert_eq!(left.len(), 4, "{left:?}");
         assert!(left.contains(&"pg-2-20200101T000000Z.sql.gz".to_string()));
     }
 
