@@ -109,6 +109,26 @@ async fn mariadb_parallel_dump_verify_list_and_restore() {
     let ns = TestNamespace::create(&kubeconfig, "bk-parm", &[]).await;
     // No globals part without --with-credentials: the accounts stay the target's.
     round_trip(&ns, Engine::Mysql, MARIADB, &["appdb", "hr", "sales"]).await;
+
+    // A part that fails (mysqldump stops at a view whose table is gone) stops the others
+    // and leaves nothing: no archive, no checksum, no temporary file.
+    let broken = "CREATE DATABASE broken;\nUSE broken;\nCREATE TABLE t (id int);\n\
+                  CREATE VIEW v AS SELECT id FROM t;\nDROP TABLE t;\n";
+    common::sql(&ns, Engine::Mysql, "mysql-a-0", broken).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.tar").display().to_string();
+    let (code, _, err) = dbbackup(&ns, &["mysql-a", "-f", &file, "--parallel", "2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("failed to dump database broken of pod")
+            && err.contains("no file was written"),
+        "{err}"
+    );
+    assert!(
+        names_in(dir.path()).is_empty(),
+        "{:?}",
+        names_in(dir.path())
+    );
 }
 
 /// Fills three databases of `<engine>-a`, dumps them with `--parallel 2`, verifies, lists
