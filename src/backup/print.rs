@@ -166,7 +166,7 @@ impl Render for RestoreReport {
         if let Some(parallel) = self.parallel {
             let _ = writeln!(
                 text,
-                "  an archive: the globals first, then {parallel} databases at once"
+                "  an archive: the globals first, then the databases, {parallel} at once"
             );
         }
         text
@@ -340,7 +340,7 @@ mod tests {
         assert!(
             restored
                 .render(WIDTH)
-                .ends_with("  an archive: the globals first, then 2 databases at once\n")
+                .ends_with("  an archive: the globals first, then the databases, 2 at once\n")
         );
     }
 
