@@ -495,16 +495,16 @@ pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
 }
 
 /// A dump on its way to an S3 object.
-struct ObjectDump {
-    url: S3Url,
-    upload: Upload,
+pub(super) struct ObjectDump {
+    pub url: S3Url,
+    pub upload: Upload,
 }
 
 impl ObjectDump {
     /// Refuses an existing object or checksum object unless `force` (checked before the
     /// dump starts; a dump to the same key started meanwhile is not detected), then starts
     /// the multipart upload, before anything runs in the pod.
-    async fn start(
+    pub async fn start(
         url: &S3Url,
         default_name: impl FnOnce() -> String,
         force: bool,
@@ -529,7 +529,7 @@ impl ObjectDump {
     }
 
     /// Writes `KEY.sha256`, then completes the upload; returns the checksum object's URL.
-    async fn complete(self, sha256: &str) -> Result<String> {
+    pub async fn complete(self, sha256: &str) -> Result<String> {
         let line = format::checksum_line(sha256, Path::new(self.url.file_name()));
         self.upload
             .complete(Some((".sha256", line.into_bytes())))
@@ -540,7 +540,7 @@ impl ObjectDump {
 
 /// Aborts the upload of a failed dump; the upload's own failure, if it came first, is
 /// the better reason.
-async fn discard(object: Option<ObjectDump>, err: Error) -> Error {
+pub(super) async fn discard(object: Option<ObjectDump>, err: Error) -> Error {
     match object {
         Some(object) => match object.upload.discard().await {
             Some(upload_err @ Error::ObjectStore { .. }) => upload_err,

@@ -5,8 +5,9 @@
 //! failing part stops the others and leaves nothing under the final name.
 //!
 //! Each part streams into a temporary file of its own beside the destination
-//! (`FILE.NNN.partial`, private from creation), and the archive is assembled from them once
-//! all are good. A tar header carries its entry's size before the data, so parts that are
+//! (`FILE.NNN.partial`, private from creation; for `s3://`, in a private scratch directory),
+//! and the archive is assembled from them once all are good, into `FILE.partial` or the
+//! multipart upload (completed, `KEY.sha256` beside it, only then). A tar header carries its entry's size before the data, so parts that are
 //! still being written concurrently cannot go into one tar stream as they arrive; holding
 //! them in memory would make the peak RSS grow with the databases. The price is disk: up
 //! to twice the archive while it is assembled.
@@ -22,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{self, Index, Part};
 use super::dump::{
-    self, Destination, DumpOptions, DumpReport, PartialFile, Streamed, Taken, create_exclusive,
-    dump_serial, refuse_existing,
+    self, Destination, DumpOptions, DumpReport, ObjectDump, PartialFile, Streamed, Taken,
+    create_exclusive, discard, dump_serial, refuse_existing,
 };
 use super::format::{self, DumpKind};
 use super::location::Location;
@@ -57,10 +58,7 @@ pub fn validate(
         Destination::Stdout => Err(Error::Usage(
             "--parallel writes an archive assembled from its parts into a file: use -f FILE, not -f -".into(),
         )),
-        Destination::Object(_) => Err(Error::Usage(
-            "--parallel does not write to s3:// yet: dump to a file, then upload it with its .sha256 and .manifest.json".into(),
-        )),
-        Destination::Default | Destination::File(_) => Ok(()),
+        Destination::Default | Destination::File(_) | Destination::Object(_) => Ok(()),
     }
 }
 
@@ -79,13 +77,66 @@ struct Dumped {
 }
 
 /// The temporary files of the parts, removed when dropped (the archive holds their bytes
-/// once it is written).
-struct PartFiles(Vec<PathBuf>);
+/// once it is written): beside a local archive, else in a private scratch directory.
+struct PartFiles {
+    paths: Vec<PathBuf>,
+    scratch: Option<PathBuf>,
+}
+
+impl PartFiles {
+    /// Creates `count` empty files, private from creation, that must not exist yet.
+    fn create(beside: Option<&Path>, count: usize) -> Result<PartFiles> {
+        let io_err = |action: &'static str, path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let mut files = PartFiles {
+            paths: Vec::new(),
+            scratch: None,
+        };
+        let base = match beside {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let dir = scratch_dir();
+                let mut builder = std::fs::DirBuilder::new();
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder.create(&dir).map_err(io_err("create", &dir))?;
+                files.scratch = Some(dir.clone());
+                dir.join("part")
+            }
+        };
+        for place in 0..count {
+            let path = part_path(&base, place);
+            create_exclusive(&path).map_err(io_err("create", &path))?;
+            files.paths.push(path);
+        }
+        Ok(files)
+    }
+}
+
+/// A directory of this process's own under the system's temporary directory.
+fn scratch_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "kubectl-dbbackup-{}-{nanos:09}",
+        std::process::id()
+    ))
+}
 
 impl Drop for PartFiles {
     fn drop(&mut self) {
-        for path in &self.0 {
+        for path in &self.paths {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -115,65 +166,142 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         return Ok(report);
     }
     let final_path = match &options.destination {
-        Destination::File(path) => path.clone(),
-        _ => PathBuf::from(default_name(&target)),
+        Destination::Object(_) => None,
+        Destination::File(path) => Some(path.clone()),
+        Destination::Default | Destination::Stdout => Some(PathBuf::from(default_name(&target))),
     };
-    refuse_existing(&final_path, options.force)?;
+    if let Some(path) = &final_path {
+        refuse_existing(path, options.force)?;
+    }
+    let object = match &options.destination {
+        Destination::Object(url) => {
+            Some(ObjectDump::start(url, || default_name(&target), options.force).await?)
+        }
+        _ => None,
+    };
     let dumped_at = k8s_openapi::jiff::Timestamp::now();
     // Counted before the dump, before FILE.partial exists: a signal now leaves nothing.
-    let before = dump::count_tables(kube, &target, options).await?;
-    let mut partial = PartialFile::create(&final_path)?;
-
-    let mut steps: Vec<Step> = Vec::new();
-    if let Some(command) = commands.dump_globals(options.with_credentials) {
-        steps.push(Step {
-            database: None,
-            kind: DumpKind::for_engine(target.engine, false),
-            command,
-        });
-    }
-    for database in databases {
-        steps.push(Step {
-            command: commands.dump_part(&database, options.with_credentials),
-            kind: DumpKind::for_engine(target.engine, true),
-            database: Some(database),
-        });
-    }
-    let files = PartFiles(
-        (0..steps.len())
-            .map(|place| part_path(&final_path, place))
-            .collect(),
-    );
-    for path in &files.0 {
-        create_exclusive(path).map_err(|source| Error::Io {
-            action: "create",
-            path: path.display().to_string(),
-            source,
-        })?;
-    }
-
-    let what = format!(
-        "dumping {}/{} ({} parts, {parallel} at once)",
-        target.namespace,
-        target.pod_name,
-        steps.len()
-    );
-    let progress = Progress::bytes(options.progress, &what);
-    let pods: Api<Pod> = kube.exec_pods();
-    let run = run_parts(
-        &pods, &target, options, &steps, &files.0, parallel, &progress,
-    );
-    let dumped = tokio::select! {
-        result = within(options.timeout, what.clone(), run) => result,
-        signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
-            "{what}: interrupted by {signal}; no file was written"
-        ))),
+    let before = match dump::count_tables(kube, &target, options).await {
+        Ok(before) => before,
+        Err(err) => return Err(discard(object, err).await),
     };
-    progress.finish();
-    let mut dumped = dumped?;
-    dumped.sort_by_key(|d| d.place);
+    let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
+    let steps = plan(&target, databases, options.with_credentials);
+    let written = async {
+        let files = PartFiles::create(final_path.as_deref(), steps.len())?;
+        let what = format!(
+            "dumping {}/{} ({} parts, {parallel} at once)",
+            target.namespace,
+            target.pod_name,
+            steps.len()
+        );
+        let progress = Progress::bytes(options.progress, &what);
+        let pods: Api<Pod> = kube.exec_pods();
+        let run = run_parts(
+            &pods,
+            &target,
+            options,
+            &steps,
+            &files.paths,
+            parallel,
+            &progress,
+        );
+        let dumped = tokio::select! {
+            result = within(options.timeout, what.clone(), run) => result,
+            signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
+                "{what}: interrupted by {signal}; no file was written"
+            ))),
+        };
+        progress.finish();
+        let mut dumped = dumped?;
+        dumped.sort_by_key(|d| d.place);
+        let index = index_of(&target, options, parallel, &steps, &dumped);
+        let sink: Box<dyn Write + Send> = match (&partial, &object) {
+            (Some(p), _) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
+                action: "open",
+                path: p.path.display().to_string(),
+                source,
+            })?),
+            (None, Some(object)) => object.upload.writer(),
+            (None, None) => return Err(Error::Failed("no place for the archive".into())),
+        };
+        let (sha256, bytes) = assemble(sink, &index, &files.paths, dumped_at).await?;
+        Ok((index, dumped.iter().all(|d| d.in_pod), sha256, bytes))
+    };
+    let (index, in_pod, sha256, bytes_written) = match written.await {
+        Ok(written) => written,
+        Err(err) => return Err(discard(object, err).await),
+    };
+    let (placed, checksum_file) = match (&mut partial, &final_path, object) {
+        (Some(partial), Some(path), _) => {
+            let line = format::checksum_line(&sha256, path);
+            let checksum = partial.commit(path, line.as_bytes(), options.force)?;
+            (
+                Location::Local(path.clone()),
+                checksum.display().to_string(),
+            )
+        }
+        (_, _, Some(object)) => {
+            let url = object.url.clone();
+            (Location::S3(url), object.complete(&sha256).await?)
+        }
+        _ => return Err(Error::Failed("no place for the archive".into())),
+    };
+    let taken = Taken {
+        before,
+        dumped_at: dumped_at.to_string(),
+        kind: index.kind,
+    };
+    let (manifest_file, changed_during_dump) =
+        dump::write_manifest(kube, &target, options, taken, &placed).await?;
+    Ok(DumpReport {
+        file: placed.to_string(),
+        checksum_file: Some(checksum_file),
+        namespace: target.namespace,
+        pod: target.pod_name,
+        engine: target.engine,
+        database: None,
+        kind: index.kind,
+        compression: options.compression,
+        compressed_in_pod: in_pod,
+        bytes_raw: index.parts.iter().map(|p| p.bytes_raw).sum(),
+        bytes_written,
+        sha256,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        remote_status: ExecStatus::Success,
+        manifest_file,
+        changed_during_dump,
+        parallel: Some(parallel),
+        parts: index.parts,
+        note: None,
+    })
+}
 
-    let index = Index {
+/// The parts: the globals (when the engine has them), then each database.
+fn plan(target: &Target, databases: Vec<String>, with_credentials: bool) -> Vec<Step> {
+    let commands = target.engine.commands();
+    let globals = commands.dump_globals(with_credentials).map(|command| Step {
+        database: None,
+        kind: DumpKind::for_engine(target.engine, false),
+        command,
+    });
+    let parts = databases.into_iter().map(|database| Step {
+        command: commands.dump_part(&database, with_credentials),
+        kind: DumpKind::for_engine(target.engine, true),
+        database: Some(database),
+    });
+    globals.into_iter().chain(parts).collect()
+}
+
+/// The archive's index from the parts dumped (sorted by place).
+fn index_of(
+    target: &Target,
+    options: &DumpOptions,
+    parallel: usize,
+    steps: &[Step],
+    dumped: &[Dumped],
+) -> Index {
+    Index {
         format: archive::FORMAT,
         engine: target.engine,
         kind: DumpKind::for_engine(target.engine, false),
@@ -181,7 +309,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         parallel,
         parts: steps
             .iter()
-            .zip(&dumped)
+            .zip(dumped)
             .map(|(step, done)| Part {
                 file: archive::part_file_name(
                     done.place,
@@ -195,41 +323,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
                 sha256: done.streamed.sha256.clone(),
             })
             .collect(),
-    };
-    let (sha256, bytes_written) = assemble(&partial, &index, &files.0, dumped_at).await?;
-    drop(files);
-    let line = format::checksum_line(&sha256, &final_path);
-    let checksum = partial.commit(&final_path, line.as_bytes(), options.force)?;
-
-    let placed = Location::Local(final_path.clone());
-    let taken = Taken {
-        before,
-        dumped_at: dumped_at.to_string(),
-        kind: index.kind,
-    };
-    let (manifest_file, changed_during_dump) =
-        dump::write_manifest(kube, &target, options, taken, &placed).await?;
-    Ok(DumpReport {
-        file: final_path.display().to_string(),
-        checksum_file: Some(checksum.display().to_string()),
-        namespace: target.namespace,
-        pod: target.pod_name,
-        engine: target.engine,
-        database: None,
-        kind: index.kind,
-        compression: options.compression,
-        compressed_in_pod: dumped.iter().all(|d| d.in_pod),
-        bytes_raw: index.parts.iter().map(|p| p.bytes_raw).sum(),
-        bytes_written,
-        sha256,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        remote_status: ExecStatus::Success,
-        manifest_file,
-        changed_during_dump,
-        parallel: Some(parallel),
-        parts: index.parts,
-        note: None,
-    })
+    }
 }
 
 /// `<name>-<UTC timestamp>.tar`.
@@ -339,34 +433,28 @@ async fn run_parts(
         .await
 }
 
-/// Writes the archive into `FILE.partial` (on a blocking thread); returns its SHA-256 and
-/// size.
+/// Writes the archive into `sink` (on a blocking thread); returns its SHA-256 and size.
 async fn assemble(
-    partial: &PartialFile,
+    sink: Box<dyn Write + Send>,
     index: &Index,
     files: &[PathBuf],
     dumped_at: k8s_openapi::jiff::Timestamp,
 ) -> Result<(String, u64)> {
-    let io_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io {
-            action: "write",
-            path,
-            source,
-        }
-    };
-    let file = partial.file.try_clone().map_err(io_err(&partial.path))?;
     let (index, files) = (index.clone(), files.to_vec());
     let mtime = dumped_at.as_second().max(0) as u64;
     let written = tokio::task::spawn_blocking(move || {
-        let out = Hashing::new(BufWriter::with_capacity(1 << 20, file));
+        let out = Hashing::new(BufWriter::with_capacity(1 << 20, sink));
         let mut out = archive::write(out, &index, &files, mtime)?;
         out.flush()?;
         Ok::<_, io::Error>(out.finish())
     })
     .await
     .map_err(|err| Error::Failed(format!("failed to write the archive: {err}")))?;
-    written.map_err(io_err(&partial.path))
+    written.map_err(|source| Error::Io {
+        action: "write",
+        path: "the archive".into(),
+        source,
+    })
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -458,16 +546,28 @@ mod tests {
             destination: Destination::Object(crate::backup::S3Url::parse("s3://bucket/k").unwrap()),
             ..options(Some(2))
         };
-        refused(s3, "s3://");
+        assert!(check(&s3).is_ok());
     }
 
     #[test]
     fn part_files_sit_beside_the_archive_and_go_when_dropped() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = part_path(&dir.path().join("a.tar"), 7);
         assert_eq!(path, dir.path().join("a.tar.007.partial"));
         std::fs::write(&path, "x").unwrap();
-        drop(PartFiles(vec![path.clone()]));
+        drop(PartFiles {
+            paths: vec![path.clone()],
+            scratch: None,
+        });
         assert!(!path.exists());
+        // Without a local archive: a private scratch directory, gone with its files.
+        let files = PartFiles::create(None, 2).unwrap();
+        let scratch = files.scratch.clone().unwrap();
+        let mode = std::fs::metadata(&scratch).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(files.paths[1], scratch.join("part.001.partial"));
+        drop(files);
+        assert!(!scratch.exists());
     }
 }
