@@ -67,6 +67,9 @@ pub struct DumpOptions {
     /// Compress inside the container (the stream carries the file's bytes) rather than on
     /// the client; ignored without compression.
     pub compress_in_pod: bool,
+    /// Dump the globals and each database over their own streams, this many at once, into
+    /// one archive (`--parallel N`; see [`super::parallel`]).
+    pub parallel: Option<usize>,
 }
 
 /// Whether dumps compress in the pod unless told otherwise (chosen by measurement:
@@ -107,6 +110,15 @@ pub struct DumpReport {
     /// their state before and after the dump, and `drill` accepts either.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_during_dump: Vec<String>,
+    /// With `--parallel`: the streams used at most at once, when the archive was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<usize>,
+    /// With `--parallel`: the archive's parts, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<super::archive::Part>,
+    /// Why `--parallel` fell back to the serial dump, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Longest database name both engines accept (PostgreSQL's NAMEDATALEN - 1; MySQL's is 64).
@@ -132,8 +144,26 @@ pub fn validate_database(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the dump.
+/// Runs the dump (with `--parallel`, the parallel dump; see [`super::parallel`]).
 pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
+    super::parallel::validate(
+        options.parallel,
+        options.database.as_deref(),
+        &options.destination,
+    )?;
+    match options.parallel {
+        Some(parallel) if parallel > 1 => super::parallel::dump(kube, options, parallel).await,
+        Some(_) => {
+            let mut report = dump_serial(kube, options).await?;
+            report.note = Some("--parallel 1: one stream, the serial dump".into());
+            Ok(report)
+        }
+        None => dump_serial(kube, options).await,
+    }
+}
+
+/// The dump over one stream.
+pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     let started = Instant::now();
     let target = target::resolve(kube, &options.target, options.container.as_deref()).await?;
     if target.pod.is_none() {
@@ -201,49 +231,19 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     let kind = DumpKind::for_engine(target.engine, options.database.is_some());
     let commands = target.engine.commands();
     let (database, credentials) = (options.database.as_deref(), options.with_credentials);
-    let tool = match (options.compress_in_pod, options.compression) {
-        (true, Compression::Gzip) => Some("gzip"),
-        (true, Compression::Zstd) => Some("zstd"),
-        _ => None,
-    };
+    let tool = in_pod_tool(options);
     let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
-    let (pod, container) = (&target.pod_name, &target.container);
-    let attempts = async {
-        if let Some(tool) = tool {
-            let command = commands.dump_compressed(database, credentials, tool);
-            let input = (options.compression, Input::Compressed);
-            let streamed = stream(
-                &pods,
-                pod,
-                container,
-                &command,
-                open_sink()?,
-                input,
-                &progress,
-            )
-            .await?;
-            if !tool_missing(&streamed) {
-                return Ok((streamed, true));
-            }
-            // Checked before the dump starts: nothing was sent yet.
-            tracing::info!("{tool} is not in the container's image; compressing on the client");
-        }
-        let command = commands.dump(database, credentials);
-        let input = (options.compression, Input::Sql);
-        let streamed = stream(
-            &pods,
-            pod,
-            container,
-            &command,
-            open_sink()?,
-            input,
-            &progress,
-        )
-        .await?;
-        Ok::<_, Error>((streamed, false))
-    };
+    let attempts = run_dump(
+        &pods,
+        (&target.pod_name, &target.container),
+        commands.dump(database, credentials),
+        tool,
+        open_sink,
+        options.compression,
+        &progress,
+    );
     let streamed = tokio::select! {
         result = within(options.timeout, what.clone(), attempts) => result,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
@@ -261,20 +261,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         (None, Some(object)) => object.url.to_string(),
         (None, None) => "-".into(),
     };
-    let complete = kind.is_complete(streamed.tail.bytes());
-    if !streamed.status.success() || !complete {
-        let mut reason = if streamed.status.success() {
-            format!(
-                "the stream ended without the trailer {:?} (cut off)",
-                kind.trailer()
-            )
-        } else {
-            format!("remote {}", streamed.status)
-        };
-        let stderr = String::from_utf8_lossy(&streamed.stderr);
-        if !stderr.trim().is_empty() {
-            reason.push_str(&format!("; stderr: {}", exec::last_lines(stderr.trim(), 5)));
-        }
+    if let Some(reason) = incomplete(&streamed, kind) {
         let outcome = match (&final_path, &object) {
             (Some(_), _) => "no file was written",
             (None, Some(_)) => "the upload was aborted: no object was written",
@@ -298,36 +285,12 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
     };
     let (manifest_file, changed_during_dump) = match (counted_before, &placed) {
         (Some(before), Some(path)) => {
-            let after = tokio::select! {
-                after = count_tables(kube, &target, options) => after.map_err(|err| Error::Failed(format!(
-                    "{path} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
-                    err.chain()
-                ))),
-                signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
-                    "interrupted by {signal} after the dump: {path} is complete, but its manifest (for `drill` and `verify --deep`) was not written"
-                ))),
-            };
-            // A manifest left by an earlier dump under this name must not vouch for this one.
-            let after = match after {
-                Ok(after) => after,
-                Err(err) => {
-                    let _ = manifest::remove_beside(path).await;
-                    return Err(err);
-                }
-            };
-            let manifest = Manifest {
-                format: manifest::FORMAT,
-                engine: target.engine,
-                image: container_image(&target),
-                kind,
-                database: options.database.clone(),
-                namespace: target.namespace.clone(),
-                pod: target.pod_name.clone(),
+            let taken = Taken {
+                before,
                 dumped_at,
-                databases: manifest::merge(before, after),
+                kind,
             };
-            let written = manifest::write_beside(path, &manifest).await?;
-            (Some(written.to_string()), manifest.changed_during_dump())
+            write_manifest(kube, &target, options, taken, path).await?
         }
         _ => (None, Vec::new()),
     };
@@ -348,11 +311,138 @@ pub async fn dump(kube: &Kube, options: &DumpOptions) -> Result<DumpReport> {
         remote_status: streamed.status,
         manifest_file,
         changed_during_dump,
+        parallel: None,
+        parts: Vec::new(),
+        note: None,
     })
 }
 
+/// The in-pod compressor for these options, if any.
+pub(super) fn in_pod_tool(options: &DumpOptions) -> Option<&'static str> {
+    match (options.compress_in_pod, options.compression) {
+        (true, Compression::Gzip) => Some("gzip"),
+        (true, Compression::Zstd) => Some("zstd"),
+        _ => None,
+    }
+}
+
+/// Runs a dump command into a sink from `open_sink`: compressed in the pod by `tool` when
+/// given and the image has it, else (a second sink, nothing was written to the first)
+/// compressed on the client. True when the pod compressed.
+pub(super) async fn run_dump(
+    pods: &Api<Pod>,
+    (pod, container): (&str, &str),
+    command: Vec<String>,
+    tool: Option<&str>,
+    open_sink: impl Fn() -> Result<Box<dyn Write + Send>>,
+    compression: Compression,
+    progress: &Progress,
+) -> Result<(Streamed, bool)> {
+    if let Some(tool) = tool {
+        let wrapped = crate::engine::commands::compressed_in_pod(command.clone(), tool);
+        let input = (compression, Input::Compressed);
+        let streamed = stream(
+            pods,
+            pod,
+            container,
+            &wrapped,
+            open_sink()?,
+            input,
+            progress,
+        )
+        .await?;
+        if !tool_missing(&streamed) {
+            return Ok((streamed, true));
+        }
+        // Checked before the dump starts: nothing was sent yet.
+        tracing::info!("{tool} is not in the container's image; compressing on the client");
+    }
+    let input = (compression, Input::Sql);
+    let streamed = stream(
+        pods,
+        pod,
+        container,
+        &command,
+        open_sink()?,
+        input,
+        progress,
+    )
+    .await?;
+    Ok((streamed, false))
+}
+
+/// Why a finished stream is not a complete dump of `kind`, if it is not: the remote exit
+/// status, or the missing trailer; with the end of the remote stderr.
+pub(super) fn incomplete(streamed: &Streamed, kind: DumpKind) -> Option<String> {
+    let complete = kind.is_complete(streamed.tail.bytes());
+    if streamed.status.success() && complete {
+        return None;
+    }
+    let mut reason = if streamed.status.success() {
+        format!(
+            "the stream ended without the trailer {:?} (cut off)",
+            kind.trailer()
+        )
+    } else {
+        format!("remote {}", streamed.status)
+    };
+    let stderr = String::from_utf8_lossy(&streamed.stderr);
+    if !stderr.trim().is_empty() {
+        reason.push_str(&format!("; stderr: {}", exec::last_lines(stderr.trim(), 5)));
+    }
+    Some(reason)
+}
+
+/// The manifest's first pass and what the dump was.
+pub(super) struct Taken {
+    pub before: Vec<manifest::DatabaseManifest>,
+    pub dumped_at: String,
+    pub kind: DumpKind,
+}
+
+/// Counts the tables again after the dump and writes the manifest beside the finished
+/// dump at `path`; returns its place and the tables that changed meanwhile.
+pub(super) async fn write_manifest(
+    kube: &Kube,
+    target: &target::Target,
+    options: &DumpOptions,
+    taken: Taken,
+    path: &Location,
+) -> Result<(Option<String>, Vec<String>)> {
+    let after = tokio::select! {
+        after = count_tables(kube, target, options) => after.map_err(|err| Error::Failed(format!(
+            "{path} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
+            err.chain()
+        ))),
+        signal = crate::cli::interrupted() => Err(Error::Interrupted(format!(
+            "interrupted by {signal} after the dump: {path} is complete, but its manifest (for `drill` and `verify --deep`) was not written"
+        ))),
+    };
+    // A manifest left by an earlier dump under this name must not vouch for this one.
+    let after = match after {
+        Ok(after) => after,
+        Err(err) => {
+            let _ = manifest::remove_beside(path).await;
+            return Err(err);
+        }
+    };
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        engine: target.engine,
+        image: container_image(target),
+        kind: taken.kind,
+        database: options.database.clone(),
+        namespace: target.namespace.clone(),
+        pod: target.pod_name.clone(),
+        dumped_at: taken.dumped_at,
+        databases: manifest::merge(taken.before, after),
+    };
+    let written = manifest::write_beside(path, &manifest).await?;
+    Ok((Some(written.to_string()), manifest.changed_during_dump()))
+}
+
 /// The source's tables, row counts and checksums, for the manifest.
-async fn count_tables(
+pub(super) async fn count_tables(
     kube: &Kube,
     target: &target::Target,
     options: &DumpOptions,
@@ -409,16 +499,16 @@ pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
 }
 
 /// A dump on its way to an S3 object.
-struct ObjectDump {
-    url: S3Url,
-    upload: Upload,
+pub(super) struct ObjectDump {
+    pub url: S3Url,
+    pub upload: Upload,
 }
 
 impl ObjectDump {
     /// Refuses an existing object or checksum object unless `force` (checked before the
     /// dump starts; a dump to the same key started meanwhile is not detected), then starts
     /// the multipart upload, before anything runs in the pod.
-    async fn start(
+    pub async fn start(
         url: &S3Url,
         default_name: impl FnOnce() -> String,
         force: bool,
@@ -443,7 +533,7 @@ impl ObjectDump {
     }
 
     /// Writes `KEY.sha256`, then completes the upload; returns the checksum object's URL.
-    async fn complete(self, sha256: &str) -> Result<String> {
+    pub async fn complete(self, sha256: &str) -> Result<String> {
         let line = format::checksum_line(sha256, Path::new(self.url.file_name()));
         self.upload
             .complete(Some((".sha256", line.into_bytes())))
@@ -454,7 +544,7 @@ impl ObjectDump {
 
 /// Aborts the upload of a failed dump; the upload's own failure, if it came first, is
 /// the better reason.
-async fn discard(object: Option<ObjectDump>, err: Error) -> Error {
+pub(super) async fn discard(object: Option<ObjectDump>, err: Error) -> Error {
     match object {
         Some(object) => match object.upload.discard().await {
             Some(upload_err @ Error::ObjectStore { .. }) => upload_err,
@@ -481,13 +571,14 @@ fn tool_missing(streamed: &Streamed) -> bool {
         && String::from_utf8_lossy(&streamed.stderr).contains("is not in the container's image")
 }
 
-struct Streamed {
-    status: ExecStatus,
-    stderr: Vec<u8>,
-    raw: u64,
-    written: u64,
-    sha256: String,
-    tail: Tail,
+/// What one dump stream delivered.
+pub(super) struct Streamed {
+    pub status: ExecStatus,
+    pub stderr: Vec<u8>,
+    pub raw: u64,
+    pub written: u64,
+    pub sha256: String,
+    pub tail: Tail,
 }
 
 async fn stream(
@@ -589,9 +680,9 @@ pub(super) async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, keep: u
 /// `FILE.partial`, created exclusively and deleted when dropped unless committed under
 /// its final name. Exclusive creation (`O_CREAT|O_EXCL`) never follows a symlink planted
 /// at that name and never shares the file with a concurrent dump to the same path.
-struct PartialFile {
-    path: PathBuf,
-    file: File,
+pub(super) struct PartialFile {
+    pub path: PathBuf,
+    pub file: File,
     /// `FILE.sha256.partial` while it exists.
     checksum: Option<PathBuf>,
     committed: bool,
@@ -599,7 +690,7 @@ struct PartialFile {
 
 /// Creates a file that must not exist yet, readable and writable by the owner only from
 /// its first instant (dumps hold password hashes; a later chmod would leave a window).
-fn create_exclusive(path: &Path) -> io::Result<File> {
+pub(super) fn create_exclusive(path: &Path) -> io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -608,7 +699,7 @@ fn create_exclusive(path: &Path) -> io::Result<File> {
 }
 
 impl PartialFile {
-    fn create(final_path: &Path) -> Result<PartialFile> {
+    pub fn create(final_path: &Path) -> Result<PartialFile> {
         let path = format::partial_path(final_path);
         let file = create_exclusive(&path).map_err(|source| {
             if source.kind() == io::ErrorKind::AlreadyExists {
@@ -637,7 +728,12 @@ impl PartialFile {
     /// file's. The checksum goes first and the dump last: a dump under its final name
     /// always has its own checksum next to it, and once this dump's `.partial` name is
     /// gone (letting another dump start) nothing of this one remains to be renamed.
-    fn commit(&mut self, final_path: &Path, checksum_line: &[u8], force: bool) -> Result<PathBuf> {
+    pub fn commit(
+        &mut self,
+        final_path: &Path,
+        checksum_line: &[u8],
+        force: bool,
+    ) -> Result<PathBuf> {
         let io_error = |action: &'static str, path: &Path| {
             let path = path.display().to_string();
             move |source| Error::Io {

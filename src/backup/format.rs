@@ -8,7 +8,17 @@ use serde::Serialize;
 use crate::engine::Engine;
 
 /// How a backup file is compressed.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(
+    schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip (level 1: fast enough to keep up with the stream)

@@ -7,6 +7,7 @@ use std::io::Read;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
+use super::archive;
 use super::format::{self, Compression, DumpKind, HEAD_TAIL_BYTES};
 use super::location::{Location, S3Url};
 use super::manifest;
@@ -33,6 +34,9 @@ pub struct BackupEntry {
     pub manifest: bool,
     /// Seconds since it was last written.
     pub age_seconds: i64,
+    /// A parallel dump's archive: how many dump files it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<usize>,
 }
 
 /// Whether the checksum file is there.
@@ -52,11 +56,18 @@ pub struct BackupList {
     pub backups: Vec<BackupEntry>,
 }
 
-/// A name `dump` writes: `.sql`, `.sql.gz`, `.sql.zst` (not sidecars or `.partial` files).
+/// A name `dump` writes: `.sql`, `.sql.gz`, `.sql.zst`, `.tar` with `--parallel` (not
+/// sidecars or `.partial` files).
 fn is_backup_name(name: &str) -> bool {
-    [".sql", ".sql.gz", ".sql.zst", ".sql.zstd"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    [
+        ".sql",
+        ".sql.gz",
+        ".sql.zst",
+        ".sql.zstd",
+        archive::EXTENSION,
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
 }
 
 /// Lists a directory or an `s3://BUCKET/PREFIX/`.
@@ -104,6 +115,7 @@ pub fn from_pvc(
                 },
                 manifest: b.manifest,
                 age_seconds: now.as_second() - modified,
+                parts: None,
             }
         })
         .collect();
@@ -205,6 +217,19 @@ fn entry_of(
     checksum: ChecksumState,
     age_seconds: i64,
 ) -> BackupEntry {
+    if archive::is_archive(head) {
+        let index = archive::index_from_head(head);
+        return BackupEntry {
+            file,
+            engine: index.as_ref().map(|i| i.kind.engine_name().to_string()),
+            bytes,
+            compression: index.as_ref().map_or(Compression::None, |i| i.compression),
+            checksum,
+            manifest: false,
+            age_seconds: age_seconds.max(0),
+            parts: Some(index.map_or(0, |i| i.parts.len())),
+        };
+    }
     let compression = Compression::from_magic(head);
     let mut sql = Vec::new();
     if let Ok(decoder) = super::verify::decoder(compression, head) {
@@ -219,6 +244,7 @@ fn entry_of(
         checksum,
         manifest: false,
         age_seconds: age_seconds.max(0),
+        parts: None,
     }
 }
 
@@ -234,9 +260,13 @@ impl Render for BackupList {
             "age",
         ]);
         for b in &self.backups {
+            let engine = b.engine.clone().unwrap_or_else(|| "unknown".into());
             table.add_row(vec![
                 b.file.clone(),
-                b.engine.clone().unwrap_or_else(|| "unknown".into()),
+                match b.parts {
+                    Some(parts) => format!("{engine} ({parts} parts)"),
+                    None => engine,
+                },
                 HumanBytes(b.bytes).to_string(),
                 b.compression.to_string(),
                 match b.checksum {
@@ -269,6 +299,7 @@ mod tests {
                     checksum: ChecksumState::Missing,
                     manifest: false,
                     age_seconds: 90_000,
+                    parts: None,
                 },
                 BackupEntry {
                     file: "postgres-20261203T110000Z.sql.gz".into(),
@@ -278,6 +309,7 @@ mod tests {
                     checksum: ChecksumState::Present,
                     manifest: true,
                     age_seconds: 300,
+                    parts: None,
                 },
                 BackupEntry {
                     file: "odd.sql".into(),
@@ -287,6 +319,7 @@ mod tests {
                     checksum: ChecksumState::Missing,
                     manifest: false,
                     age_seconds: 5,
+                    parts: None,
                 },
             ],
         };
@@ -307,12 +340,30 @@ mod tests {
         std::fs::write(dir.path().join("my.sql"), "-- MySQL dump 10.13\n").unwrap();
         std::fs::write(dir.path().join("my.sql.partial"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        let index = archive::Index {
+            format: archive::FORMAT,
+            engine: crate::engine::Engine::Postgres,
+            kind: DumpKind::PostgresCluster,
+            compression: Compression::Zstd,
+            parallel: 2,
+            parts: vec![],
+        };
+        let tar = archive::write(Vec::new(), &index, &[], 0).unwrap();
+        std::fs::write(dir.path().join("all.tar"), &tar).unwrap();
         let now = k8s_openapi::jiff::Timestamp::now();
         let listed = list(&Location::Local(dir.path().into()), now)
             .await
             .unwrap();
         let names: Vec<_> = listed.backups.iter().map(|b| b.file.as_str()).collect();
-        assert_eq!(names, ["my.sql", "pg.sql.gz"]);
+        assert_eq!(names, ["all.tar", "my.sql", "pg.sql.gz"]);
+        let all = &listed.backups[0];
+        assert_eq!(all.engine.as_deref(), Some("PostgreSQL"));
+        assert_eq!(all.compression, Compression::Zstd);
+        assert_eq!(all.parts, Some(0));
+        let listed = BackupList {
+            backups: listed.backups[1..].to_vec(),
+            ..listed
+        };
         let my = &listed.backups[0];
         assert_eq!(my.engine.as_deref(), Some("MySQL/MariaDB"));
         assert_eq!(my.compression, Compression::None);

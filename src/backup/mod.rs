@@ -3,6 +3,7 @@
 //! trusted only when the remote exit status is 0 and the dump tool's completion trailer is
 //! there; until then it lives under `FILE.partial`.
 
+pub mod archive;
 pub mod aws_config;
 pub mod cron;
 pub mod drill;
@@ -12,6 +13,7 @@ pub mod format;
 pub mod list;
 pub mod location;
 pub mod manifest;
+pub mod parallel;
 pub mod pg_filter;
 pub mod pipeline;
 mod print;

@@ -13,8 +13,16 @@ use crate::output::{self, Render, Width};
 impl Render for DumpReport {
     fn render(&self, _width: Width) -> String {
         let rate = (self.bytes_raw as f64 / self.duration_seconds.max(0.001)) as u64;
+        let ended = match self.parallel {
+            Some(_) => "every part: remote exit status 0, its trailer present".to_string(),
+            None => format!(
+                "remote {}, trailer {:?} present",
+                self.remote_status,
+                self.kind.trailer()
+            ),
+        };
         let mut text = format!(
-            "dumped {}/{} ({}) to {}\n  {} SQL, {} written ({}) in {:.1}s ({}/s)\n  sha256 {}\n  remote {}, trailer {:?} present\n",
+            "dumped {}/{} ({}) to {}\n  {} SQL, {} written ({}) in {:.1}s ({}/s)\n  sha256 {}\n  {ended}\n",
             self.namespace,
             self.pod,
             self.engine,
@@ -25,8 +33,6 @@ impl Render for DumpReport {
             self.duration_seconds,
             HumanBytes(rate),
             self.sha256,
-            self.remote_status,
-            self.kind.trailer()
         );
         if let Some(checksum) = &self.checksum_file {
             let _ = writeln!(text, "  checksum file {checksum}");
@@ -41,25 +47,64 @@ impl Render for DumpReport {
                 self.changed_during_dump.join(", ")
             );
         }
+        if let Some(parallel) = self.parallel {
+            let _ = writeln!(
+                text,
+                "  archive of {} parts, {parallel} streams at once:",
+                self.parts.len()
+            );
+            for part in &self.parts {
+                let _ = writeln!(
+                    text,
+                    "    {}  {}  {} SQL, {} written",
+                    part.file,
+                    part.database.as_deref().unwrap_or("(globals)"),
+                    HumanBytes(part.bytes_raw),
+                    HumanBytes(part.bytes)
+                );
+            }
+        }
+        if let Some(note) = &self.note {
+            let _ = writeln!(text, "  note: {note}");
+        }
         text
     }
 }
 
 impl Render for VerifyReport {
     fn render(&self, _width: Width) -> String {
+        let archive = !self.parts.is_empty();
         let trailer = match (self.kind, self.complete) {
+            (Some(_), true) if archive => "ok (in every part)".into(),
+            (Some(_), false) if archive => "MISSING (see the parts)".into(),
             (Some(kind), true) => format!("ok ({:?})", kind.trailer()),
             (Some(kind), false) => format!("MISSING ({:?})", kind.trailer()),
             (None, _) => "unknown dump format".into(),
         };
         let mut text = format!(
-            "{}: {} ({} file, {} SQL)\n  checksum {}\n  trailer  {trailer}\n",
+            "{}: {} ({}, {} SQL)\n  checksum {}\n  trailer  {trailer}\n",
             self.file,
             if self.ok { "OK" } else { "BAD" },
-            self.compression,
+            match archive {
+                true => format!("tar of {} files", self.compression),
+                false => format!("{} file", self.compression),
+            },
             HumanBytes(self.bytes_raw),
             if self.checksum_ok { "ok" } else { "FAILED" },
         );
+        if !self.parts.is_empty() {
+            let _ = writeln!(text, "  archive of {} parts:", self.parts.len());
+        }
+        for part in &self.parts {
+            let _ = writeln!(
+                text,
+                "    {}  {}  checksum {}, trailer {}",
+                part.file,
+                part.database.as_deref().unwrap_or("(globals)"),
+                if part.checksum_ok { "ok" } else { "FAILED" },
+                if part.complete { "ok" } else { "MISSING" }
+            );
+        }
         for problem in &self.problems {
             let _ = writeln!(text, "  problem: {problem}");
         }
@@ -116,6 +161,12 @@ impl Render for RestoreReport {
                 text,
                 "  databases that held data before: {}",
                 self.databases_with_data.join(", ")
+            );
+        }
+        if let Some(parallel) = self.parallel {
+            let _ = writeln!(
+                text,
+                "  an archive: the globals first, then the databases, {parallel} at once"
             );
         }
         text
@@ -203,7 +254,94 @@ mod tests {
             remote_status: ExecStatus::Success,
             manifest_file: Some("orders-20261203T080000Z.sql.gz.manifest.json".into()),
             changed_during_dump: vec!["appdb.public.orders".into()],
+            parallel: None,
+            parts: vec![],
+            note: None,
         }
+    }
+
+    fn part(place: usize, database: Option<&str>) -> crate::backup::archive::Part {
+        crate::backup::archive::Part {
+            file: crate::backup::archive::part_file_name(place, database, Compression::Gzip),
+            database: database.map(String::from),
+            kind: match database {
+                None => DumpKind::PostgresCluster,
+                Some(_) => DumpKind::PostgresDatabase,
+            },
+            bytes: 1_000 * (place as u64 + 1),
+            bytes_raw: 10_000 * (place as u64 + 1),
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    #[test]
+    fn a_parallel_dump_its_check_and_its_restore() {
+        let dumped = DumpReport {
+            file: "orders-20261203T080000Z.tar".into(),
+            checksum_file: Some("orders-20261203T080000Z.tar.sha256".into()),
+            manifest_file: Some("orders-20261203T080000Z.tar.manifest.json".into()),
+            changed_during_dump: vec![],
+            parallel: Some(2),
+            parts: vec![
+                part(0, None),
+                part(1, Some("appdb")),
+                part(2, Some("reports")),
+            ],
+            ..dump()
+        };
+        insta::assert_snapshot!("dump_parallel", dumped.render(WIDTH));
+        let fell_back = DumpReport {
+            note: Some("--parallel 4: 1 user database, so one stream: the serial dump".into()),
+            changed_during_dump: vec![],
+            ..dump()
+        };
+        assert!(
+            fell_back.render(WIDTH).ends_with(
+                "  note: --parallel 4: 1 user database, so one stream: the serial dump\n"
+            )
+        );
+        let checked =
+            |place: usize, database: Option<&str>, ok: bool| crate::backup::archive::PartCheck {
+                file: part(place, database).file,
+                database: database.map(String::from),
+                kind: Some(part(place, database).kind),
+                bytes: 1_000,
+                bytes_raw: 10_000,
+                sha256: "ab".repeat(32),
+                checksum_ok: ok,
+                complete: true,
+            };
+        let verified = VerifyReport {
+            file: "orders-20261203T080000Z.tar".into(),
+            parts: vec![
+                checked(0, None, true),
+                checked(1, Some("appdb"), true),
+                checked(2, Some("reports"), false),
+            ],
+            problems: vec![
+                "002-reports.sql.gz: checksum mismatch: the part has 00, the index says ab".into(),
+            ],
+            ok: false,
+            ..verified()
+        };
+        insta::assert_snapshot!("verify_parallel", verified.render(WIDTH));
+        let restored = RestoreReport {
+            file: "orders-20261203T080000Z.tar".into(),
+            namespace: "shop".into(),
+            pod: "orders-0".into(),
+            engine: Engine::Postgres,
+            kind: DumpKind::PostgresCluster,
+            databases_with_data: vec![],
+            bytes_sent: 30_000,
+            duration_seconds: 1.5,
+            remote_status: ExecStatus::Success,
+            parallel: Some(2),
+        };
+        assert!(
+            restored
+                .render(WIDTH)
+                .ends_with("  an archive: the globals first, then the databases, 2 at once\n")
+        );
     }
 
     #[test]
@@ -239,6 +377,7 @@ mod tests {
             complete: true,
             problems: vec![],
             ok: true,
+            parts: vec![],
             manifest: None,
         }
     }
@@ -283,6 +422,7 @@ mod tests {
             bytes_sent: 52_428_800,
             duration_seconds: 12.34,
             remote_status: ExecStatus::Success,
+            parallel: None,
         };
         insta::assert_snapshot!("restore_empty", restored.render(WIDTH));
         let replaced = RestoreReport {

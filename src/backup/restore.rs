@@ -3,21 +3,24 @@
 //! into psql / mysql over exec stdin and reports the remote exit status.
 
 use std::io::Read;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::archive;
 use super::dump::read_capped;
 use super::format::DumpKind;
 use super::location::Location;
 use super::pg_filter::{self, PgRestoreFilter};
 use super::verify::{self, VerifyReport};
 use crate::client::Kube;
-use crate::engine::Engine;
+use crate::engine::{Commands, Engine};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 use crate::output::Progress;
@@ -62,6 +65,9 @@ pub struct RestoreReport {
     pub duration_seconds: f64,
     /// Remote exit status of psql / mysql.
     pub remote_status: ExecStatus,
+    /// A parallel dump's archive: its parts, restored this many at once after the globals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<usize>,
 }
 
 /// Verifies the file and returns its dump kind, or the reason it must not be restored.
@@ -94,6 +100,11 @@ pub async fn check_location(file: &Location) -> Result<(VerifyReport, DumpKind)>
         )));
     }
     let report = verify::verify_at(file).await?;
+    if !report.parts.is_empty() {
+        return Err(Error::Usage(format!(
+            "{file} is a parallel dump's archive: restore it from a local file (download it with its .sha256 first)"
+        )));
+    }
     match report.kind {
         Some(kind) if report.ok => Ok((report, kind)),
         _ => Err(Error::Failed(format!(
@@ -139,6 +150,16 @@ pub async fn restore(
     kind: DumpKind,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
+    let archive = match options.file.as_path() {
+        Some(path) if archive::is_archive_file(path)? => {
+            let path = path.to_path_buf();
+            let located = tokio::task::spawn_blocking(move || archive::locate(&path))
+                .await
+                .map_err(|err| Error::Failed(format!("failed to read the archive: {err}")))??;
+            Some(located)
+        }
+        _ => None,
+    };
     let target = target::resolve(kube, &options.target, options.container.as_deref()).await?;
     let pod = target.pod_name.clone();
     if target.pod.is_none() {
@@ -157,6 +178,10 @@ pub async fn restore(
         )));
     }
     let has_mysql_schema = match kind {
+        // An archive's globals part is MySQL's accounts (the `mysql` schema).
+        DumpKind::Mysql if archive.is_some() => archive
+            .as_ref()
+            .is_some_and(|(index, _)| index.parts.iter().any(|p| p.database.is_none())),
         DumpKind::Mysql => {
             let file = options.file.clone();
             tokio::task::spawn_blocking(move || carries_mysql_schema(&file))
@@ -186,28 +211,64 @@ pub async fn restore(
         )));
     }
 
-    let command = commands.restore();
     let what = format!("restoring {}/{pod}", target.namespace);
     let progress = Progress::bytes(options.progress, &what);
-    let file = options.file.clone();
+    let parallel = archive.as_ref().map(|(index, _)| index.parallel.max(1));
+    let body = async {
+        match (&archive, options.file.as_path()) {
+            (Some((index, placed)), Some(path)) => {
+                let parts = Parts {
+                    path,
+                    placed,
+                    parallel: index.parallel.max(1),
+                };
+                restore_parts(&pods, &pod, &target.container, commands, parts, &progress).await
+            }
+            _ => {
+                let file = options.file.clone();
+                let source = Source {
+                    shown: file.to_string(),
+                    open: Box::new(move || verify::open_sql(&file)),
+                };
+                let command = commands.restore();
+                let (status, sent, stderr) = stream(
+                    &pods,
+                    &pod,
+                    &target.container,
+                    &command,
+                    source,
+                    kind,
+                    &progress,
+                )
+                .await?;
+                Ok(Outcome {
+                    status,
+                    sent,
+                    stderr,
+                    part: None,
+                })
+            }
+        }
+    };
     // An exec stream to a deleted pod can stay open with nobody reading its stdin: the
     // restore ends when its pod goes. The watch starts before anything is sent.
     let uid = target.pod.as_ref().and_then(|p| p.metadata.uid.as_deref());
     let budget = options.timeout.min(crate::client::DEFAULT_REQUEST_TIMEOUT);
     let watch = wait::watch_pod(kube, &pod, uid.unwrap_or_default(), budget).await?;
     let streamed = tokio::select! {
-        result = within(
-            options.timeout,
-            what.clone(),
-            stream(&pods, &pod, &target.container, &command, file, kind, &progress),
-        ) => result,
+        result = within(options.timeout, what.clone(), body) => result,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!("{what}: interrupted by {signal}; the databases may be half restored"))),
         gone = watch.gone() => Err(gone.err().unwrap_or_else(|| Error::Failed(format!(
             "{what}: pod {pod} was deleted during the restore; the databases may be half restored"
         )))),
     };
     progress.finish();
-    let (status, sent, stderr) = streamed?;
+    let Outcome {
+        status,
+        sent,
+        stderr,
+        part,
+    } = streamed?;
     if !status.success() {
         let stderr = String::from_utf8_lossy(&stderr);
         let detail = if stderr.trim().is_empty() {
@@ -229,8 +290,9 @@ pub async fn restore(
             Ok(_) => "the target's own credentials were set again".to_string(),
             Err(err) => format!("the target's own credentials could not be set again ({err})"),
         };
+        let part = part.map(|p| format!(" (part {p})")).unwrap_or_default();
         return Err(Error::Failed(format!(
-            "failed to restore {} into pod {}/{pod}: remote {status}{detail} ({sent} bytes sent; the databases may be half restored; {credentials})",
+            "failed to restore {}{part} into pod {}/{pod}: remote {status}{detail} ({sent} bytes sent; the databases may be half restored; {credentials})",
             options.file, target.namespace
         )));
     }
@@ -244,7 +306,101 @@ pub async fn restore(
         bytes_sent: sent,
         duration_seconds: started.elapsed().as_secs_f64(),
         remote_status: status,
+        parallel,
     })
+}
+
+/// How a restore's stream(s) ended; `part` names the archive's part that failed.
+struct Outcome {
+    status: ExecStatus,
+    sent: u64,
+    stderr: Vec<u8>,
+    part: Option<String>,
+}
+
+/// A parallel dump's archive, located.
+struct Parts<'a> {
+    path: &'a Path,
+    placed: &'a [archive::Placed],
+    parallel: usize,
+}
+
+/// Restores an archive's parts: the globals first, alone (the roles and accounts the
+/// databases refer to, and the target's own credentials set again after them), then the
+/// databases, `parallel` at once. The first part that fails stops the others.
+async fn restore_parts(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    commands: &dyn Commands,
+    parts: Parts<'_>,
+    progress: &Progress,
+) -> Result<Outcome> {
+    let source = |placed: &archive::Placed| {
+        let (path, placed) = (parts.path.to_path_buf(), placed.clone());
+        Source {
+            shown: format!("{} ({})", path.display(), placed.part.file),
+            open: Box::new(move || {
+                archive::open_part(&path, &placed)
+                    .and_then(verify::sql_reader)
+                    .map_err(|source| Error::Io {
+                        action: "read",
+                        path: format!("{} ({})", path.display(), placed.part.file),
+                        source,
+                    })
+            }),
+        }
+    };
+    let one = |placed: &archive::Placed| {
+        let command = match &placed.part.database {
+            None => commands.restore(),
+            Some(database) => commands.restore_part(database),
+        };
+        let source = source(placed);
+        let (file, kind) = (placed.part.file.clone(), placed.part.kind);
+        async move {
+            let (status, sent, stderr) =
+                stream(pods, pod, container, &command, source, kind, progress).await?;
+            Ok::<_, Error>(Outcome {
+                status,
+                sent,
+                stderr,
+                part: Some(file),
+            })
+        }
+    };
+    let mut sent = 0;
+    let (globals, databases): (Vec<_>, Vec<_>) =
+        parts.placed.iter().partition(|p| p.part.database.is_none());
+    for placed in globals {
+        let outcome = one(placed).await?;
+        sent += outcome.sent;
+        if !outcome.status.success() {
+            return Ok(Outcome { sent, ..outcome });
+        }
+    }
+    let mut running =
+        futures::stream::iter(databases.into_iter().map(one)).buffer_unordered(parts.parallel);
+    while let Some(outcome) = running.next().await {
+        let outcome = outcome?;
+        sent += outcome.sent;
+        if !outcome.status.success() {
+            return Ok(Outcome { sent, ..outcome });
+        }
+    }
+    Ok(Outcome {
+        status: ExecStatus::Success,
+        sent,
+        stderr: Vec::new(),
+        part: None,
+    })
+}
+
+/// Where a stream's SQL comes from: opened on the reading thread.
+struct Source {
+    /// For messages.
+    shown: String,
+    open: Box<dyn FnOnce() -> Result<Box<dyn Read + Send>> + Send>,
 }
 
 async fn stream(
@@ -252,12 +408,12 @@ async fn stream(
     pod: &str,
     container: &str,
     command: &[String],
-    file: Location,
+    source: Source,
     kind: DumpKind,
     progress: &Progress,
 ) -> Result<(ExecStatus, u64, Vec<u8>)> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
-    let reader = tokio::task::spawn_blocking(move || read_sql(&file, kind, tx));
+    let reader = tokio::task::spawn_blocking(move || read_sql(source, kind, tx));
     let mut process = exec::start(pods, pod, Some(container), command, true).await?;
     let status = process.take_status();
     let stdin = process.stdin();
@@ -292,13 +448,13 @@ async fn stream(
     Ok((ExecStatus::from_status(status), sent, stderr))
 }
 
-/// Reads the SQL file and streams it to the channel (see [`pump_sql`]).
-fn read_sql(file: &Location, kind: DumpKind, tx: mpsc::Sender<Vec<u8>>) -> Result<()> {
-    let sql = verify::open_sql(file)?;
-    pump_sql(sql, kind, |chunk| tx.blocking_send(chunk).is_ok()).map_err(|source| Error::Io {
+/// Reads the SQL and streams it to the channel (see [`pump_sql`]).
+fn read_sql(source: Source, kind: DumpKind, tx: mpsc::Sender<Vec<u8>>) -> Result<()> {
+    let sql = (source.open)()?;
+    pump_sql(sql, kind, |chunk| tx.blocking_send(chunk).is_ok()).map_err(|err| Error::Io {
         action: "read",
-        path: file.to_string(),
-        source,
+        path: source.shown,
+        source: err,
     })
 }
 

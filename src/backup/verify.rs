@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::archive::{self, PartCheck};
 use super::format::{self, Compression, DumpKind, Head, Tail};
 use super::location::Location;
 use super::manifest::{self, Manifest};
@@ -41,6 +42,9 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// No problems.
     pub ok: bool,
+    /// A parallel dump's archive: each part's own checks, in the archive's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartCheck>,
     /// With `--deep`: the manifest beside the file (databases, tables, rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Manifest>,
@@ -123,33 +127,154 @@ pub async fn verify_at(location: &Location) -> Result<VerifyReport> {
     .map_err(|err| Error::Failed(format!("failed to verify the object: {err}")))?
 }
 
-/// The checks over one stream of the backup; `checksum` is the checksum file's text.
+/// The checks over one stream of the backup (a dump file, or a parallel dump's archive);
+/// `checksum` is the checksum file's text.
 fn check(
     mut input: impl Read,
     shown: &str,
     checksum_file: &str,
     checksum: Option<String>,
 ) -> Result<VerifyReport> {
-    let io_err = |action: &'static str| {
-        let path = shown.to_string();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
+    let io_err = |source| Error::Io {
+        action: "read",
+        path: shown.to_string(),
+        source,
+    };
+    let mut start = [0u8; 512];
+    let n = read_up_to(&mut input, &mut start).map_err(io_err)?;
+    let input =
+        BufReader::with_capacity(1 << 20, io::Cursor::new(start[..n].to_vec()).chain(input));
+    let mut report = if archive::is_archive(&start[..n]) {
+        check_archive(input).map_err(io_err)?
+    } else {
+        check_dump(input).map_err(io_err)?
+    };
+    let expected = match checksum {
+        Some(text) => {
+            let parsed = format::parse_checksum(&text);
+            if parsed.is_none() {
+                report
+                    .problems
+                    .push(format!("{checksum_file} is not in sha256sum format"));
+            }
+            parsed
+        }
+        None => {
+            report
+                .problems
+                .push(format!("no checksum file {checksum_file}"));
+            None
         }
     };
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut input, &mut magic).map_err(io_err("read"))?;
-    let compression = Compression::from_magic(&magic[..n]);
-    let input = io::Cursor::new(magic[..n].to_vec()).chain(input);
-    let mut hashed = HashingReader::new(BufReader::with_capacity(1 << 20, input));
+    report.checksum_ok = expected.as_deref() == Some(report.sha256.as_str());
+    if let Some(expected) = &expected
+        && !report.checksum_ok
+    {
+        report.problems.push(format!(
+            "checksum mismatch: file has {}, {checksum_file} says {expected}",
+            report.sha256
+        ));
+    }
+    report.expected_sha256 = expected;
+    report.file = shown.to_string();
+    report.ok = report.problems.is_empty();
+    Ok(report)
+}
 
+/// A dump file: its header and trailer.
+fn check_dump(input: impl Read) -> io::Result<VerifyReport> {
+    let scan = scan(input)?;
+    let mut problems = Vec::new();
+    if let Some(err) = &scan.damage {
+        problems.push(format!(
+            "the {} stream is damaged or cut off ({err})",
+            scan.compression
+        ));
+    }
+    let kind = DumpKind::from_header(scan.head.bytes());
+    let complete = kind.is_some_and(|k| k.is_complete(scan.tail.bytes()));
+    match kind {
+        _ if scan.raw == 0 => problems.push("the dump is empty".into()),
+        None => problems.push("no pg_dump, pg_dumpall or mysqldump header at the start".into()),
+        Some(kind) if !complete => problems.push(format!(
+            "the dump is cut off: its last lines lack the trailer {:?}",
+            kind.trailer()
+        )),
+        Some(_) => {}
+    }
+    Ok(VerifyReport {
+        file: String::new(),
+        compression: scan.compression,
+        bytes: scan.bytes,
+        bytes_raw: scan.raw,
+        sha256: scan.sha256,
+        expected_sha256: None,
+        checksum_ok: false,
+        kind,
+        complete,
+        ok: false,
+        problems,
+        parts: Vec::new(),
+        manifest: None,
+    })
+}
+
+/// A parallel dump's archive: every part against the index (its checksum, header and
+/// trailer), hashed whole on the way.
+fn check_archive(input: impl Read) -> io::Result<VerifyReport> {
+    let mut hashed = HashingReader::new(input);
+    let found = archive::check(&mut hashed);
+    // Hash what the tar reader did not need (its end blocks), so the digest covers the file.
+    io::copy(&mut hashed, &mut io::sink())?;
+    let (sha256, bytes) = hashed.finish();
+    let index = found.index.as_ref();
+    let complete = index.is_some_and(|i| i.parts.len() == found.parts.len())
+        && found.parts.iter().all(|p| p.complete);
+    Ok(VerifyReport {
+        file: String::new(),
+        compression: index.map_or(Compression::None, |i| i.compression),
+        bytes,
+        bytes_raw: found.parts.iter().map(|p| p.bytes_raw).sum(),
+        sha256,
+        expected_sha256: None,
+        checksum_ok: false,
+        kind: index.map(|i| i.kind),
+        complete,
+        ok: false,
+        problems: found.problems,
+        parts: found.parts,
+        manifest: None,
+    })
+}
+
+/// What one pass over a dump file's bytes found.
+pub(super) struct Scan {
+    /// Read from the magic bytes.
+    pub compression: Compression,
+    pub head: Head,
+    pub tail: Tail,
+    /// SQL bytes.
+    pub raw: u64,
+    /// Why the stream did not decompress to its end.
+    pub damage: Option<io::Error>,
+    /// SHA-256 and size of the bytes as stored.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Reads a dump file's bytes once: hashes them as stored and decompresses them for the
+/// header and trailer. An error is a failure to read; a stream that does not decode is
+/// [`Scan::damage`].
+pub(super) fn scan(mut input: impl Read) -> io::Result<Scan> {
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut input, &mut magic)?;
+    let compression = Compression::from_magic(&magic[..n]);
+    let mut hashed = HashingReader::new(io::Cursor::new(magic[..n].to_vec()).chain(input));
     let mut head = Head::default();
     let mut tail = Tail::default();
     let mut raw = 0u64;
-    let mut problems = Vec::new();
     let decoded = {
-        let mut decoder = decoder(compression, &mut hashed).map_err(io_err("read"))?;
+        let mut decoder = decoder(compression, &mut hashed)?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
             match decoder.read(&mut buf) {
@@ -164,60 +289,17 @@ fn check(
             }
         }
     };
-    if let Err(err) = decoded {
-        problems.push(format!(
-            "the {compression} stream is damaged or cut off ({err})"
-        ));
-    }
-    // Hash whatever the decoder did not need, so the digest covers the whole file.
-    io::copy(&mut hashed, &mut io::sink()).map_err(io_err("read"))?;
+    // Hash whatever the decoder did not need, so the digest covers every byte.
+    io::copy(&mut hashed, &mut io::sink())?;
     let (sha256, bytes) = hashed.finish();
-
-    let expected = match checksum {
-        Some(text) => {
-            let parsed = format::parse_checksum(&text);
-            if parsed.is_none() {
-                problems.push(format!("{checksum_file} is not in sha256sum format"));
-            }
-            parsed
-        }
-        None => {
-            problems.push(format!("no checksum file {checksum_file}"));
-            None
-        }
-    };
-    let checksum_ok = expected.as_deref() == Some(sha256.as_str());
-    if let Some(expected) = &expected
-        && !checksum_ok
-    {
-        problems.push(format!(
-            "checksum mismatch: file has {sha256}, {checksum_file} says {expected}"
-        ));
-    }
-    let kind = DumpKind::from_header(head.bytes());
-    let complete = kind.is_some_and(|k| k.is_complete(tail.bytes()));
-    match kind {
-        _ if raw == 0 => problems.push("the dump is empty".into()),
-        None => problems.push("no pg_dump, pg_dumpall or mysqldump header at the start".into()),
-        Some(kind) if !complete => problems.push(format!(
-            "the dump is cut off: its last lines lack the trailer {:?}",
-            kind.trailer()
-        )),
-        Some(_) => {}
-    }
-    Ok(VerifyReport {
-        file: shown.to_string(),
+    Ok(Scan {
         compression,
-        bytes,
-        bytes_raw: raw,
+        head,
+        tail,
+        raw,
+        damage: decoded.err(),
         sha256,
-        expected_sha256: expected,
-        checksum_ok,
-        kind,
-        complete,
-        ok: problems.is_empty(),
-        problems,
-        manifest: None,
+        bytes,
     })
 }
 
@@ -236,21 +318,22 @@ pub fn decoder<'a, R: Read + 'a>(
 /// Opens a backup for reading its SQL, whatever its compression. Blocks (see
 /// [`Location::open`]).
 pub fn open_sql(file: &Location) -> Result<Box<dyn Read + Send>> {
-    let io_err = |source| Error::Io {
+    sql_reader(file.open()?).map_err(|source| Error::Io {
         action: "open",
         path: file.to_string(),
         source,
-    };
-    let mut input = file.open()?;
+    })
+}
+
+/// The SQL in a dump file's bytes, whatever its compression (read from its magic bytes).
+pub fn sql_reader(mut input: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut magic = [0u8; 4];
-    let n = read_up_to(&mut input, &mut magic).map_err(io_err)?;
+    let n = read_up_to(&mut input, &mut magic)?;
     let input =
         BufReader::with_capacity(1 << 20, io::Cursor::new(magic[..n].to_vec()).chain(input));
     Ok(match Compression::from_magic(&magic[..n]) {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_err)?)
-        }
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
         Compression::None => Box::new(input),
     })
 }

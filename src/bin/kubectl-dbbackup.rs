@@ -101,6 +101,10 @@ struct DumpArgs {
     /// until the restore re-asserts the target's own (see docs/dbbackup.md)
     #[arg(long, conflicts_with = "database")]
     with_credentials: bool,
+    /// Dump the globals and each database over its own stream, N at once, into one archive
+    /// (<name>-<UTC timestamp>.tar) that verify, restore and list read
+    #[arg(long, value_name = "N")]
+    parallel: Option<usize>,
     /// Time limit for the whole dump
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
@@ -388,6 +392,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
             args.compress
         );
     }
+    backup::parallel::validate(args.parallel, args.database.as_deref(), &destination)?;
     let to_stdout = destination == Destination::Stdout;
     let kube = client::connect_within(global, args.timeout).await?;
     let target =
@@ -405,6 +410,7 @@ async fn run_dump(global: &GlobalArgs, args: DumpArgs) -> Result<i32, Error> {
         compress_in_pod: args
             .compress_in_pod
             .unwrap_or(backup::dump::COMPRESS_IN_POD_DEFAULT),
+        parallel: args.parallel,
     };
     let report = backup::dump(&kube, &options).await?;
     if to_stdout {

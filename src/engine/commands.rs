@@ -71,10 +71,24 @@ pub trait Commands: Sync {
         with_credentials: bool,
         tool: &str,
     ) -> Vec<String> {
-        let mut argv = script(COMPRESS_IN_POD, &[tool]);
-        argv.extend(self.dump(database, with_credentials));
-        argv
+        compressed_in_pod(self.dump(database, with_credentials), tool)
     }
+    /// The databases a parallel dump (`dump --parallel`) takes one part of each, one name
+    /// per line: every database [`Commands::dump`] would write.
+    fn part_databases(&self) -> Vec<String>;
+    /// Databases every instance has (PostgreSQL's `postgres`, `template1`): parts of a
+    /// parallel dump, but not counted as the user's own when deciding whether it pays.
+    fn default_databases(&self) -> &'static [&'static str];
+    /// The part a parallel dump writes before the databases: what is not in any one
+    /// database (PostgreSQL's roles and tablespaces; MySQL's accounts, only with
+    /// `with_credentials`), or none.
+    fn dump_globals(&self, with_credentials: bool) -> Option<Vec<String>>;
+    /// One database of a parallel dump, a file restorable on its own after the globals.
+    fn dump_part(&self, database: &str, with_credentials: bool) -> Vec<String>;
+    /// Reads one database part of a parallel dump on stdin. Unlike [`Commands::restore`]
+    /// it sets no credentials: parts run concurrently, and only the globals part touches
+    /// accounts (it is restored with [`Commands::restore`], before the databases).
+    fn restore_part(&self, database: &str) -> Vec<String>;
     /// Reads a dump on stdin, then sets the container's own credentials again in the same
     /// session. Stops at the first error; the exit status is the client's.
     fn restore(&self) -> Vec<String>;
@@ -180,6 +194,13 @@ d=${s#*dump=}; d=${d%%[!0-9]*}
 p=${s#*compress=}; p=${p%%[!0-9]*}
 [ "$d" = 0 ] || exit "${d:-1}"
 [ "$p" = 0 ] || { echo "$c failed (exit ${p:-unknown})" >&2; exit 1; }"#;
+
+/// `argv` with its stdout through the compressor `tool` (see [`Commands::dump_compressed`]).
+pub fn compressed_in_pod(argv: Vec<String>, tool: &str) -> Vec<String> {
+    let mut wrapped = script(COMPRESS_IN_POD, &[tool]);
+    wrapped.extend(argv);
+    wrapped
+}
 
 /// Quotes a constant for `sh` (single quotes, `'` as `'\''`).
 pub(super) fn shell_quote(value: &str) -> String {

@@ -210,6 +210,10 @@ fn every_command(engine: Engine, value: &str) -> Vec<(&'static str, Vec<String>)
         ("dump all with credentials", c.dump(None, true)),
         ("dump one", c.dump(Some(value), false)),
         ("restore", c.restore()),
+        ("part databases", c.part_databases()),
+        ("dump globals", c.dump_globals(true).unwrap_or_default()),
+        ("dump part", c.dump_part(value, false)),
+        ("restore part", c.restore_part(value)),
         ("credentials", c.credentials()),
         ("user data", c.user_data()),
         ("manifest", c.manifest(Some(value))),
@@ -464,6 +468,77 @@ fn dumps_compressed_in_the_pod_run_the_same_dump_through_the_images_tool() {
             ran.stderr.contains("zstd is not in the container's image"),
             "{ran:?}"
         );
+    }
+}
+
+#[test]
+fn parallel_parts_dump_and_restore_one_database_each() {
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            for value in VALUES.iter().filter(|v| !v.is_empty()) {
+                let call = one_call(&run(&c.dump_part(value, false), *tools, "", "")).clone();
+                let n = call.args.len();
+                match engine {
+                    Engine::Postgres => {
+                        assert_eq!(call.tool, "pg_dump");
+                        assert_eq!(call.args[n - 3..], ["--create", "-d", *value]);
+                    }
+                    _ => {
+                        assert_eq!(call.tool, tools.expected("mysqldump"));
+                        assert_eq!(call.args[n - 2..], ["--databases", *value]);
+                    }
+                }
+            }
+            // A part's restore reads the file alone: no credential lines after it.
+            let part = "CREATE TABLE t (v text);\n";
+            let restored = one_call(&run(&c.restore_part("appdb"), *tools, part, "")).clone();
+            assert_eq!(restored.tool, tools.expected(client_name(engine)));
+            assert_eq!(restored.stdin, part);
+            assert_eq!(restored.password, PASSWORD);
+            let listed = one_call(&run(&c.part_databases(), *tools, "", "")).clone();
+            assert_eq!(listed.tool, tools.expected(client_name(engine)));
+            match engine {
+                Engine::Postgres => {
+                    assert_eq!(restored.args[restored.args.len() - 2..], ["-d", "postgres"]);
+                    // The databases every instance has: dumped and restored in place.
+                    let own =
+                        one_call(&run(&c.dump_part("template1", false), *tools, "", "")).clone();
+                    assert!(!own.args.contains(&"--create".to_string()), "{own:?}");
+                    let into = one_call(&run(&c.restore_part("template1"), *tools, "", "")).clone();
+                    assert_eq!(into.args[into.args.len() - 2..], ["-d", "template1"]);
+                    let globals = c.dump_globals(false).unwrap();
+                    let globals = one_call(&run(&globals, *tools, "", "")).clone();
+                    assert_eq!(globals.tool, "pg_dumpall");
+                    assert_eq!(
+                        globals.args[globals.args.len() - 2..],
+                        ["--globals-only", "--no-role-passwords"]
+                    );
+                    assert!(
+                        listed
+                            .args
+                            .iter()
+                            .any(|a| a.contains("datname <> 'template0'"))
+                    );
+                }
+                _ => {
+                    assert!(restored.args.contains(&"--binary-mode".to_string()));
+                    assert!(c.dump_globals(false).is_none());
+                    let globals = c.dump_globals(true).unwrap();
+                    let globals = one_call(&run(&globals, *tools, "", "")).clone();
+                    assert_eq!(
+                        globals.args[globals.args.len() - 2..],
+                        ["--databases", "mysql"]
+                    );
+                    assert!(
+                        listed
+                            .args
+                            .iter()
+                            .any(|a| a.contains("NOT IN ('mysql','sys'"))
+                    );
+                }
+            }
+        }
     }
 }
 

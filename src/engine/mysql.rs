@@ -182,6 +182,19 @@ set -f
 exec "$d" "$@" --databases $dbs"#
 );
 
+/// The user databases, one per line (-r: unescaped), as [`DUMP_USERS`] picks them.
+const PART_DATABASES: &str = concat!(
+    r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}"; export MYSQL_PWD; "#,
+    client!(),
+    r#"exec "$c" -uroot -N -B -r -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','sys','information_schema','performance_schema') ORDER BY 1""#
+);
+/// One part of a parallel dump on stdin; the file names its database (`USE`).
+const RESTORE_PART: &str = concat!(
+    r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}"; export MYSQL_PWD; "#,
+    client!(),
+    r#"exec "$c" -uroot --default-character-set=utf8mb4 --binary-mode"#
+);
+
 /// Shell functions that print the SQL re-asserting a MySQL/MariaDB target's accounts from
 /// its container's environment, as the images' entrypoints set them up (root@localhost,
 /// root@%, MYSQL_USER@% with all rights on MYSQL_DATABASE). Built with shell builtins only
@@ -384,6 +397,27 @@ impl Commands for MysqlFamily {
 
     fn restore(&self) -> Vec<String> {
         script(RESTORE, &[])
+    }
+
+    fn part_databases(&self) -> Vec<String> {
+        script(PART_DATABASES, &[])
+    }
+
+    fn default_databases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The `mysql` schema (accounts and grants), only `with_credentials`.
+    fn dump_globals(&self, with_credentials: bool) -> Option<Vec<String>> {
+        with_credentials.then(|| script(&format!("{DUMP_SETUP}{DUMP_ONE}"), &["mysql"]))
+    }
+
+    fn dump_part(&self, database: &str, _with_credentials: bool) -> Vec<String> {
+        script(&format!("{DUMP_SETUP}{DUMP_ONE}"), &[database])
+    }
+
+    fn restore_part(&self, _database: &str) -> Vec<String> {
+        script(RESTORE_PART, &[])
     }
 
     /// FLUSH TABLES WITH READ LOCK: writes wait until it is released.

@@ -80,6 +80,18 @@ const DUMP_ALL: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dumpall -w
 /// --create: the file makes its own database, so restoring needs no name.
 const DUMP_ONE: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dump -w -U "${POSTGRES_USER:-postgres}" --create -d "$1""#;
 
+/// One database for a parallel dump, without `--create`: for the databases every instance
+/// has, which pg_dumpall dumps the same way (the restore connects to them instead).
+const DUMP_IN_PLACE: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dump -w -U "${POSTGRES_USER:-postgres}" -d "$1""#;
+/// What pg_dumpall dumps (templates but template1 are left out, as are databases a failed
+/// DROP DATABASE left invalid: `datconnlimit = -2`).
+const PART_DATABASES: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -w -tA -U "${POSTGRES_USER:-postgres}" -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND datconnlimit <> -2 AND datname <> 'template0' ORDER BY 1""#;
+/// One part of a parallel dump on stdin, into `"$1"`: `postgres` for a part that creates
+/// its database (the file drops and re-creates it), else the database itself.
+const RESTORE_PART: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -q -w -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -d "$1""#;
+/// Databases every instance has: dumped and restored in place, never re-created.
+const DEFAULT_DATABASES: &[&str] = &["postgres", "template1"];
+
 /// psql lines run after the dump, in the same session: the target's own role gets back
 /// the password its container (its Secret) has, so a dump of another deployment, or an
 /// old one that carries role passwords, cannot lock the target out. The password goes
@@ -207,6 +219,41 @@ impl Commands for Postgres {
             Some(database) => script(DUMP_ONE, &[database]),
             None if with_credentials => script(DUMP_ALL, &[]),
             None => script(DUMP_ALL, &["--no-role-passwords"]),
+        }
+    }
+
+    fn part_databases(&self) -> Vec<String> {
+        script(PART_DATABASES, &[])
+    }
+
+    fn default_databases(&self) -> &'static [&'static str] {
+        DEFAULT_DATABASES
+    }
+
+    /// Roles and tablespaces (`pg_dumpall --globals-only`), with role passwords only
+    /// `with_credentials`.
+    fn dump_globals(&self, with_credentials: bool) -> Option<Vec<String>> {
+        let mut args = vec!["--globals-only"];
+        if !with_credentials {
+            args.push("--no-role-passwords");
+        }
+        Some(script(DUMP_ALL, &args))
+    }
+
+    /// `pg_dump --create`, as pg_dumpall does; the default databases in place.
+    fn dump_part(&self, database: &str, _with_credentials: bool) -> Vec<String> {
+        if DEFAULT_DATABASES.contains(&database) {
+            script(DUMP_IN_PLACE, &[database])
+        } else {
+            script(DUMP_ONE, &[database])
+        }
+    }
+
+    fn restore_part(&self, database: &str) -> Vec<String> {
+        if DEFAULT_DATABASES.contains(&database) {
+            script(RESTORE_PART, &[database])
+        } else {
+            script(RESTORE_PART, &["postgres"])
         }
     }
 

@@ -18,6 +18,7 @@ mod dbpersist;
 mod drill;
 mod krew;
 mod man;
+mod parallel;
 mod parsers;
 mod perf;
 mod rbac;

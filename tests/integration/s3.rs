@@ -18,13 +18,13 @@ use serde_json::Value;
 use crate::common::{self, TestNamespace, text};
 
 /// The local S3 server, from the env file s3-up writes.
-struct S3 {
+pub(crate) struct S3 {
     vars: HashMap<String, String>,
 }
 
 impl S3 {
     /// The server when it runs; otherwise skip (or fail under `KDB_REQUIRE_CLUSTER=1`).
-    fn running() -> Option<S3> {
+    pub(crate) fn running() -> Option<S3> {
         let state = std::env::var("KDB_CLUSTER_STATE")
             .unwrap_or_else(|_| "/var/tmp/kubectl-db-cluster".into());
         let env = PathBuf::from(state).join("s3/env");
@@ -60,7 +60,7 @@ impl S3 {
     }
 
     /// The AWS variables a user would set for this server.
-    fn configure(&self, cmd: &mut assert_cmd::Command) {
+    pub(crate) fn configure(&self, cmd: &mut assert_cmd::Command) {
         cmd.env("AWS_ACCESS_KEY_ID", self.var("S3_ACCESS_KEY_ID"))
             .env("AWS_SECRET_ACCESS_KEY", self.var("S3_SECRET_ACCESS_KEY"))
             .env("AWS_REGION", self.var("S3_REGION"))
@@ -106,7 +106,7 @@ impl S3 {
     }
 
     /// A new, empty bucket.
-    fn bucket(&self, prefix: &str) -> String {
+    pub(crate) fn bucket(&self, prefix: &str) -> String {
         let name = format!("kdb-{prefix}-{}", rand::random::<u32>() % 100_000);
         let (code, body) = self.request("PUT", &format!("/{name}"));
         assert_eq!(code, 200, "create bucket {name}: {body}");
@@ -114,14 +114,14 @@ impl S3 {
     }
 
     /// Every key in the bucket.
-    fn keys(&self, bucket: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, bucket: &str) -> Vec<String> {
         let (code, body) = self.request("GET", &format!("/{bucket}?list-type=2"));
         assert_eq!(code, 200, "{body}");
         elements(&body, "Key")
     }
 
     /// Keys of the multipart uploads not completed nor aborted.
-    fn uploads(&self, bucket: &str) -> Vec<String> {
+    pub(crate) fn uploads(&self, bucket: &str) -> Vec<String> {
         let (code, body) = self.request("GET", &format!("/{bucket}?uploads="));
         assert_eq!(code, 200, "{body}");
         elements(&body, "Key")
@@ -137,7 +137,7 @@ fn elements(xml: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn dbbackup(s3: &S3, ns: &TestNamespace, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn dbbackup(s3: &S3, ns: &TestNamespace, args: &[&str]) -> (i32, String, String) {
     let mut cmd = ns.bin("kubectl-dbbackup");
     s3.configure(&mut cmd);
     common::output(cmd.args(args))
