@@ -369,6 +369,7 @@ pub(crate) fn managed_selector(database: Option<&str>) -> String {
 /// The schedules in the namespace (of one database), by CronJob name.
 pub async fn list(kube: &Kube, database: Option<&str>) -> Result<Vec<ScheduleInfo>> {
     let api: Api<CronJob> = kube.api();
+    let database = database.map(|d| d.split_once('/').map_or(d, |(_, name)| name));
     let params = ListParams::default().labels(&managed_selector(database));
     let list = api
         .list(&params)
@@ -384,6 +385,8 @@ pub async fn list(kube: &Kube, database: Option<&str>) -> Result<Vec<ScheduleInf
 pub async fn find(kube: &Kube, name: &str) -> Result<CronJob> {
     let ns = &kube.namespace;
     let api: Api<CronJob> = kube.api();
+    // kubectl's KIND/NAME (`sts/pg`, `pod/pg-0`, `cronjob/pg-backup`): the name is looked up.
+    let name = name.split_once('/').map_or(name, |(_, name)| name);
     // A StatefulSet, its pod (`NAME-0`), or the CronJob itself; a StatefulSet's own name
     // may end in digits (`db-2`), so that comes first.
     let pod_of = name

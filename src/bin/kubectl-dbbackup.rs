@@ -237,8 +237,8 @@ struct SnapshotDeleteArgs {
 struct ScheduleArgs {
     #[command(subcommand)]
     action: Option<ScheduleAction>,
-    /// StatefulSet (or its pod) of the database
-    #[arg(required = true)]
+    /// StatefulSet (or its pod) of the database: NAME, sts/NAME or POD
+    #[arg(required = true, value_parser = cli::parse_target)]
     target: Option<String>,
     /// Run every PERIOD: minutes that divide an hour (15m) or hours that divide a day (6h, 1d)
     #[arg(long, value_name = "PERIOD", value_parser = cron::parse_every)]
@@ -304,7 +304,7 @@ struct ScheduleListArgs {
 
 #[derive(Args)]
 struct ScheduleNameArgs {
-    /// Database (StatefulSet or pod) or the schedule's CronJob
+    /// Database (StatefulSet or pod, also sts/NAME) or the schedule's CronJob
     target: String,
     #[command(flatten)]
     output: OutputArgs,
@@ -312,7 +312,7 @@ struct ScheduleNameArgs {
 
 #[derive(Args)]
 struct RunNowArgs {
-    /// Database (StatefulSet or pod) or the schedule's CronJob
+    /// Database (StatefulSet or pod, also sts/NAME) or the schedule's CronJob
     target: String,
     /// How long to wait for the run to end (it goes on after that)
     #[arg(long, default_value = "1h", value_parser = parse_duration)]

@@ -186,10 +186,14 @@ async fn scheduled_backups_verify_restore_and_fail_visibly() {
     assert_eq!(kept["rows"], 1, "{deep}");
 
     // --keep 1: the next good run leaves exactly one.
-    common::json(
-        ns.bin("kubectl-dbbackup")
-            .args(["schedule", "postgres", "--at", "02:30", "--keep", "1"]),
-    );
+    common::json(ns.bin("kubectl-dbbackup").args([
+        "schedule",
+        "sts/postgres",
+        "--at",
+        "02:30",
+        "--keep",
+        "1",
+    ]));
     let (code, run) = run_now(&ns);
     assert_eq!(code, 0, "{run}");
     let files = backups(&ns);
@@ -335,7 +339,7 @@ async fn scheduled_backups_verify_restore_and_fail_visibly() {
 
     // Delete keeps the PVC and its backups.
     let mut cmd = ns.bin("kubectl-dbbackup");
-    cmd.args(["schedule", "delete", "postgres"]);
+    cmd.args(["schedule", "delete", "statefulset/postgres"]);
     let (code, stdout, stderr) = common::output(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
     assert!(
