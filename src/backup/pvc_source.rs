@@ -103,11 +103,27 @@ impl Reader {
         Ok(reader)
     }
 
+    /// Deletes the pod. A refusal is said, not fatal (what was read is read), but the pod
+    /// would hold the claim mounted for up to an hour, so the user is told.
     async fn stop(self) {
-        let _ = self
+        let deleted = self
             .pods
             .delete(&self.name, &DeleteParams::default().grace_period(0))
             .await;
+        match deleted {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => {
+                let reason = match err {
+                    kube::Error::Api(status) => status.message,
+                    other => other.to_string(),
+                };
+                eprintln!(
+                    "warning: failed to delete the reader pod {}, left behind until its deadline: {reason}",
+                    self.name
+                );
+            }
+        }
     }
 }
 
