@@ -32,7 +32,7 @@ delete_namespace() {
 
 # deploy_postgres NAME STORAGE : a PostgreSQL StatefulSet NAME (pod NAME-0), Ready.
 deploy_postgres() {
-  "$BIN"/kubectl-dbdeploy -n "$NS" postgres --name "$1" --image "$IMAGE" --cpu 50m \
+  timeout 900 "$BIN"/kubectl-dbdeploy -n "$NS" postgres --name "$1" --image "$IMAGE" --cpu 50m \
     --memory 128Mi --memory-limit 1Gi --storage-size "$2" -q >/dev/null
 }
 

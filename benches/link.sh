@@ -34,7 +34,7 @@ if ip -o addr show | grep -q " $ADDR_PREFIX\."; then
   echo "$ADDR_PREFIX.0/30 is already in use here: set ADDR_PREFIX" >&2
   exit 1
 fi
-server=$("$KUBECTL" config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+server=$(timeout 20 "$KUBECTL" config view --minify -o jsonpath='{.clusters[0].cluster.server}')
 api_host=$(sed -E 's|^https://([^:/]+):?([0-9]*).*|\1|' <<<"$server")
 api_port=$(sed -E 's|^https://([^:/]+):?([0-9]*).*|\2|' <<<"$server")
 api_port=${api_port:-443}
@@ -101,7 +101,7 @@ for _ in $(seq 50); do grep -q listening "$OUT/forwarder.log" && break; sleep 0.
 grep -q listening "$OUT/forwarder.log" || { cat "$OUT/forwarder.log" >&2; exit 1; }
 
 # The client's kubeconfig: the same credentials, the server by the certificate's name.
-"$KUBECTL" config view --minify --flatten >"$OUT/kubeconfig"
+timeout 20 "$KUBECTL" config view --minify --flatten >"$OUT/kubeconfig"
 sed -i -E "s|server: .*|server: https://kubernetes:$api_port|" "$OUT/kubeconfig"
 chmod 600 "$OUT/kubeconfig"
 # CMD in the namespace, with that kubeconfig: "${LINKED[@]}" CMD...
@@ -149,13 +149,13 @@ row "kubectl exec -- pg_dumpall, gzip -1 in pod" "$OUT/m.out" \
   timeout 3600 "$KUBECTL" -n "$NS" exec $POD -- sh -c \
   'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | gzip -1'
 row "dbbackup (default: gzip in the pod)" "$OUT/d1.sql.gz" \
-  "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d1.sql.gz"
+  timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d1.sql.gz"
 row "dbbackup --compress zstd" "$OUT/d2.sql.zst" \
-  "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress zstd -f "$OUT/d2.sql.zst"
+  timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress zstd -f "$OUT/d2.sql.zst"
 row "dbbackup --compress-in-pod=false (gzip)" "$OUT/d3.sql.gz" \
-  "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d3.sql.gz"
+  timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d3.sql.gz"
 row "dbbackup --compress none" "$OUT/d4.sql" \
-  "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d4.sql"
+  timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d4.sql"
 echo
 echo "link: veth $HOST_ADDR <-> $CLIENT_ADDR, tbf $RATE each way; kubectl exec of random bytes over it: $probe"
 echo "$PROFILE build ($BIN); SQL MiB/s = the plain dump's bytes / seconds"

@@ -64,9 +64,9 @@ for mib in $SIZES; do
     'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dumpall -U "$POSTGRES_USER"'
   mv "$OUT/m.out" "$OUT/k.sql"
   measure "$d" "dump: dbbackup (default, gzip in the pod)" "$OUT/k.sql" \
-    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d.sql.gz"
+    timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d.sql.gz"
   measure "$d" "dump: dbbackup --compress none" "$OUT/k.sql" \
-    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d.sql"
+    timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d.sql"
 
   ref_wall=
   reset
@@ -76,7 +76,7 @@ for mib in $SIZES; do
   check_rows $rows "kubectl exec -i psql"
   reset
   measure "$d" "restore: dbbackup restore -f file.sql" "$OUT/k.sql" \
-    "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql"
+    timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql"
   check_rows $rows "dbbackup restore -f file.sql"
   ref_wall=
   reset
@@ -86,7 +86,7 @@ for mib in $SIZES; do
   check_rows $rows "gzip -dc | kubectl exec -i psql"
   reset
   measure "$d" "restore: dbbackup restore -f file.sql.gz" "$OUT/k.sql" \
-    "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql.gz"
+    timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql.gz"
   check_rows $rows "dbbackup restore -f file.sql.gz"
 done
 echo
