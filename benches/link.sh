@@ -129,7 +129,12 @@ ref_wall=
 row() {
   local label=$1 file=$2 wall rss
   shift 2
-  read -r wall rss < <(run "$OUT" m "${LINKED[@]}" "$@")
+  if ! run "$OUT" m "${LINKED[@]}" "$@" >"$OUT/row"; then
+    # A failed dump is a result too: its row says so, and the others still run.
+    printf '| %-9s | %-44s | failed: %s |\n' "~$SIZE MiB" "$label" "$(grep -m1 -i error "$OUT/m.err" || tail -n1 "$OUT/m.err")"
+    return 0
+  fi
+  read -r wall rss <"$OUT/row"
   [[ -s $file ]] || file=$OUT/m.out
   if [[ -z $SQL ]]; then
     SQL=$OUT/k.sql
