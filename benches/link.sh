@@ -161,6 +161,9 @@ row "dbbackup --compress-in-pod=false (gzip)" "$OUT/d3.sql.gz" \
   timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d3.sql.gz"
 row "dbbackup --compress none" "$OUT/d4.sql" \
   timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d4.sql"
+# kubectl exits 0 on a stream cut short: say so when its plain dump lacks pg_dumpall's trailer.
+tail -c 200 "$SQL" | grep -q 'PostgreSQL database cluster dump complete' ||
+  echo "warning: kubectl's plain dump has no completion trailer: it was cut short ($(stat -c %s "$SQL") bytes)"
 echo
 echo "link: veth $HOST_ADDR <-> $CLIENT_ADDR, tbf $RATE each way; kubectl exec of random bytes over it: $probe"
 echo "$PROFILE build ($BIN); SQL MiB/s = the plain dump's bytes / seconds"
