@@ -68,11 +68,14 @@ printf '127.0.0.1 localhost\n%s kubernetes\n' "$HOST_ADDR" >"/etc/netns/$NETNS/h
 python3 -u - "$HOST_ADDR" "$api_port" "$api_host" "$api_port" >"$OUT/forwarder.log" 2>&1 <<'PY' &
 import asyncio, sys
 
+# No backpressure towards the API server: what it sent is read at once and held here, so
+# nothing sits unread in a socket when it closes the connection (a version that waited for
+# the shaped side lost the last MB of long streams: docs/dbbackup.md, "Over a limited link").
 async def pipe(reader, writer):
     try:
         while data := await reader.read(262144):
             writer.write(data)
-            await writer.drain()
+        await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
     except (ConnectionError, OSError):
