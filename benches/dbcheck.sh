@@ -9,6 +9,12 @@
 #
 # Deploys a MariaDB (the guide's commands are MySQL's) in a throwaway namespace, deleted at
 # the end. Needs kubectl on PATH (or KUBECTL=...) for the guide's side.
+#
+# Then (SUMMARY=0 skips it) the namespace summary, `kubectl dbcheck` without a target, with
+# one and with eight healthy PostgreSQL servers in a namespace of its own: API requests
+# other than exec (the client's own request log, printed at -vv), execs and wall time, side
+# by side; and `kubectl dbcheck -A` once, which counts whatever else the cluster runs.
+# BIN=DIR uses binaries already built instead of building the release ones.
 set -euo pipefail
 
 ROUNDS=${1:-3}
@@ -19,11 +25,18 @@ NS=kdb-bench-check-$RANDOM
 NAME=mysql
 POD=$NAME-0
 
-cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --bin kubectl-dbcheck --bin kubectl-dbdeploy
-BIN=$HERE/target/release
+if [[ -z ${BIN:-} ]]; then
+  nice cargo build --release --quiet --manifest-path "$HERE/Cargo.toml" --bin kubectl-dbcheck --bin kubectl-dbdeploy
+  BIN=$HERE/target/release
+fi
 k() { timeout 60 "$KUBECTL" -n "$NS" "$@"; }
 
-cleanup() { timeout 60 "$KUBECTL" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true; }
+NS_ALL=
+cleanup() {
+  for ns in "$NS" $NS_ALL; do
+    timeout 60 "$KUBECTL" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 
 echo "deploying $IMAGE as $NS/$NAME ..." >&2
@@ -68,7 +81,7 @@ dbcheck_times=()
 guide_times=()
 for ((i = 1; i <= ROUNDS; i++)); do
   t0=$(now)
-  "$BIN/kubectl-dbcheck" -n "$NS" "$POD" -o json >/tmp/kdb-bench-dbcheck.json || true
+  timeout 120 "$BIN/kubectl-dbcheck" -n "$NS" "$POD" -o json >/tmp/kdb-bench-dbcheck.json || true
   t1=$(now)
   guide >/dev/null 2>&1
   t2=$(now)
@@ -85,3 +98,62 @@ printf '\n%-46s %10s %s\n' "what ($ROUNDS rounds, median)" "seconds" "notes"
 printf '%-46s %10.3f %s\n' "kubectl dbcheck $POD" "$d" "${checks% *} checks, verdict ${checks#* }, all concurrent"
 printf '%-46s %10.3f %s\n' "guide's diagnostic commands, one by one" "$g" "20 kubectl invocations"
 printf '%-46s %10.1fx\n' "ratio (guide / dbcheck)" "$(echo "$g / $d" | bc -l)"
+
+[[ ${SUMMARY:-1} == 0 ]] && exit 0
+k delete statefulset "$NAME" --wait=false >/dev/null 2>&1 || true # frees the node for eight
+
+# summary ARGS... : one `kubectl dbcheck ARGS -vv -o json`: "seconds non-exec-requests execs
+# databases verdicts", the requests from the client's log line ("N requests: 1 list pods, ...").
+summary() {
+  local t0 t1
+  t0=$(now)
+  timeout 300 "$BIN/kubectl-dbcheck" "$@" -vv -o json >/tmp/kdb-bench-summary.json 2>/tmp/kdb-bench-summary.err || true
+  t1=$(now)
+  python3 - "$(elapsed "$t0" "$t1")" <<'PY'
+import json, re, sys
+log = re.sub(r"\x1b\[[0-9;]*m", "", open("/tmp/kdb-bench-summary.err").read())
+lines = [l for l in log.splitlines() if re.search(r"\d+ requests: ", l)]
+counts = re.findall(r"(\d+) (\S+) (\S+)", lines[-1].split("requests: ", 1)[1]) if lines else []
+execs = sum(int(n) for n, verb, _ in counts if verb == "exec")
+other = sum(int(n) for n, verb, _ in counts if verb != "exec")
+dbs = json.load(open("/tmp/kdb-bench-summary.json")).get("databases", [])
+verdicts = {}
+for d in dbs:
+    verdicts[d.get("verdict")] = verdicts.get(d.get("verdict"), 0) + 1
+problems = sorted({p.split(":", 1)[0] for d in dbs for p in d.get("problems", [])})
+print(sys.argv[1], other, execs, len(dbs), ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+      + (f" ({', '.join(problems)})" if problems else ""))
+PY
+}
+# measure_summary LABEL ARGS... : ROUNDS runs, the median wall time.
+measure_summary() {
+  local label=$1 times=() seconds other execs dbs verdicts
+  shift
+  for ((i = 1; i <= ROUNDS; i++)); do
+    read -r seconds other execs dbs verdicts < <(summary "$@")
+    times+=("$seconds")
+  done
+  printf '| %-22s | %9s | %28s | %5s | %7.2f | %s |\n' "$label" "$dbs" "$other" "$execs" "$(median "${times[@]}")" "$verdicts"
+}
+
+NS_ALL=kdb-bench-check-all-$RANDOM
+timeout 60 "$KUBECTL" create namespace "$NS_ALL" >/dev/null
+until timeout 10 "$KUBECTL" -n "$NS_ALL" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
+deploy() {
+  timeout 600 "$BIN/kubectl-dbdeploy" -n "$NS_ALL" postgres --name "$1" --image "${KDB_TEST_POSTGRES_IMAGE:-localhost/kdb/postgres:15}" \
+    --cpu 10m --memory 64Mi --memory-limit 512Mi --storage-size 1Gi -q >/dev/null
+}
+echo "deploying 1, then 7 more PostgreSQL in $NS_ALL ..." >&2
+deploy db0
+printf '\n| %-22s | %9s | %28s | %5s | %7s | %s |\n' "kubectl dbcheck ($ROUNDS rounds)" "databases" "API requests other than exec" "execs" "seconds" "verdicts"
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------" "-----------" "------------------------------" "-------" "---------" "----------"
+measure_summary "-n NS (1 database)" -n "$NS_ALL"
+pids=()
+for i in 1 2 3 4 5 6 7; do
+  deploy "db$i" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+measure_summary "-n NS (8 databases)" -n "$NS_ALL"
+measure_summary "-A (the whole cluster)" -A
+echo "(-A sees every database of the cluster, this bench's and anyone else's)"

@@ -11,7 +11,7 @@
 #   SIZES="100 1024" PROFILE=release benches/dump.sh
 #
 # PROFILE=debug uses the test build (target/debug, dependencies at opt-level 1) instead of
-# a release build. Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
+# a release build. LEVELS=0 skips the compression levels (they build the library's tests). Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KUBECONFIG=${KUBECONFIG:-/var/tmp/kubectl-db-cluster/kubeconfig}
@@ -110,12 +110,12 @@ for mib in $SIZES; do
 done
 
 # The client's compression levels on the first dump, through the crates the client uses.
-if [ -n "$sql_sample" ]; then
+if [ -n "$sql_sample" ] && [ "${LEVELS:-1}" != 0 ]; then
   echo
   echo "compression levels on the ~${SIZES%% *} MiB dump (one thread, $PROFILE build):"
   profile_flag=()
   [ "$PROFILE" = release ] && profile_flag=(--release)
   KDB_BENCH_SQL=$sql_sample cargo test --locked -q "${profile_flag[@]}" --lib compression_levels \
     -- --ignored --nocapture 2>/dev/null | grep '^|'
-  rm -f "$sql_sample"
 fi
+rm -f ${sql_sample:+"$sql_sample"}
