@@ -164,9 +164,6 @@ async fn follow_size(sender: Option<futures::channel::mpsc::Sender<TerminalSize>
     let Some(mut sender) = sender else {
         return;
     };
-    if let Some(size) = terminal_size() {
-        let _ = sender.send(size).await;
-    }
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -199,7 +196,13 @@ async fn on_terminal(
         .map_err(Error::api(format!("exec into pod {pod}")))?;
     let raw = RawMode::on()?;
     let status = process.take_status();
-    let resize = process.terminal_size();
+    let mut resize = process.terminal_size();
+    // The size goes before any input: a program that answers typed-ahead input at once
+    // (psql choosing whether to page) must not see the 0x0 terminal the exec starts with.
+    if let (Some(sender), Some(size)) = (resize.as_mut(), terminal_size()) {
+        use futures::SinkExt;
+        let _ = sender.send(size).await;
+    }
     let out = pump(process.stdout(), tokio::io::stdout());
     let session =
         async { tokio::join!(exec::feed_until_status(feed(process.stdin()), status), out).0 };

@@ -218,7 +218,8 @@ fn on_a_terminal(ns: &TestNamespace) {
     }
     let plugin = ns.command("kubectl-dbdeploy");
     let line = format!(
-        "stty cols 91 rows 33; {} -n {} connect postgres",
+        // No pager: the first answer may still come before the exec's TTY has its size.
+        "stty cols 91 rows 33; {} -n {} connect postgres -- -P pager=off",
         plugin.get_program().to_string_lossy(),
         ns.name
     );
