@@ -386,12 +386,23 @@ async fn no_secret_leaks(engine: Engine) {
     assert!(matches!(code, Some(0 | 1)), "check: {stderr}");
 
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("{name}.sql.gz"));
-    let file_arg = file.display().to_string();
-    let mut dump = ns.bin("kubectl-dbbackup");
-    dump.args([name, "-f", &file_arg, "-vvv"]);
-    let (code, stderr) = sampled.run(dump, "dump", &forms).await;
+    // A small dump's client lives a few milliseconds between the manifest's two passes:
+    // repeated until sampled, each run to a new file (dump never overwrites one).
+    let attempt = std::cell::Cell::new(0);
+    let file_of = |n: u32| dir.path().join(format!("{name}-{n}.sql.gz"));
+    let dump = || {
+        attempt.set(attempt.get() + 1);
+        let mut dump = ns.bin("kubectl-dbbackup");
+        dump.arg(name)
+            .arg("-f")
+            .arg(file_of(attempt.get()))
+            .arg("-vvv");
+        dump
+    };
+    let (code, stderr) = sampled.run_repeatedly(dump, "dump", &forms).await;
     assert_eq!(code, Some(0), "dump: {stderr}");
+    let file = file_of(attempt.get());
+    let file_arg = file.display().to_string();
     // The dump itself holds no password of the Secret (users' hashes are not passwords).
     assert_no_secret("the dump file", &common::gunzip(&file), &forms);
 
