@@ -1,11 +1,13 @@
 //! kubectl-db: kubectl plugins that deploy MySQL, MariaDB and PostgreSQL as StatefulSets
 //! (`dbdeploy`), diagnose them (`dbcheck`), back them up (`dbbackup`) and prove their data
-//! survives a pod's death (`dbpersist`). The binaries in `src/bin/` parse flags and call one
-//! flow here; flows talk to the API server through `kube` (exec included) and return report
-//! values. A report's table is a pure function next to it (`output::Render`, in the flow's
-//! `print` module); the binaries only choose it, JSON or YAML.
+//! survives a pod's death (`dbpersist`). `app/` holds each plugin's command line (the
+//! binaries in `src/bin/` only call it): it parses flags and calls one flow; flows talk to
+//! the API server through `kube` (exec included) and return report values. A report's table
+//! is a pure function next to it (`output::Render`, in the flow's `print` module); `app/`
+//! only chooses it, JSON or YAML.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod apply;
 pub mod backup;
 pub mod check;
