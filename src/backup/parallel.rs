@@ -58,7 +58,21 @@ pub fn validate(
         Destination::Stdout => Err(Error::Usage(
             "--parallel writes an archive assembled from its parts into a file: use -f FILE, not -f -".into(),
         )),
-        Destination::Default | Destination::File(_) | Destination::Object(_) => Ok(()),
+        Destination::File(path) => single_dump_name(&path.to_string_lossy()),
+        Destination::Object(url) => single_dump_name(&url.key),
+        Destination::Default => Ok(()),
+    }
+}
+
+/// Refuses a name that promises one SQL dump (`x.sql.gz`): the archive is a tar, and a
+/// file named like a dump would be fed to `gzip -d` or `psql` by hand.
+fn single_dump_name(name: &str) -> Result<()> {
+    match [".sql", ".sql.gz", ".sql.zst"].iter().find(|s| name.ends_with(*s)) {
+        Some(suffix) => Err(Error::Usage(format!(
+            "--parallel writes a tar archive of one dump per database, not a {suffix} file: name it .tar (-f {}.tar)",
+            name.trim_end_matches(suffix).rsplit('/').next().unwrap_or(name)
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -548,6 +562,25 @@ mod tests {
             ..options(Some(2))
         };
         assert!(check(&s3).is_ok());
+        for name in ["x.sql.gz", "dir/x.sql", "x.sql.zst"] {
+            let named = DumpOptions {
+                destination: Destination::File(name.into()),
+                ..options(Some(2))
+            };
+            refused(named, "name it .tar (-f x.tar)");
+        }
+        let object = DumpOptions {
+            destination: Destination::Object(
+                crate::backup::S3Url::parse("s3://bucket/p/x.sql.gz").unwrap(),
+            ),
+            ..options(Some(2))
+        };
+        refused(object, "not a .sql.gz file");
+        let serial = DumpOptions {
+            destination: Destination::File("x.sql.gz".into()),
+            ..options(None)
+        };
+        assert!(check(&serial).is_ok());
     }
 
     #[test]
