@@ -1,54 +1,88 @@
 #!/usr/bin/env bash
-# `dbbackup dump --parallel 4` against the serial default on four equal databases, side by
-# side with `kubectl exec POD -- pg_dumpall > file` in the same run: wall time, peak RSS and
-# the speed-up of each over kubectl and of --parallel over the serial dump. Each database
-# holds the realistic rows of benches/lib.sh (orders, ~1 KiB each).
+# `dbbackup dump` (serial default, and `--parallel N` over several databases) side by side
+# with `kubectl exec POD -- pg_dumpall > file`, round after round in the same run (each
+# round runs every command once, so a neighbour's load hits them alike): median and best
+# wall time, peak RSS, the speed-up over kubectl and of --parallel over the serial dump.
+# Also `dbbackup -f - > file` (the same dump with no manifest: a dump to stdout takes none)
+# and where the serial dump's time goes (its -v timers: the manifest pass before the dump,
+# the dump stream, the pass after). Each database holds the realistic rows of benches/lib.sh
+# (orders, ~1 KiB each), the same in each.
 #
-#   MIB=100 RUNS=3 PROFILE=release benches/parallel.sh
+#   DBS=4 MIB=50 ROUNDS=3 PROFILE=release benches/parallel.sh
+#   DBS=1 MIB=100 ROUNDS=3 benches/parallel.sh     # one database (no --parallel row)
 #
-# MIB is the size of each database's rows (four of them). BIN=... measures a build already
-# made. Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
+# MIB is the size of each database's rows. BIN=... measures a build already made. Needs a
+# cluster: KUBECONFIG, or the local one (tests/cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
-MIB=${MIB:-100}
-RUNS=${RUNS:-3}
+MIB=${MIB:-50}
+DBS=${DBS:-4}
+ROUNDS=${ROUNDS:-${RUNS:-3}}
+PARALLEL=${PARALLEL:-4}
 OUT=$(mktemp -d)
 bench_bin
 bench_namespace "kdb-bench-parallel-$$"
 trap 'rm -rf "$OUT"; delete_namespace' EXIT
-deploy_postgres postgres "$((MIB * 4 * 3 / 1024 + 2))Gi"
-rows=$((MIB * 1024))
+deploy_postgres postgres "$((MIB * DBS * 3 / 1024 + 2))Gi"
 orders_schema postgres-0
-fill_orders postgres-0 1 "$rows"
-for db in db2 db3 db4; do
+fill_orders postgres-0 1 "$((MIB * 1024))"
+for ((d = 2; d <= DBS; d++)); do
   # The same rows in each: CREATE DATABASE ... TEMPLATE copies appdb.
-  psql_in postgres-0 postgres <<<"CREATE DATABASE $db TEMPLATE appdb;"
+  psql_in postgres-0 postgres <<<"CREATE DATABASE db$d TEMPLATE appdb;"
 done
 
-printf '%-34s %8s %10s %9s\n' command seconds "RSS MiB" "vs kubectl"
-declare -A best
-measure() {
-  local name=$1 i line secs
-  shift
-  best[$name]=
-  for ((i = 1; i <= RUNS; i++)); do
-    rm -f "$OUT"/dump*
-    line=$(run "$OUT" "$name" "$@")
-    secs=${line% *}
-    if [[ -z ${best[$name]} ]] || awk -v a="$secs" -v b="${best[$name]% *}" 'BEGIN{exit !(a < b)}'; then
-      best[$name]=$line
+names=(kubectl serial stdout)
+((DBS > 1)) && names+=(parallel)
+declare -A times rss split
+for ((i = 1; i <= ROUNDS; i++)); do
+  rm -f "$OUT"/dump*
+  for name in "${names[@]}"; do
+    case $name in
+    kubectl) cmd=(sh -c "timeout 3600 '$KUBECTL' -n '$NS' exec postgres-0 -- sh -c 'PGPASSWORD=\"\$POSTGRES_PASSWORD\" pg_dumpall -U \"\$POSTGRES_USER\"' > '$OUT/dump-kubectl.sql'") ;;
+    serial) cmd=(timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 -f "$OUT/dump-serial.sql.gz" -v) ;;
+    stdout) cmd=(sh -c "timeout 3600 '$BIN'/kubectl-dbbackup -n '$NS' dump postgres-0 -f - -q > '$OUT/dump-stdout.sql.gz'") ;;
+    parallel) cmd=(timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 --parallel "$PARALLEL" -f "$OUT/dump-par.tar" -q) ;;
+    esac
+    read -r secs kib < <(run "$OUT" "$name" "${cmd[@]}")
+    times[$name]+="$secs "
+    rss[$name]+="$kib "
+    if [[ $name == serial ]]; then
+      # -v: "manifest pass before the dump seconds=S", "dump stream seconds=S", "... after".
+      for step in before stream after; do
+        pattern=$step
+        [[ $step == stream ]] && pattern="dump stream"
+        s=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/serial.err" | grep -E "$pattern" | grep -oE 'seconds=[0-9.]+' | head -n 1 | cut -d= -f2)
+        split[$step]+="${s:-0} "
+      done
     fi
   done
-}
-measure kubectl sh -c "timeout 3600 '$KUBECTL' -n '$NS' exec postgres-0 -- sh -c 'PGPASSWORD=\"\$POSTGRES_PASSWORD\" pg_dumpall -U \"\$POSTGRES_USER\"' > '$OUT/dump-kubectl.sql'"
-measure serial timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 -f "$OUT/dump-serial.sql.gz" -q
-measure parallel4 timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 --parallel 4 -f "$OUT/dump-par.tar" -q
-base=${best[kubectl]% *}
-serial=${best[serial]% *}
-for name in kubectl serial parallel4; do
-  read -r secs rss <<<"${best[$name]}"
-  printf '%-34s %8.2f %10.1f %8.2fx\n' "$name" "$secs" "$(awk -v r="$rss" 'BEGIN{print r/1024}')" \
-    "$(awk -v a="$base" -v b="$secs" 'BEGIN{print a/b}')"
 done
-printf '%-34s %8s %10s %8.2fx\n' "--parallel 4 over serial" "" "" "$(awk -v a="$serial" -v b="${best[parallel4]% *}" 'BEGIN{print a/b}')"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+best() { tr ' ' '\n' | grep . | sort -g | head -n 1; }
+label() {
+  case $1 in
+  kubectl) echo 'kubectl exec -- pg_dumpall > file' ;;
+  serial) echo 'dbbackup dump (serial default)' ;;
+  stdout) echo 'dbbackup dump -f - > file (no manifest)' ;;
+  parallel) echo "dbbackup dump --parallel $PARALLEL" ;;
+  esac
+}
+echo "$DBS database(s) x $MIB MiB of rows, $ROUNDS rounds, load average at the end: $load"
+printf '| %-40s | %8s | %8s | %12s | %9s |\n' command median best "peak RSS MiB" "x kubectl"
+printf '|%s|%s|%s|%s|%s|\n' ------------------------------------------ ---------- ---------- -------------- -----------
+base=$(median <<<"${times[kubectl]}")
+for name in "${names[@]}"; do
+  m=$(median <<<"${times[$name]}")
+  printf '| %-40s | %8.2f | %8.2f | %12.1f | %8.2fx |\n' "$(label "$name")" "$m" "$(best <<<"${times[$name]}")" \
+    "$(awk -v r="$(median <<<"${rss[$name]}")" 'BEGIN{print r/1024}')" "$(awk -v a="$base" -v b="$m" 'BEGIN{print a/b}')"
+done
+if ((DBS > 1)); then
+  printf '%s over the serial dump: %.2fx (medians)\n' "--parallel $PARALLEL" \
+    "$(awk -v a="$(median <<<"${times[serial]}")" -v b="$(median <<<"${times[parallel]}")" 'BEGIN{print a/b}')"
+fi
+printf 'serial dump, medians: manifest pass before %.2f s, dump stream %.2f s, pass after %.2f s\n' \
+  "$(median <<<"${split[before]}")" "$(median <<<"${split[stream]}")" "$(median <<<"${split[after]}")"
+for name in "${names[@]}"; do echo "  $name: ${times[$name]}"; done

@@ -270,12 +270,13 @@ async fn run(
 
     let step = Instant::now();
     progress.set(format!("counting and checksumming the tables in {pod}"));
+    // Hashed as the manifest's own format did (an older manifest's rows, with MD5).
     let found = manifest::take(
         kube,
         spec.engine,
-        &pod,
-        spec.engine.container_name(),
+        (&pod, spec.engine.container_name()),
         manifest.database.as_deref(),
+        manifest.format,
         options.timeout,
     )
     .await?;

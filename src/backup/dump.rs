@@ -208,6 +208,7 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
     let dumped_at = k8s_openapi::jiff::Timestamp::now().to_string();
     // Counted before and after the dump: a table that differs was written meanwhile. This
     // pass runs before FILE.partial exists, so a signal now leaves nothing behind.
+    let step = Instant::now();
     let counted_before = match &placed {
         Some(_) => match count_tables(kube, &target, options).await {
             Ok(counted) => Some(counted),
@@ -215,6 +216,11 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
         },
         None => None,
     };
+    tracing::debug!(
+        seconds = step.elapsed().as_secs_f64(),
+        "manifest pass before the dump"
+    );
+    let step = Instant::now();
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let open_sink = || -> Result<Box<dyn Write + Send>> {
         Ok(match (&partial, &object) {
@@ -251,6 +257,7 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
         ))),
     };
     progress.finish();
+    tracing::debug!(seconds = step.elapsed().as_secs_f64(), "dump stream");
     let (streamed, compressed_in_pod) = match streamed {
         Ok(streamed) => streamed,
         Err(err) => return Err(discard(object, err).await),
@@ -409,6 +416,7 @@ pub(super) async fn write_manifest(
     taken: Taken,
     path: &Location,
 ) -> Result<(Option<String>, Vec<String>)> {
+    let step = Instant::now();
     let after = tokio::select! {
         after = count_tables(kube, target, options) => after.map_err(|err| Error::Failed(format!(
             "{path} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
@@ -418,6 +426,10 @@ pub(super) async fn write_manifest(
             "interrupted by {signal} after the dump: {path} is complete, but its manifest (for `drill` and `verify --deep`) was not written"
         ))),
     };
+    tracing::debug!(
+        seconds = step.elapsed().as_secs_f64(),
+        "manifest pass after the dump"
+    );
     // A manifest left by an earlier dump under this name must not vouch for this one.
     let after = match after {
         Ok(after) => after,
@@ -450,9 +462,9 @@ pub(super) async fn count_tables(
     manifest::take(
         kube,
         target.engine,
-        &target.pod_name,
-        &target.container,
+        (&target.pod_name, &target.container),
         options.database.as_deref(),
+        manifest::FORMAT,
         options.timeout,
     )
     .await

@@ -12,12 +12,30 @@ use super::format::DumpKind;
 use super::location::{Location, write_sidecar};
 use super::s3::S3Store;
 use crate::client::Kube;
-use crate::engine::Engine;
+use crate::engine::{Engine, RowHash};
 use crate::error::{Error, Result};
 use crate::exec;
 
-/// The version of the manifest's layout; a reader refuses others.
-pub const FORMAT: u32 = 1;
+/// The version of the manifest a dump writes: 2 since rows are hashed with
+/// [`RowHash::Fast`]. A reader takes 1 too (its checksums are recomputed with
+/// [`RowHash::Md5`], see [`row_hash`]) and refuses newer ones.
+pub const FORMAT: u32 = 2;
+
+/// The oldest manifest format still read.
+const FORMAT_OLDEST: u32 = 1;
+
+/// How a manifest of `format` hashed its rows: `drill` checksums the restore the same way.
+pub fn row_hash(format: u32) -> RowHash {
+    if format == 1 {
+        RowHash::Md5
+    } else {
+        RowHash::Fast
+    }
+}
+
+fn readable(format: u32) -> bool {
+    (FORMAT_OLDEST..=FORMAT).contains(&format)
+}
 
 /// A table's row count and content checksum at one moment. An empty checksum means the
 /// table did not exist then.
@@ -161,9 +179,9 @@ pub async fn read_beside(dump: &Location) -> Result<Option<Manifest>> {
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|err| Error::Failed(format!("failed to read manifest {at}: {err}")))?;
-    if manifest.format != FORMAT {
+    if !readable(manifest.format) {
         return Err(Error::Failed(format!(
-            "failed to read manifest {at}: format {} is not {FORMAT}; a newer kubectl-dbbackup wrote it",
+            "failed to read manifest {at}: format {} is not {FORMAT_OLDEST}..{FORMAT}; a newer kubectl-dbbackup wrote it",
             manifest.format
         )));
     }
@@ -208,15 +226,17 @@ pub fn passes_header(
 /// two passes read by [`parse`] and [`merge`]d as `dump` does.
 pub fn from_passes(text: &str) -> std::result::Result<Manifest, String> {
     let mut lines = text.lines();
-    match lines.next().and_then(|l| l.split_once('\t')) {
-        Some((PASSES_MAGIC, version)) if version == FORMAT.to_string() => {}
-        Some((PASSES_MAGIC, version)) => {
-            return Err(format!(
-                "format {version} is not {FORMAT}; a newer kubectl-dbbackup wrote it"
-            ));
-        }
+    let format = match lines.next().and_then(|l| l.split_once('\t')) {
+        Some((PASSES_MAGIC, version)) => match version.parse() {
+            Ok(format) if readable(format) => format,
+            _ => {
+                return Err(format!(
+                    "format {version} is not {FORMAT_OLDEST}..{FORMAT}; a newer kubectl-dbbackup wrote it"
+                ));
+            }
+        },
         _ => return Err("it does not start with the manifest passes header".into()),
-    }
+    };
     let mut header = std::collections::BTreeMap::new();
     let mut passes: Vec<(&str, String)> = Vec::new();
     for line in lines {
@@ -252,7 +272,7 @@ pub fn from_passes(text: &str) -> std::result::Result<Manifest, String> {
     let kind: DumpKind = serde_json::from_value(enumerated("kind")?)
         .map_err(|_| format!("unknown dump kind {:?}", header.get("kind")))?;
     Ok(Manifest {
-        format: FORMAT,
+        format,
         engine,
         image: header
             .get("image")
@@ -267,13 +287,14 @@ pub fn from_passes(text: &str) -> std::result::Result<Manifest, String> {
     })
 }
 
-/// Runs the engine's manifest query in a database pod and reads its output.
+/// Runs the engine's manifest query (rows hashed as a manifest of `format` does) in a
+/// database pod and reads its output.
 pub async fn take(
     kube: &Kube,
     engine: Engine,
-    pod: &str,
-    container: &str,
+    (pod, container): (&str, &str),
     database: Option<&str>,
+    format: u32,
     timeout: Duration,
 ) -> Result<Vec<DatabaseManifest>> {
     let what = "the manifest query (row counts and checksums)";
@@ -281,7 +302,7 @@ pub async fn take(
         &kube.exec_pods(),
         pod,
         Some(container),
-        &engine.commands().manifest(database),
+        &engine.commands().manifest(database, row_hash(format)),
         None,
         timeout,
     )
@@ -455,10 +476,10 @@ mod tests {
         );
         let newer = std::fs::read_to_string(&written)
             .unwrap()
-            .replace("\"format\": 1", "\"format\": 2");
+            .replace("\"format\": 2", "\"format\": 3");
         std::fs::write(&written, newer).unwrap();
         let err = rt.block_on(read_beside(&dump)).unwrap_err();
-        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(err.to_string().contains("format 3"), "{err}");
     }
 
     /// What a scheduled backup's job writes: header, `dumped_at`, both passes.
@@ -509,14 +530,51 @@ mod tests {
     }
 
     #[test]
+    fn format_1_manifests_are_still_read_and_compared_with_md5() {
+        assert_eq!(row_hash(FORMAT), RowHash::Fast);
+        assert_eq!(row_hash(1), RowHash::Md5);
+        // A scheduled backup applied by an older version writes format-1 passes.
+        let old = passes("database\tshop\n", "database\tshop\n").replacen(
+            &format!("passes\t{FORMAT}"),
+            "passes\t1",
+            1,
+        );
+        assert_eq!(from_passes(&old).unwrap().format, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let dump = Location::Local(dir.path().join("pg.sql.gz"));
+        let json = dir.path().join("pg.sql.gz.manifest.json");
+        std::fs::write(
+            &json,
+            r#"{"format": 1, "engine": "postgres", "image": "postgres:15",
+                "kind": "postgres-cluster", "database": null, "namespace": "shop",
+                "pod": "pg-0", "dumped_at": "2026-12-01T00:00:00Z", "databases": []}"#,
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let read = rt.block_on(read_beside(&dump)).unwrap().unwrap();
+        assert_eq!(row_hash(read.format), RowHash::Md5);
+        // Format 0 never existed.
+        std::fs::write(
+            &json,
+            std::fs::read_to_string(&json)
+                .unwrap()
+                .replace("\"format\": 1", "\"format\": 0"),
+        )
+        .unwrap();
+        assert!(rt.block_on(read_beside(&dump)).is_err());
+    }
+
+    #[test]
     fn a_cut_or_foreign_passes_file_is_refused() {
         let good = passes("database\tshop\n", "database\tshop\n");
         assert!(from_passes(&good).is_ok());
         let cut = good[..good.find("pass\tafter").unwrap()].to_string();
         let err = from_passes(&cut).unwrap_err();
         assert!(err.contains("before and after"), "{err}");
-        let newer = good.replacen("passes\t1", "passes\t2", 1);
-        assert!(from_passes(&newer).unwrap_err().contains("format 2"));
+        let newer = good.replacen("passes\t2", "passes\t3", 1);
+        assert!(from_passes(&newer).unwrap_err().contains("format 3"));
         assert!(from_passes("{\"format\": 1}").is_err());
         let bad_row = passes("table\tshop\tt\tmany\tx\n", "");
         assert!(from_passes(&bad_row).unwrap_err().contains("row count"));

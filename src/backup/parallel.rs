@@ -195,10 +195,16 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
     };
     let dumped_at = k8s_openapi::jiff::Timestamp::now();
     // Counted before the dump, before FILE.partial exists: a signal now leaves nothing.
+    let step = Instant::now();
     let before = match dump::count_tables(kube, &target, options).await {
         Ok(before) => before,
         Err(err) => return Err(discard(object, err).await),
     };
+    tracing::debug!(
+        seconds = step.elapsed().as_secs_f64(),
+        "manifest pass before the dump"
+    );
+    let step = Instant::now();
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let steps = plan(&target, databases, options.with_credentials);
     let written = async {
@@ -227,6 +233,8 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
             ))),
         };
         progress.finish();
+        tracing::debug!(seconds = step.elapsed().as_secs_f64(), "dump streams");
+        let step = Instant::now();
         let mut dumped = dumped?;
         dumped.sort_by_key(|d| d.place);
         let index = index_of(&target, options, parallel, &steps, &dumped);
@@ -240,6 +248,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
             (None, None) => return Err(Error::Failed("no place for the archive".into())),
         };
         let (sha256, bytes) = assemble(sink, &index, &files.paths, dumped_at).await?;
+        tracing::debug!(seconds = step.elapsed().as_secs_f64(), "archive assembled");
         Ok((index, dumped.iter().all(|d| d.in_pod), sha256, bytes))
     };
     let (index, in_pod, sha256, bytes_written) = match written.await {

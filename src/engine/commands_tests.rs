@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::marker::Created;
-use super::{Engine, Query};
+use super::{Engine, Query, RowHash};
 
 /// Values that must reach the tools exactly as they are, never run as code.
 const VALUES: &[&str] = &[
@@ -216,8 +216,9 @@ fn every_command(engine: Engine, value: &str) -> Vec<(&'static str, Vec<String>)
         ("restore part", c.restore_part(value)),
         ("credentials", c.credentials()),
         ("user data", c.user_data()),
-        ("manifest", c.manifest(Some(value))),
-        ("manifest all", c.manifest(None)),
+        ("manifest", c.manifest(Some(value), RowHash::Fast)),
+        ("manifest md5", c.manifest(Some(value), RowHash::Md5)),
+        ("manifest all", c.manifest(None, RowHash::Fast)),
         ("overview", c.overview().argv),
         ("status", c.status()),
         ("permissions", c.permissions(value)),
@@ -622,7 +623,12 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
         let c = engine.commands();
         for tools in Tools::for_engine(engine) {
             for value in VALUES.iter().filter(|v| !v.is_empty()) {
-                let ran = run(&c.manifest(Some(value)), *tools, "", "GENERATED;\n");
+                let ran = run(
+                    &c.manifest(Some(value), RowHash::Fast),
+                    *tools,
+                    "",
+                    "GENERATED;\n",
+                );
                 assert!(ran.success, "{engine}: {ran:?}");
                 match engine {
                     Engine::Postgres => {
@@ -654,7 +660,7 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
                 }
             }
             // Every database: PostgreSQL lists them first; MySQL binds NULL.
-            let ran = run(&c.manifest(None), *tools, "", "");
+            let ran = run(&c.manifest(None, RowHash::Fast), *tools, "", "");
             assert!(ran.success, "{engine}: {ran:?}");
             match engine {
                 Engine::Postgres => assert!(

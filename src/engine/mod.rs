@@ -14,7 +14,7 @@ pub mod marker;
 mod mysql;
 mod postgres;
 
-pub use commands::{Commands, Query};
+pub use commands::{Commands, Query, RowHash};
 
 /// A supported database engine.
 #[derive(

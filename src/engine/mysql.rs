@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::commands::{Commands, Query, rows};
+use super::commands::{Commands, Query, RowHash, rows};
 use super::marker::{Created, DATABASE, TABLE};
 use super::{Engine, image_repository, image_version, tag_version};
 use crate::exec::script_command as script;
@@ -489,7 +489,9 @@ impl Commands for MysqlFamily {
     }
 
     /// `@kdb_db` bound like [`MysqlFamily::sql`]'s variables: a hex literal, no quoting.
-    fn manifest(&self, database: Option<&str>) -> Vec<String> {
+    /// Both row hashes are MD5 here: MySQL has no faster 64-bit hash of a string (`CRC32`
+    /// is 32 bits).
+    fn manifest(&self, database: Option<&str>, _row_hash: RowHash) -> Vec<String> {
         let init = match database {
             Some(db) => format!(
                 "--init-command=SET @kdb_db = X'{}'",

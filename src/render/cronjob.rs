@@ -213,7 +213,11 @@ pub fn job_command(spec: &BackupSchedule) -> Vec<String> {
     let (_, setup) = spec.engine.remote_client(&spec.host);
     // A run that was killed left its .partial; no run lives longer than the timeout.
     let stale_minutes = spec.timeout.as_secs().div_ceil(60) + 1;
-    let query = spec.engine.commands().manifest(None);
+    // The rows hashed as the header's format says.
+    let query = spec
+        .engine
+        .commands()
+        .manifest(None, manifest::row_hash(manifest::FORMAT));
     let mut command = vec![
         "sh".to_string(),
         "-c".into(),

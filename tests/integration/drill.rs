@@ -1,9 +1,11 @@
 //! `kubectl dbbackup drill` on the local cluster, one source database per engine: the dump
 //! writes its manifest (`verify --deep` lists it without a cluster), a drill of the good
-//! dump PASSes, a drill of a copy edited to lose a row (trailer and checksum intact, so
-//! `verify` accepts it) FAILs naming the table, and a drill interrupted by SIGINT while its
-//! throwaway instance starts exits 130. After each, nothing of the throwaway instance is
-//! left in the namespace. A file without manifest is refused before any API call.
+//! dump PASSes, a drill of a copy edited to lose a row (PostgreSQL: and to change a value;
+//! trailer and checksum intact, so `verify` accepts it) FAILs naming the table, and a drill
+//! interrupted by SIGINT while its throwaway instance starts exits 130. After each, nothing
+//! of the throwaway instance is left in the namespace. PostgreSQL: a table written to all
+//! through a dump is reported as changed during it. A file without manifest is refused
+//! before any API call.
 
 use crate::common;
 
@@ -21,7 +23,9 @@ use kubectl_db::engine::Engine;
 use serde_json::Value;
 
 /// Two tables (text with Korean, NULLs, binary, numbers; one without a primary key) and an
-/// empty database.
+/// empty database. PostgreSQL also has a table of types its manifest hashes as values
+/// (`orders`: `hash_record_extended`) and one of types without such a hash (`json`, `point`,
+/// an enum, `xml`...: the hash of the row's text), which a drill checks all the same.
 fn data(engine: Engine) -> &'static str {
     match engine {
         Engine::Postgres => {
@@ -29,6 +33,11 @@ fn data(engine: Engine) -> &'static str {
 INSERT INTO items SELECT g, '상품 ' || g, g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END, decode(md5(g::text), 'hex') FROM generate_series(1, 2000) g;
 CREATE TABLE events (at timestamptz, v double precision);
 INSERT INTO events SELECT now() - g * interval '1 minute', g / 3.0 FROM generate_series(1, 500) g;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE orders (id bigint PRIMARY KEY, at timestamptz, amount numeric(12,2), who varchar(20), ok bool, tag uuid, day date, blob bytea, n smallint);
+INSERT INTO orders SELECT g, now() - g * interval '1 hour', g * 3.5, '고객 ' || g, g % 2 = 0, md5(g::text)::uuid, current_date - g, decode(md5(g::text), 'hex'), CASE WHEN g % 5 = 0 THEN NULL ELSE g % 100 END FROM generate_series(1, 700) g;
+CREATE TABLE odd (j json, p point, m mood, x xml, i interval, a numeric[], r int4range, c circle);
+INSERT INTO odd SELECT json_build_object('n', g, 'k', 'v' || g), point(g, g / 2.0), (ARRAY['sad','ok','happy']::mood[])[1 + g % 3], xmlelement(name n, g), g * interval '90 minutes', ARRAY[g, g / 3.0], int4range(g, g + 10), circle(point(g, 0), g) FROM generate_series(1, 300) g;
 CREATE DATABASE reports;
 "
         }
@@ -41,6 +50,14 @@ INSERT INTO events SELECT NOW() - INTERVAL seq MINUTE, seq / 3 FROM seq_1_to_500
 CREATE DATABASE reports;
 "
         }
+    }
+}
+
+/// The tables of [`data`] in its application database.
+fn table_count(engine: Engine) -> usize {
+    match engine {
+        Engine::Postgres => 4,
+        _ => 2,
     }
 }
 
@@ -100,7 +117,7 @@ async fn drill(engine: Engine) {
     );
     assert_eq!(passed["passed"], true, "{passed:#}");
     let tables = passed["tables"].as_array().unwrap();
-    assert_eq!(tables.len(), 2, "{passed:#}");
+    assert_eq!(tables.len(), table_count(engine), "{passed:#}");
     for table in tables {
         assert_eq!(table["result"], "pass", "{table}");
         assert_eq!(table["expected_rows"], table["found_rows"], "{table}");
@@ -113,8 +130,9 @@ async fn drill(engine: Engine) {
     assert!(passed["restore_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(leftovers(&ns).await, Vec::<String>::new());
 
-    // One row fewer in `items`, trailer and checksum intact: verify accepts the file, the
-    // drill FAILs naming the table, exit 1, nothing left behind.
+    // One row fewer in `items` (PostgreSQL: and one value of `orders` edited), trailer and
+    // checksum intact: verify accepts the file, the drill FAILs naming the table, exit 1,
+    // nothing left behind.
     let edited = dir.path().join("edited.sql.gz");
     drop_one_row(engine, &good, &edited);
     common::clean_bin("kubectl-dbbackup")
@@ -146,7 +164,25 @@ async fn drill(engine: Engine) {
         "{stdout}"
     );
     assert!(stdout.starts_with("drill of "), "{stdout}");
-    assert!(stdout.contains(": FAIL (1 of 2 tables match)"), "{stdout}");
+    if engine == Engine::Postgres {
+        let orders = stdout
+            .lines()
+            .find(|l| l.contains("public.orders"))
+            .unwrap_or_default();
+        assert!(
+            orders.contains("FAIL") && orders.contains("700"),
+            "{stdout}"
+        );
+    }
+    let edited_tables = if engine == Engine::Postgres { 2 } else { 1 };
+    let matched = table_count(engine) - edited_tables;
+    assert!(
+        stdout.contains(&format!(
+            ": FAIL ({matched} of {} tables match)",
+            table_count(engine)
+        )),
+        "{stdout}"
+    );
     assert_eq!(leftovers(&ns).await, Vec::<String>::new());
 
     // SIGINT while the throwaway instance starts: exit 130, the instance deleted.
@@ -159,6 +195,75 @@ async fn drill(engine: Engine) {
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     assert!(stderr.contains("was deleted"), "{stderr}");
     assert_eq!(leftovers(&ns).await, Vec::<String>::new());
+
+    if engine == Engine::Postgres {
+        changed_during_the_dump(&ns, &pod, dir.path()).await;
+    }
+}
+
+/// A table written to all through a dump is reported as changed during it, and in the
+/// manifest carries its state after the dump; the tables nobody wrote are not.
+async fn changed_during_the_dump(ns: &TestNamespace, pod: &str, dir: &Path) {
+    let engine = Engine::Postgres;
+    common::sql(
+        ns,
+        engine,
+        pod,
+        "CREATE TABLE ticker (n int); CREATE TABLE ticker_stop ();",
+    )
+    .await;
+    // One row every 50 ms, each committed, until told to stop (at most 2 minutes).
+    let ticker = common::sql(
+        ns,
+        engine,
+        pod,
+        "DO $$ BEGIN FOR i IN 1..2400 LOOP EXIT WHEN EXISTS (SELECT FROM ticker_stop); INSERT INTO ticker VALUES (i); COMMIT; PERFORM pg_sleep(0.05); END LOOP; END $$;",
+    );
+    let file = dir.join("ticking.sql.gz");
+    let dump = async {
+        let started = Instant::now();
+        while common::sql(ns, engine, pod, "SELECT count(*) FROM ticker;")
+            .await
+            .trim()
+            == "0"
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the ticker never wrote"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut command = ns.bin("kubectl-dbbackup");
+        command.args(["dump", pod, "-f"]).arg(&file);
+        let report = tokio::task::spawn_blocking(move || common::json(&mut command))
+            .await
+            .unwrap();
+        common::sql(ns, engine, pod, "INSERT INTO ticker_stop DEFAULT VALUES;").await;
+        report
+    };
+    let (_, report) = tokio::join!(ticker, dump);
+    assert_eq!(
+        report["changed_during_dump"],
+        serde_json::json!(["appdb.public.ticker"]),
+        "{report:#}"
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}.manifest.json", file.display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["format"], 2);
+    let ticker = manifest["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|db| db["tables"].as_array().unwrap())
+        .find(|t| t["name"] == "public.ticker")
+        .unwrap();
+    let (before, after) = (&ticker["rows"], &ticker["after_dump"]["rows"]);
+    assert!(
+        after.as_u64().unwrap() > before.as_u64().unwrap(),
+        "{ticker}"
+    );
 }
 
 /// A dump without its manifest is refused before any API call (exit 2, the unreachable
@@ -193,7 +298,12 @@ fn drop_one_row(engine: Engine, from: &Path, to: &PathBuf) {
             let copy = sql.find("COPY public.items ").expect("the COPY of items");
             let row = copy + sql[copy..].find('\n').unwrap() + 1;
             let end = row + sql[row..].find('\n').unwrap() + 1;
-            format!("{}{}", &sql[..row], &sql[end..])
+            let sql = format!("{}{}", &sql[..row], &sql[end..]);
+            // And one value of `orders` (hashed as values, not as text) edited in place.
+            let copy = sql.find("COPY public.orders ").expect("the COPY of orders");
+            let row = copy + sql[copy..].find('\n').unwrap() + 1;
+            let who = row + sql[row..].find("\t고객 ").unwrap();
+            format!("{}\t고객X {}", &sql[..who], &sql[who + "\t고객 ".len()..])
         }
         _ => {
             // MariaDB writes one tuple per line, MySQL all on one: `(1,..),\n(2,..)`.
