@@ -14,6 +14,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogPar
 use kube::{Api, ResourceExt};
 use serde::Serialize;
 
+use super::combined::{self, Part, PartName};
 use super::facts::{Facts, InsideFacts, ObjectKeys, Outcome, RefKind, Run};
 use super::podspec::references;
 use crate::client::Kube;
@@ -579,30 +580,54 @@ async fn inside_facts(
                 )
             })
             .unwrap_or(Err("no readiness probe configured"));
-    let readiness = async {
-        match &probe_command {
-            Ok(command) => timed(&pods, pod, container, command, None, timeout).await,
-            Err(why) => Outcome::NotRun(why.to_string()),
-        }
-    };
     let commands = target.engine.commands();
     let overview = commands.overview();
     let permissions = commands.permissions(&mount);
     let status = commands.status();
     let volume = commands.volume(&mount);
+    let mut parts = vec![
+        Part {
+            name: PartName::Permissions,
+            argv: &permissions,
+        },
+        Part {
+            name: PartName::Volume,
+            argv: &volume,
+        },
+        Part {
+            name: PartName::Status,
+            argv: &status,
+        },
+        Part {
+            name: PartName::Sql,
+            argv: &overview.argv,
+        },
+    ];
+    if let Ok(command) = &probe_command {
+        parts.push(Part {
+            name: PartName::Readiness,
+            argv: command,
+        });
+    }
+    let combined = combined::run(&pods, pod, container, &parts, &overview.sql, timeout).await;
+    let done = |name: PartName| {
+        let at = parts.iter().position(|part| part.name == name)?;
+        combined.get(at).cloned().flatten()
+    };
+    let alone =
+        |name, command, stdin| or_alone(done(name), &pods, pod, container, command, stdin, timeout);
+    let readiness = async {
+        match &probe_command {
+            Ok(command) => alone(PartName::Readiness, command, None).await,
+            Err(why) => Outcome::NotRun(why.to_string()),
+        }
+    };
     let (readiness, permissions, sql, status, volume) = tokio::join!(
         readiness,
-        timed(&pods, pod, container, &permissions, None, timeout),
-        timed(
-            &pods,
-            pod,
-            container,
-            &overview.argv,
-            Some(overview.sql.as_bytes()),
-            timeout
-        ),
-        timed(&pods, pod, container, &status, None, timeout),
-        timed(&pods, pod, container, &volume, None, timeout),
+        alone(PartName::Permissions, &permissions, None),
+        alone(PartName::Sql, &overview.argv, Some(overview.sql.as_bytes())),
+        alone(PartName::Status, &status, None),
+        alone(PartName::Volume, &volume, None),
     );
     InsideFacts {
         readiness,
@@ -610,6 +635,24 @@ async fn inside_facts(
         sql,
         status,
         volume,
+    }
+}
+
+/// A part's result from the combined run, else from its own exec as before the combined
+/// run existed, so an odd pod (no `sh`, a hung server, a missing tool) is diagnosed the
+/// same way.
+async fn or_alone(
+    combined: Option<Run>,
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    command: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Outcome {
+    match combined {
+        Some(run) => Outcome::Done(run),
+        None => timed(pods, pod, container, command, stdin, timeout).await,
     }
 }
 
