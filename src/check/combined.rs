@@ -47,19 +47,27 @@ impl PartName {
 pub struct Part<'a> {
     pub name: PartName,
     pub argv: &'a [String],
+    /// What its own exec feeds on stdin (the SQL); `None`: no stdin.
+    pub stdin: Option<&'a str>,
 }
 
-/// `sh -c SCRIPT sh MARK LIMIT SQL (NAME COUNT ARGV...)...`. Each part's argv is run
+impl<'a> Part<'a> {
+    pub fn new(name: PartName, argv: &'a [String], stdin: Option<&'a str>) -> Self {
+        Part { name, argv, stdin }
+    }
+}
+
+/// `sh -c SCRIPT sh MARK LIMIT (NAME COUNT STDIN ARGV...)...`. Each part's argv is run
 /// intact as `"$@"` of a function (its first COUNT words), under the image's `timeout`
 /// when it has a working one (LIMIT whole seconds: GNU's and busybox's syntax alike); with
 /// `exec` otherwise, so a builtin or function of the same name never stands in for the
-/// program. Only the `sql` part reads stdin: SQL, from an argument through `printf`; the
-/// others read /dev/null, as an exec without stdin does. Variables are `_kdb_`-prefixed:
+/// program. A part with STDIN `-` reads /dev/null, as an exec without stdin does; else
+/// it reads `=` and the text after it (the SQL), through `printf`. Variables are `_kdb_`-prefixed:
 /// assigning one the container's environment also has would change it for the parts.
 /// Times come from `date +%s%N`; where it has no nanoseconds the end marker says `-`.
 /// No file is written (read-only root file systems), not even a here-document.
-const SCRIPT: &str = r#"_kdb_m=$1 _kdb_t=$2 _kdb_q=$3
-shift 3
+const SCRIPT: &str = r#"_kdb_m=$1 _kdb_t=$2
+shift 2
 _kdb_tm=
 if command -v timeout >/dev/null 2>&1 && timeout "$_kdb_t" true >/dev/null 2>&1; then _kdb_tm=1; fi
 _kdb_now() {
@@ -70,8 +78,8 @@ _kdb_exec() {
   if [ -n "$_kdb_tm" ]; then timeout "$_kdb_t" "$@"; else (exec "$@"); fi
 }
 _kdb_part() {
-  _kdb_name=$1 _kdb_c=$2 _kdb_i=0
-  shift 2
+  _kdb_name=$1 _kdb_c=$2 _kdb_q=$3 _kdb_i=0
+  shift 3
   for _kdb_a in "$@"; do
     if [ "$_kdb_i" -lt "$_kdb_c" ]; then set -- "$@" "$_kdb_a"; fi
     shift
@@ -81,8 +89,8 @@ _kdb_part() {
   printf '\n%s %s start\n' "$_kdb_m" "$_kdb_name" >&2
   _kdb_now
   _kdb_s=$_kdb_x
-  if [ "$_kdb_name" = sql ]; then
-    printf '%s' "$_kdb_q" | _kdb_exec "$@"
+  if [ "$_kdb_q" != - ]; then
+    printf '%s' "${_kdb_q#=}" | _kdb_exec "$@"
   else
     _kdb_exec "$@" </dev/null
   fi
@@ -96,7 +104,7 @@ _kdb_part() {
 while [ "$#" -gt 1 ]; do
   _kdb_part "$@"
   _kdb_n=$2
-  shift 2
+  shift 3
   shift "$_kdb_n"
 done
 exit 0"#;
@@ -114,13 +122,13 @@ fn limit_seconds(limit: Duration) -> u64 {
 
 /// The combined command. Values (the SQL, mount paths, the probe's argv) are arguments,
 /// never script text.
-pub fn command(mark: &str, limit: Duration, sql: &str, parts: &[Part]) -> Vec<String> {
+pub fn command(mark: &str, limit: Duration, parts: &[Part]) -> Vec<String> {
     let mut argv: Vec<String> = ["sh", "-c", SCRIPT, "sh", mark].map(String::from).to_vec();
     argv.push(limit_seconds(limit).to_string());
-    argv.push(sql.to_string());
     for part in parts {
         argv.push(part.name.as_str().to_string());
         argv.push(part.argv.len().to_string());
+        argv.push(part.stdin.map_or("-".into(), |text| format!("={text}")));
         argv.extend(part.argv.iter().cloned());
     }
     argv
@@ -196,12 +204,11 @@ pub async fn run(
     pod: &str,
     container: &str,
     parts: &[Part<'_>],
-    sql: &str,
     limit: Duration,
 ) -> Vec<Option<Run>> {
     let names: Vec<PartName> = parts.iter().map(|p| p.name).collect();
     let mark = mark(rand::random());
-    let argv = command(&mark, limit, sql, parts);
+    let argv = command(&mark, limit, parts);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + limit;
     let mut stdout = Captured::default();

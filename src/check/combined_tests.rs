@@ -33,26 +33,23 @@ fn stream(parts: &[(&str, &[u8], i32, &str)]) -> Vec<u8> {
 fn values_travel_as_arguments_and_the_probe_argv_stays_intact() {
     let probe = words(&["mysqladmin", "-uroot", "-p'it''s $(x)'", "ping"]);
     let volume = words(&["sh", "-c", r#"exec df -P -- "$1""#, "sh", "/data; rm -rf /"]);
+    let sql = words(&["sh", "-c", "exec psql", "sh"]);
     let parts = [
-        Part {
-            name: PartName::Volume,
-            argv: &volume,
-        },
-        Part {
-            name: PartName::Readiness,
-            argv: &probe,
-        },
+        Part::new(PartName::Volume, &volume, None),
+        Part::new(PartName::Sql, &sql, Some("SELECT '$(x)';\n")),
+        Part::new(PartName::Readiness, &probe, None),
     ];
-    let argv = command(MARK, Duration::from_millis(2500), "SELECT 1;\n", &parts);
+    let argv = command(MARK, Duration::from_millis(2500), &parts);
     assert_eq!(&argv[..5], ["sh", "-c", SCRIPT, "sh", MARK]);
     assert_eq!(argv[5], "3", "whole seconds, rounded up");
-    assert_eq!(argv[6], "SELECT 1;\n");
-    let mut expected = words(&["volume", "5"]);
+    let mut expected = words(&["volume", "5", "-"]);
     expected.extend(volume.clone());
-    expected.extend(words(&["readiness", "4"]));
+    expected.extend(words(&["sql", "4", "=SELECT '$(x)';\n"]));
+    expected.extend(sql.clone());
+    expected.extend(words(&["readiness", "4", "-"]));
     expected.extend(probe.clone());
-    assert_eq!(&argv[7..], expected.as_slice());
-    assert_eq!(command(MARK, Duration::from_millis(1), "", &[])[5], "1");
+    assert_eq!(&argv[6..], expected.as_slice());
+    assert_eq!(command(MARK, Duration::from_millis(1), &[])[5], "1");
     assert!(
         !SCRIPT.contains("<<"),
         "a here-document may need a temporary file"
@@ -252,29 +249,14 @@ fn the_script_gives_each_part_what_its_own_exec_would() {
     );
     // The probe runs as the program itself (not the shell's builtin echo) with its argv.
     let readiness = words(&["echo", "-n", "it's", "$HOME", "*"]);
-    let parts = [
-        Part {
-            name: PartName::Permissions,
-            argv: &permissions,
-        },
-        Part {
-            name: PartName::Volume,
-            argv: &volume,
-        },
-        Part {
-            name: PartName::Status,
-            argv: &status,
-        },
-        Part {
-            name: PartName::Sql,
-            argv: &sql,
-        },
-        Part {
-            name: PartName::Readiness,
-            argv: &readiness,
-        },
-    ];
     let query = "SELECT 'version', version();\n";
+    let parts = [
+        Part::new(PartName::Permissions, &permissions, None),
+        Part::new(PartName::Volume, &volume, None),
+        Part::new(PartName::Status, &status, None),
+        Part::new(PartName::Sql, &sql, Some(query)),
+        Part::new(PartName::Readiness, &readiness, None),
+    ];
     // A `timeout` that does not take our syntax (busybox before 1.30) is not used.
     let broken = tempfile::tempdir().unwrap();
     let fake = broken.path().join("timeout");
@@ -287,7 +269,7 @@ fn the_script_gives_each_part_what_its_own_exec_would() {
     let path = std::env::var("PATH").unwrap_or_default();
     let without = format!("{}:{path}", broken.path().display());
     for (shell, path) in [("sh", &path), ("bash", &path), ("sh", &without)] {
-        let mut argv = command(MARK, LIMIT, query, &parts);
+        let mut argv = command(MARK, LIMIT, &parts);
         argv[0] = shell.into();
         let output = Command::new(&argv[0])
             .args(&argv[1..])
@@ -307,7 +289,7 @@ fn the_script_gives_each_part_what_its_own_exec_would() {
             0,
         );
         for (part, run) in parts.iter().zip(&runs) {
-            let stdin = (part.name == PartName::Sql).then_some(query.as_bytes());
+            let stdin = part.stdin.map(str::as_bytes);
             let expected = alone(part.argv, stdin);
             if part.name == PartName::Volume {
                 // It printed this run's own end marker on stderr: it cannot be told
@@ -340,20 +322,11 @@ fn a_missing_program_or_a_hung_part_is_left_for_its_own_exec() {
     let slow = words(&["sleep", "5"]);
     let fine = words(&["true"]);
     let parts = [
-        Part {
-            name: PartName::Status,
-            argv: &fine,
-        },
-        Part {
-            name: PartName::Sql,
-            argv: &slow,
-        },
-        Part {
-            name: PartName::Readiness,
-            argv: &missing,
-        },
+        Part::new(PartName::Status, &fine, None),
+        Part::new(PartName::Sql, &slow, None),
+        Part::new(PartName::Readiness, &missing, None),
     ];
-    let argv = command(MARK, Duration::from_millis(900), "", &parts);
+    let argv = command(MARK, Duration::from_millis(900), &parts);
     let started = Instant::now();
     let output = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
     // `timeout 1` ended the sleep: the part after it still ran.
