@@ -10,10 +10,14 @@
 //! which runs it on its own exec exactly as before. So every part's [`Run`] is what its
 //! own exec would have returned, or the part is run on its own exec.
 
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::facts::Run;
 use crate::exec::{self, Captured, Keep, STDERR_KEEP, STDOUT_KEEP};
@@ -197,8 +201,9 @@ pub fn parse(
         .collect()
 }
 
-/// Runs the parts in one exec, within `limit` in all. Output that arrived before the
-/// limit still counts: a part that hangs costs only the parts after it.
+/// Runs the parts in one exec. Starting it (the runtime's own queue on a busy node) gets
+/// `limit`, and the parts, from their first output on, `limit` in all: what arrived before
+/// that still counts, so a part that hangs costs only itself and the parts after it.
 pub async fn run(
     pods: &Api<Pod>,
     pod: &str,
@@ -209,35 +214,71 @@ pub async fn run(
     let names: Vec<PartName> = parts.iter().map(|p| p.name).collect();
     let mark = mark(rand::random());
     let argv = command(&mark, limit, parts);
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + limit;
+    let started = tokio::time::Instant::now();
+    let first_output = OnceLock::new();
     let mut stdout = Captured::default();
     let mut stderr = Captured::default();
-    let work = async {
-        let mut process = exec::start(pods, pod, Some(container), &argv, false).await?;
-        let status = process.take_status();
-        let (status, (), ()) = tokio::join!(
-            async move {
-                match status {
-                    Some(status) => status.await,
-                    None => None,
+    {
+        let work = async {
+            let mut process = exec::start(pods, pod, Some(container), &argv, false).await?;
+            let status = process.take_status();
+            let out = process.stdout().map(|inner| Noticed {
+                inner,
+                first: &first_output,
+            });
+            let (status, (), ()) = tokio::join!(
+                async move {
+                    match status {
+                        Some(status) => status.await,
+                        None => None,
+                    }
+                },
+                exec::capture_into(out, Keep::Head(STDOUT_KEEP), &mut stdout),
+                exec::capture_into(process.stderr(), Keep::Tail(STDERR_KEEP), &mut stderr),
+            );
+            process.join().await;
+            Ok::<_, crate::error::Error>(exec::ExecStatus::from_status(status))
+        };
+        tokio::pin!(work);
+        loop {
+            let deadline = *first_output.get().unwrap_or(&started) + limit;
+            match tokio::time::timeout_at(deadline, &mut work).await {
+                Ok(Ok(status)) => tracing::debug!(pod, %status, "combined checks done"),
+                Ok(Err(err)) => {
+                    tracing::debug!(pod, err = %err.chain_with_hint(), "combined checks not run")
                 }
-            },
-            exec::capture_into(process.stdout(), Keep::Head(STDOUT_KEEP), &mut stdout),
-            exec::capture_into(process.stderr(), Keep::Tail(STDERR_KEEP), &mut stderr),
-        );
-        process.join().await;
-        Ok::<_, crate::error::Error>(exec::ExecStatus::from_status(status))
-    };
-    match tokio::time::timeout_at(deadline, work).await {
-        Ok(Ok(status)) => tracing::debug!(pod, %status, "combined checks done"),
-        Ok(Err(err)) => {
-            tracing::debug!(pod, err = %err.chain_with_hint(), "combined checks not run")
+                // The parts began just before the first deadline: they get theirs.
+                Err(_) if first_output.get().is_some_and(|at| *at + limit > deadline) => {
+                    continue;
+                }
+                Err(_) => tracing::debug!(pod, "combined checks cut at the exec timeout"),
+            }
+            break;
         }
-        Err(_) => tracing::debug!(pod, "combined checks cut at the exec timeout"),
     }
     let whole = started.elapsed().as_millis() as u64;
     parse(&mark, &stdout, &stderr, &names, limit, whole)
+}
+
+/// A reader that notes when its first bytes came.
+struct Noticed<'a, R> {
+    inner: R,
+    first: &'a OnceLock<tokio::time::Instant>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Noticed<'_, R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let _ = self.first.set(tokio::time::Instant::now());
+        }
+        poll
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The combined run's script (run here with the local `sh` and `bash`) and its parser.
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use super::*;
 
@@ -352,4 +353,30 @@ fn a_missing_program_or_a_hung_part_is_left_for_its_own_exec() {
         text.contains(&format!("{MARK} readiness end 127 ")),
         "{text}"
     );
+}
+
+#[test]
+fn a_probe_password_is_hidden_in_the_logged_command_of_every_engine() {
+    use crate::engine::Engine;
+    let probe = words(&["mysqladmin", "-uroot", "-pKdbProbeSecret42", "ping"]);
+    for engine in [Engine::Postgres, Engine::Mysql, Engine::Mariadb] {
+        let commands = engine.commands();
+        let overview = commands.overview();
+        let permissions = commands.permissions("/var/lib/data");
+        let status = commands.status();
+        let volume = commands.volume("/var/lib/data");
+        let parts = [
+            Part::new(PartName::Permissions, &permissions, None),
+            Part::new(PartName::Volume, &volume, None),
+            Part::new(PartName::Status, &status, None),
+            Part::new(PartName::Sql, &overview.argv, Some(&overview.sql)),
+            Part::new(PartName::Readiness, &probe, None),
+        ];
+        let logged = crate::exec::loggable(&command(MARK, LIMIT, &parts));
+        assert!(!logged.contains("KdbProbeSecret42"), "{logged}");
+        assert!(
+            logged.contains(r#""mysqladmin", "-uroot", "-p***", "ping""#),
+            "{logged}"
+        );
+    }
 }
