@@ -44,8 +44,9 @@ timeout 60 "$KUBECTL" create namespace "$NS" >/dev/null
 "$BIN/kubectl-dbdeploy" -n "$NS" mariadb --name "$NAME" --image "$IMAGE" \
   --cpu 50m --memory 128Mi --memory-limit 1Gi --storage-size 1Gi \
   --dry-run=client --show-password -o yaml | k apply -f - >/dev/null
-k rollout status statefulset/"$NAME" --timeout=300s >/dev/null
-k wait --for=condition=ready pod/"$POD" --timeout=300s >/dev/null
+# Not through k(): on a loaded node the first start can take longer than its 60 s.
+timeout 320 "$KUBECTL" -n "$NS" rollout status statefulset/"$NAME" --timeout=300s >/dev/null
+timeout 320 "$KUBECTL" -n "$NS" wait --for=condition=ready pod/"$POD" --timeout=300s >/dev/null
 
 # The guide's commands, in its order. `-it` dropped (no terminal here); `logs -f` becomes a
 # plain `logs` (following never ends); the throwaway netshoot pod is left out (it pulls an

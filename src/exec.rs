@@ -166,8 +166,19 @@ pub struct Captured {
 /// would stall the others and the exit status behind them.
 pub async fn capture<R: AsyncRead + Unpin>(reader: Option<R>, keep: Keep) -> Captured {
     let mut captured = Captured::default();
+    capture_into(reader, keep, &mut captured).await;
+    captured
+}
+
+/// [`capture`] into the caller's buffer, so what arrived is still there when the caller
+/// stops waiting (dbcheck's combined checks keep the parts that ended before a deadline).
+pub async fn capture_into<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    keep: Keep,
+    captured: &mut Captured,
+) {
     let Some(mut reader) = reader else {
-        return captured;
+        return;
     };
     let mut buf = vec![0u8; 16 << 10];
     while let Ok(n) = reader.read(&mut buf).await {
@@ -199,7 +210,6 @@ pub async fn capture<R: AsyncRead + Unpin>(reader: Option<R>, keep: Keep) -> Cap
         captured.bytes.drain(..excess);
         captured.dropped += excess as u64;
     }
-    captured
 }
 
 /// Parameters for a non-interactive exec with our buffer sizes.

@@ -14,6 +14,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogPar
 use kube::{Api, ResourceExt};
 use serde::Serialize;
 
+use super::combined::{self, Part, PartName};
 use super::facts::{Facts, InsideFacts, ObjectKeys, Outcome, RefKind, Run};
 use super::podspec::references;
 use crate::client::Kube;
@@ -539,7 +540,8 @@ fn data_mount(target: &Target, spec: Option<&PodSpec>) -> String {
         .unwrap_or(fallback)
 }
 
-/// Runs the in-container commands concurrently when the container is running.
+/// Runs the in-container commands when the container is running: all in one exec, then
+/// each part that had no complete result there on its own exec (see [`combined`]).
 async fn inside_facts(
     kube: &Kube,
     target: &Target,
@@ -565,11 +567,6 @@ async fn inside_facts(
             target.container
         ));
     }
-    let pods: Api<Pod> = kube.exec_pods();
-    let pod = target.pod_name.as_str();
-    let container = target.container.as_str();
-    let timeout = options.exec_timeout;
-    let mount = data_mount(target, spec);
     let probe_command =
         spec.and_then(|s| s.containers.iter().find(|c| c.name == target.container))
             .and_then(|c| c.readiness_probe.as_ref())
@@ -579,30 +576,51 @@ async fn inside_facts(
                 )
             })
             .unwrap_or(Err("no readiness probe configured"));
-    let readiness = async {
-        match &probe_command {
-            Ok(command) => timed(&pods, pod, container, command, None, timeout).await,
-            Err(why) => Outcome::NotRun(why.to_string()),
-        }
-    };
     let commands = target.engine.commands();
+    let mount = data_mount(target, spec);
     let overview = commands.overview();
     let permissions = commands.permissions(&mount);
     let status = commands.status();
     let volume = commands.volume(&mount);
+    let mut parts = vec![
+        Part::new(PartName::Permissions, &permissions, None),
+        Part::new(PartName::Volume, &volume, None),
+        Part::new(PartName::Status, &status, None),
+        Part::new(PartName::Sql, &overview.argv, Some(&overview.sql)),
+    ];
+    if let Ok(command) = &probe_command {
+        parts.push(Part::new(PartName::Readiness, command, None));
+    }
+    let pods: Api<Pod> = kube.exec_pods();
+    let pod = target.pod_name.as_str();
+    let container = target.container.as_str();
+    let timeout = options.exec_timeout;
+    let combined = combined::run(&pods, pod, container, &parts, timeout).await;
+    let not_run = probe_command.as_ref().err().map(|why| why.to_string());
+    let outcome = |name: PartName| {
+        let at = parts.iter().position(|part| part.name == name);
+        let part = at.map(|at| (parts[at], combined.get(at).cloned().flatten()));
+        let why = not_run.clone().unwrap_or_default();
+        let pods = &pods;
+        async move {
+            match part {
+                Some((_, Some(run))) => Outcome::Done(run),
+                // Not complete in the combined run: on its own exec, as before it existed,
+                // so an odd pod (no `sh`, a hung server, a missing tool) reads the same.
+                Some((part, None)) => {
+                    let stdin = part.stdin.map(str::as_bytes);
+                    timed(pods, pod, container, part.argv, stdin, timeout).await
+                }
+                None => Outcome::NotRun(why),
+            }
+        }
+    };
     let (readiness, permissions, sql, status, volume) = tokio::join!(
-        readiness,
-        timed(&pods, pod, container, &permissions, None, timeout),
-        timed(
-            &pods,
-            pod,
-            container,
-            &overview.argv,
-            Some(overview.sql.as_bytes()),
-            timeout
-        ),
-        timed(&pods, pod, container, &status, None, timeout),
-        timed(&pods, pod, container, &volume, None, timeout),
+        outcome(PartName::Readiness),
+        outcome(PartName::Permissions),
+        outcome(PartName::Sql),
+        outcome(PartName::Status),
+        outcome(PartName::Volume),
     );
     InsideFacts {
         readiness,

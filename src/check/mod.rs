@@ -4,6 +4,7 @@
 
 pub mod backups;
 mod collect;
+mod combined;
 pub mod facts;
 pub mod inside;
 pub mod listing;
