@@ -7,6 +7,7 @@
 #
 #   BASE=/path/to/main/target/release ROUNDS=3 SIZES="100 1024" benches/rss.sh
 #
+# PLAIN=0 skips the uncompressed dump and its restore (half the time).
 # Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ cd "$(dirname "$0")/.."
 . benches/lib.sh
 SIZES=${SIZES:-"100 1024"} # MiB of rows (~1 KiB each)
 ROUNDS=${ROUNDS:-3}
+PLAIN=${PLAIN:-1}
+labels=(dump "restore .sql.gz")
+if ((PLAIN)); then labels+=("dump --compress none" "restore .sql"); fi
 : "${BASE:?BASE=DIR: directory of the reference build}"
 OUT=$(mktemp -d)
 bench_bin
@@ -58,20 +62,24 @@ for mib in $SIZES; do
       dir=$BASE
       [[ $build == new ]] && dir=$BIN
       one $build dump timeout 3600 "$dir"/kubectl-dbbackup -n "$NS" -q $POD -f "$OUT/$build.sql.gz" --force
-      one $build "dump --compress none" timeout 3600 "$dir"/kubectl-dbbackup -n "$NS" -q $POD \
-        --compress none -f "$OUT/$build.sql" --force
+      if ((PLAIN)); then
+        one $build "dump --compress none" timeout 3600 "$dir"/kubectl-dbbackup -n "$NS" -q $POD \
+          --compress none -f "$OUT/$build.sql" --force
+      fi
     done
     for build in base new; do
       dir=$BASE
       [[ $build == new ]] && dir=$BIN
       reset
       one $build "restore .sql.gz" timeout 3600 "$dir"/kubectl-dbbackup restore $POD -n "$NS" -q -f "$OUT/new.sql.gz"
-      reset
-      one $build "restore .sql" timeout 3600 "$dir"/kubectl-dbbackup restore $POD -n "$NS" -q -f "$OUT/new.sql"
+      if ((PLAIN)); then
+        reset
+        one $build "restore .sql" timeout 3600 "$dir"/kubectl-dbbackup restore $POD -n "$NS" -q -f "$OUT/new.sql"
+      fi
     done
   done
-  sql=$(awk -v b="$(stat -c %s "$OUT/new.sql")" 'BEGIN{print b/1048576}')
-  for label in dump "dump --compress none" "restore .sql.gz" "restore .sql"; do
+  sql=$(gzip -dc "$OUT/new.sql.gz" | wc -c | awk '{print $1 / 1048576}') # MiB of SQL
+  for label in "${labels[@]}"; do
     for build in base new; do row "~$mib MiB" "$label" $build "$sql"; done
   done
 done
