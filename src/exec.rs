@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 mod session;
 pub use session::Process;
 
-/// Buffer between the websocket and our readers: 1 MiB keeps dumps fast at low memory.
-pub const STREAM_BUFFER: usize = 1 << 20;
+/// Buffer between the websocket and our readers (and writers): a few frames' worth keeps the
+/// stream moving while the other side catches up; more only adds to the peak RSS (256 KiB
+/// streamed as fast as 1 MiB did, docs/dbbackup.md).
+pub const STREAM_BUFFER: usize = 256 << 10;
 /// Most of a command's stdout [`run`] keeps: checks parse a few lines, and a runaway
 /// command (`cat` of a huge file, a probe stuck in a loop) must not exhaust memory.
 pub const STDOUT_KEEP: usize = 4 << 20;

@@ -27,8 +27,11 @@ use crate::output::Progress;
 use crate::target;
 use crate::wait::{self, within};
 
-const CHUNK: usize = 256 << 10;
-const CHANNEL_DEPTH: usize = 8;
+/// Bytes per message from the reading thread, and messages in flight: enough to keep the
+/// exec stream fed (the pod's psql is slower than the file), little enough that the SQL
+/// in flight stays a small part of the peak RSS (issue #18, docs/dbbackup.md).
+const CHUNK: usize = 64 << 10;
+const CHANNEL_DEPTH: usize = 4;
 
 /// What to restore where.
 #[derive(Debug, Clone)]
