@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::backup::cron::{self, When};
 use crate::backup::{
     self, Compression, Destination, DrillOptions, DumpOptions, Location, RestoreOptions,
@@ -15,6 +14,7 @@ use crate::cli::{
 use crate::deploy::DryRun;
 use crate::output::{self, Progress, Render, Width};
 use crate::{Error, client, target};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
 use crate::check::{self, CheckOptions};
 use crate::cli::{
     self, AllNamespacesArgs, CompletionArgs, ContainerArgs, GlobalArgs, OutputArgs, exit,
@@ -10,6 +9,7 @@ use crate::cli::{
 };
 use crate::output::{self, Progress};
 use crate::{Error, client};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::cli::{
     self, AllNamespacesArgs, CompletionArgs, GlobalArgs, OutputArgs, OutputFormat, exit,
     parse_duration,
@@ -12,6 +11,7 @@ use crate::engine::Engine;
 use crate::output::{self, Progress};
 use crate::render::{DeploySpec, Resources, defaults, parse_setting};
 use crate::{Error, client};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

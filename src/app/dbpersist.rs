@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
 use crate::cli::{
     self, CompletionArgs, ContainerArgs, GlobalArgs, OutputArgs, exit, parse_duration,
 };
 use crate::output::{self, Progress};
 use crate::persist::{self, PersistOptions};
 use crate::{Error, client};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

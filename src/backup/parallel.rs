@@ -67,10 +67,16 @@ pub fn validate(
 /// Refuses a name that promises one SQL dump (`x.sql.gz`): the archive is a tar, and a
 /// file named like a dump would be fed to `gzip -d` or `psql` by hand.
 fn single_dump_name(name: &str) -> Result<()> {
-    match [".sql", ".sql.gz", ".sql.zst"].iter().find(|s| name.ends_with(*s)) {
+    match [".sql", ".sql.gz", ".sql.zst"]
+        .iter()
+        .find(|s| name.ends_with(*s))
+    {
         Some(suffix) => Err(Error::Usage(format!(
             "--parallel writes a tar archive of one dump per database, not a {suffix} file: name it .tar (-f {}.tar)",
-            name.trim_end_matches(suffix).rsplit('/').next().unwrap_or(name)
+            name.trim_end_matches(suffix)
+                .rsplit('/')
+                .next()
+                .unwrap_or(name)
         ))),
         None => Ok(()),
     }
