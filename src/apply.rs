@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 pub const FIELD_MANAGER: &str = crate::render::MANAGED_BY;
 
 /// What an apply did to one object.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// It did not exist.
@@ -37,7 +38,8 @@ impl std::fmt::Display for Outcome {
 }
 
 /// One applied object, for the summary and `-o json`.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Applied {
     pub kind: String,
     pub name: String,

@@ -61,7 +61,8 @@ pub struct DeployOptions {
 }
 
 /// Where clients connect.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Endpoint {
     /// `service` (load-balanced) or `pod` (stable per-pod name through the headless Service).
     pub kind: String,
@@ -70,7 +71,8 @@ pub struct Endpoint {
 }
 
 /// The Secret, by name and keys — never its values unless asked.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SecretInfo {
     pub name: String,
     pub keys: Vec<String>,
@@ -81,7 +83,8 @@ pub struct SecretInfo {
 }
 
 /// What `dbdeploy` did; the `-o json` schema (docs/dbdeploy.md).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeployReport {
     pub name: String,
     pub namespace: String,
@@ -521,7 +524,8 @@ async fn run_sql(kube: &Kube, engine: Engine, pod: &str, sql: &str, what: &str) 
 }
 
 /// What `delete` removed and kept.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeleteReport {
     pub name: String,
     pub namespace: String,
@@ -699,7 +703,8 @@ where
 }
 
 /// One managed database, for `list`.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ListedDatabase {
     pub namespace: String,
     pub name: String,

@@ -27,7 +27,8 @@ pub const STDOUT_KEEP: usize = 4 << 20;
 pub const STDERR_KEEP: usize = 64 << 10;
 
 /// How a remote command ended, from the exec status channel.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum ExecStatus {
     /// Exit status 0.

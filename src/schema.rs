@@ -2,7 +2,9 @@
 //! `-o name` prints for it ([`crate::output::Report`]), and the JSON Schema of its document,
 //! derived from the report's type (docs/schema/, kept current by tests/integration/schema.rs).
 
+#[cfg(feature = "schema")]
 use schemars::JsonSchema;
+#[cfg(feature = "schema")]
 use serde_json::{Value, json};
 
 use crate::backup::drill::DrillReport;
@@ -14,7 +16,9 @@ use crate::backup::{DumpReport, RestoreReport, SnapshotReport, VerifyReport};
 use crate::check::{CheckReport, NamespaceReport};
 use crate::deploy::credentials::Credentials;
 use crate::deploy::{DeleteReport, DeployReport, ListedDatabase};
-use crate::output::{API_VERSION, Report};
+#[cfg(feature = "schema")]
+use crate::output::API_VERSION;
+use crate::output::Report;
 use crate::persist::PersistReport;
 
 const STATEFULSET: &str = "statefulset.apps";
@@ -203,6 +207,7 @@ impl Report for Credentials {
 
 /// The JSON Schema of a report's `-o json` document: the report type's own schema with
 /// `apiVersion` and `kind` (constants) beside its fields, or around its items for a list.
+#[cfg(feature = "schema")]
 pub fn schema_of<R: Report + JsonSchema>() -> Value {
     let mut schema = schemars::schema_for!(R).to_value();
     let header = json!({
@@ -244,6 +249,7 @@ pub fn schema_of<R: Report + JsonSchema>() -> Value {
 }
 
 /// Every report's `(kind, schema)`, for docs/schema/<kind>.json.
+#[cfg(feature = "schema")]
 pub fn all() -> Vec<(&'static str, Value)> {
     fn entry<R: Report + JsonSchema>() -> (&'static str, Value) {
         (R::KIND, schema_of::<R>())

@@ -39,7 +39,8 @@ pub async fn within<T>(
 }
 
 /// A Warning event seen while waiting.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WarningEvent {
     /// `Kind/name` of the object the event is about.
     pub object: String,
@@ -68,7 +69,8 @@ impl std::fmt::Display for WarningEvent {
 }
 
 /// What the wait saw last.
-#[derive(schemars::JsonSchema, Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WaitReport {
     /// Whether everything became ready in time.
     pub ready: bool,

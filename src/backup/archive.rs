@@ -42,7 +42,8 @@ pub struct Index {
 }
 
 /// One dump file inside the archive.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Part {
     /// Entry name.
     pub file: String,
@@ -162,7 +163,8 @@ pub fn index_from_head(head: &[u8]) -> Option<Index> {
 }
 
 /// What `verify` found in one part.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PartCheck {
     pub file: String,
     /// None for the globals.

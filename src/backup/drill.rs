@@ -49,7 +49,8 @@ pub struct DrillOptions {
 }
 
 /// One table's outcome.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The restore holds what the manifest recorded.
@@ -61,7 +62,8 @@ pub enum Verdict {
 }
 
 /// One table compared (the `-o json` schema's `tables`).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TableResult {
     pub database: String,
     pub table: String,
@@ -77,7 +79,8 @@ pub struct TableResult {
 }
 
 /// What a drill found (the `-o json` schema: evidence to keep).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DrillReport {
     pub file: String,
     /// SHA-256 of the file drilled.

@@ -77,7 +77,8 @@ pub struct DumpOptions {
 pub const COMPRESS_IN_POD_DEFAULT: bool = true;
 
 /// What a dump did (the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DumpReport {
     /// The backup file, or `-` for standard output.
     pub file: String,

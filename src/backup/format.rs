@@ -8,17 +8,8 @@ use serde::Serialize;
 use crate::engine::Engine;
 
 /// How a backup file is compressed.
-#[derive(
-    schemars::JsonSchema,
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip (level 1: fast enough to keep up with the stream)
@@ -76,9 +67,8 @@ impl std::fmt::Display for Compression {
 }
 
 /// Which tool wrote a dump, read from its first lines.
-#[derive(
-    schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpKind {
     /// `pg_dumpall`: every database, roles and tablespaces.

@@ -19,7 +19,8 @@ use crate::output::{self, Render, Width};
 const SNIFF: u64 = 64 << 10;
 
 /// One backup (an element of the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BackupEntry {
     /// File or object name, relative to the listed location.
     pub file: String,
@@ -40,7 +41,8 @@ pub struct BackupEntry {
 }
 
 /// Whether the checksum file is there.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChecksumState {
     Present,
@@ -48,7 +50,8 @@ pub enum ChecksumState {
 }
 
 /// What `list` found (the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BackupList {
     /// The directory or prefix listed.
     pub location: String,

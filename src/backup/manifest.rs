@@ -39,7 +39,8 @@ fn readable(format: u32) -> bool {
 
 /// A table's row count and content checksum at one moment. An empty checksum means the
 /// table did not exist then.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Counted {
     pub rows: u64,
     pub checksum: String,
@@ -56,7 +57,8 @@ impl Counted {
 }
 
 /// One table: its state before the dump and, when rows changed while the dump ran, after.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TableManifest {
     /// `schema.table` (PostgreSQL) or `table` (MySQL/MariaDB).
     pub name: String,
@@ -82,14 +84,16 @@ impl TableManifest {
 }
 
 /// One database and its tables, sorted by name.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DatabaseManifest {
     pub name: String,
     pub tables: Vec<TableManifest>,
 }
 
 /// `FILE.manifest.json`.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Manifest {
     /// [`FORMAT`].
     pub format: u32,

@@ -30,7 +30,8 @@ const END_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_LINES: usize = 20;
 
 /// How writes were held while the snapshot was cut (part of the snapshot report).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QuiesceReport {
     /// `backup-mode` (PostgreSQL) or `read-lock` (MySQL/MariaDB).
     pub method: &'static str,

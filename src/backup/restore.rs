@@ -51,7 +51,8 @@ pub struct RestoreOptions {
 }
 
 /// What a restore did (the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RestoreReport {
     pub file: String,
     pub namespace: String,

@@ -46,7 +46,8 @@ pub struct ScheduleOptions {
 }
 
 /// What `schedule TARGET` did (the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScheduleReport {
     pub namespace: String,
     pub database: String,
@@ -311,7 +312,8 @@ fn from_env_from(container: &Container, name: &str) -> Option<EnvVar> {
 }
 
 /// One schedule, for `schedule list` and dbcheck.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScheduleInfo {
     pub namespace: String,
     pub database: String,
@@ -423,7 +425,8 @@ pub async fn find(kube: &Kube, name: &str) -> Result<CronJob> {
 }
 
 /// What `schedule delete` removed.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Deleted {
     pub namespace: String,
     pub cron_job: String,

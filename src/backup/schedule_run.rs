@@ -22,7 +22,8 @@ use crate::render::cronjob as render;
 use crate::wait::within;
 
 /// How one run of a schedule ended, or that it has not yet.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JobRun {
     pub job: String,
     /// `succeeded`, `failed` or `running`.
@@ -181,7 +182,8 @@ pub fn manual_job(cron_job: &CronJob, now: jiff::Timestamp) -> Result<Job> {
 }
 
 /// What `schedule run-now` saw (the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunNowReport {
     pub namespace: String,
     pub cron_job: String,

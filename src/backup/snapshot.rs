@@ -53,7 +53,8 @@ pub struct SnapshotOptions {
 }
 
 /// One snapshot taken (the `-o json` schema is a list of these inside [`SnapshotReport`]).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TakenSnapshot {
     pub name: String,
     pub pvc: String,
@@ -63,7 +64,8 @@ pub struct TakenSnapshot {
 }
 
 /// What `snapshot` did.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SnapshotReport {
     pub namespace: String,
     pub pod: String,

@@ -15,7 +15,8 @@ use crate::engine::{ENGINE_LABEL, Engine};
 use crate::error::{Error, Result};
 
 /// One VolumeSnapshot as `snapshot list` shows it (also its `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SnapshotInfo {
     pub name: String,
     pub namespace: String,

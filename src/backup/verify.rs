@@ -16,7 +16,8 @@ use super::manifest::{self, Manifest};
 use crate::error::{Error, Result};
 
 /// What `verify` found (the `-o json` schema).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VerifyReport {
     /// The backup file.
     pub file: String,

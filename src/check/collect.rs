@@ -40,7 +40,8 @@ pub struct CheckOptions {
 }
 
 /// The end of one container's log.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogTail {
     /// The lines, oldest first.
     pub lines: Vec<String>,
@@ -50,7 +51,8 @@ pub struct LogTail {
 }
 
 /// The database container's recent log (`--logs`).
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Logs {
     pub container: String,
     /// How many lines were asked for (each log has at most this many).

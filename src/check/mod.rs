@@ -32,7 +32,8 @@ pub use facts::Facts;
 pub use verdict::{Check, Summary, Verdict};
 
 /// The report of one database: the `-o json` schema (docs/dbcheck.md).
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CheckReport {
     /// What the user named.
     pub target: String,
@@ -108,7 +109,8 @@ fn report(
 }
 
 /// One line of the namespace-wide report.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DatabaseSummary {
     pub namespace: String,
     pub name: String,
@@ -121,7 +123,8 @@ pub struct DatabaseSummary {
 }
 
 /// The report of every database in a namespace (or all): the `-o json` schema without a target.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NamespaceReport {
     /// The namespace, or `null` with `-A`.
     pub namespace: Option<String>,

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 /// How a check came out. Ordered from best to worst.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Fine.
@@ -29,7 +30,8 @@ impl std::fmt::Display for Verdict {
 }
 
 /// One diagnosis: what was checked, the verdict, what was seen, and what to do.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Check {
     /// Stable identifier, e.g. `pvc.bound` (listed in docs/dbcheck.md).
     pub name: String,
@@ -59,7 +61,8 @@ impl Check {
 }
 
 /// Counts of verdicts and the worst one.
-#[derive(schemars::JsonSchema, Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Summary {
     pub verdict: Option<Verdict>,
     pub ok: usize,

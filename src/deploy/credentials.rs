@@ -19,14 +19,16 @@ use crate::render::Names;
 use crate::target;
 
 /// Where a password is kept: a Secret's key.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SecretKey {
     pub name: String,
     pub key: String,
 }
 
 /// How to connect to one database; the `-o json` schema (docs/dbdeploy.md).
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Credentials {
     pub name: String,
     pub namespace: String,

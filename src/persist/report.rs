@@ -12,7 +12,8 @@ use crate::exit;
 use crate::wait::WarningEvent;
 
 /// The outcome of the test.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
     /// The marker came back and every PVC is the same object.
@@ -34,7 +35,8 @@ impl std::fmt::Display for Verdict {
 }
 
 /// How one step ended.
-#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StepResult {
     Passed,
@@ -58,7 +60,8 @@ impl std::fmt::Display for StepResult {
 }
 
 /// One step of the test, with how long it took and what it saw.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Step {
     pub name: String,
     pub result: StepResult,
@@ -67,7 +70,8 @@ pub struct Step {
 }
 
 /// A PersistentVolumeClaim a pod mounts.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClaimRecord {
     /// The pod's volume name.
     pub volume: String,
@@ -80,7 +84,8 @@ pub struct ClaimRecord {
 }
 
 /// A pod as recorded before the delete or after the replacement.
-#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PodRecord {
     pub uid: String,
     pub node: Option<String>,
@@ -121,7 +126,8 @@ fn describe_claim(claim: &ClaimRecord) -> String {
 }
 
 /// The marker row.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Marker {
     pub database: String,
     pub table: String,
@@ -132,7 +138,8 @@ pub struct Marker {
 }
 
 /// What `kubectl dbpersist` did and found; the `-o json` schema.
-#[derive(schemars::JsonSchema, Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PersistReport {
     pub verdict: Verdict,
     /// The process exit code: 0 pass, 1 fail, 3 timeout or cluster error, 130 interrupted.
