@@ -15,6 +15,10 @@ use super::location::Location;
 use super::manifest::{self, Manifest};
 use crate::error::{Error, Result};
 
+/// Bytes read from a file at once, and decoded at once: as large as the restore's chunks.
+/// Larger buffers only raise the peak RSS (issue #18): each one is touched in full.
+const READ_BUFFER: usize = 64 << 10;
+
 /// What `verify` found (the `-o json` schema).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -143,8 +147,10 @@ fn check(
     };
     let mut start = [0u8; 512];
     let n = read_up_to(&mut input, &mut start).map_err(io_err)?;
-    let input =
-        BufReader::with_capacity(1 << 20, io::Cursor::new(start[..n].to_vec()).chain(input));
+    let input = BufReader::with_capacity(
+        READ_BUFFER,
+        io::Cursor::new(start[..n].to_vec()).chain(input),
+    );
     let mut report = if archive::is_archive(&start[..n]) {
         check_archive(input).map_err(io_err)?
     } else {
@@ -276,7 +282,7 @@ pub(super) fn scan(mut input: impl Read) -> io::Result<Scan> {
     let mut raw = 0u64;
     let decoded = {
         let mut decoder = decoder(compression, &mut hashed)?;
-        let mut buf = vec![0u8; 256 << 10];
+        let mut buf = vec![0u8; READ_BUFFER];
         loop {
             match decoder.read(&mut buf) {
                 Ok(0) => break Ok(()),
@@ -330,8 +336,10 @@ pub fn open_sql(file: &Location) -> Result<Box<dyn Read + Send>> {
 pub fn sql_reader(mut input: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut input, &mut magic)?;
-    let input =
-        BufReader::with_capacity(1 << 20, io::Cursor::new(magic[..n].to_vec()).chain(input));
+    let input = BufReader::with_capacity(
+        READ_BUFFER,
+        io::Cursor::new(magic[..n].to_vec()).chain(input),
+    );
     Ok(match Compression::from_magic(&magic[..n]) {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
