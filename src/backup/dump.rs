@@ -73,7 +73,8 @@ pub struct DumpOptions {
 }
 
 /// Whether dumps compress in the pod unless told otherwise (chosen by measurement:
-/// docs/dbbackup.md, "Performance").
+/// docs/dbbackup.md, "Performance"): 3x kubectl over a 100 Mbit/s link, where the client
+/// compressing is 0.96x; on a quiet loopback the pod's gzip is the slower of the two.
 pub const COMPRESS_IN_POD_DEFAULT: bool = true;
 
 /// What a dump did (the `-o json` schema).
