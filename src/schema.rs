@@ -1,7 +1,11 @@
 //! Every report the plugins print, in one list: its `kind` in `-o json|yaml`, what
 //! `-o name` prints for it ([`crate::output::Report`]), and the JSON Schema of its document,
-//! derived from the report's type (docs/schema/, kept current by tests/integration/schema.rs;
-//! only with the `schema` feature, which the tests turn on).
+//! derived from the report's type (docs/schema/, kept current by tests/integration/schema.rs).
+
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+#[cfg(feature = "schema")]
+use serde_json::{Value, json};
 
 use crate::backup::drill::DrillReport;
 use crate::backup::list::BackupList;
@@ -12,6 +16,8 @@ use crate::backup::{DumpReport, RestoreReport, SnapshotReport, VerifyReport};
 use crate::check::{CheckReport, NamespaceReport};
 use crate::deploy::credentials::Credentials;
 use crate::deploy::{DeleteReport, DeployReport, ListedDatabase};
+#[cfg(feature = "schema")]
+use crate::output::API_VERSION;
 use crate::output::Report;
 use crate::persist::PersistReport;
 
@@ -199,84 +205,74 @@ impl Report for Credentials {
     }
 }
 
+/// The JSON Schema of a report's `-o json` document: the report type's own schema with
+/// `apiVersion` and `kind` (constants) beside its fields, or around its items for a list.
 #[cfg(feature = "schema")]
-pub use document::{all, schema_of};
+pub fn schema_of<R: Report + JsonSchema>() -> Value {
+    let mut schema = schemars::schema_for!(R).to_value();
+    let header = json!({
+        "apiVersion": {"const": API_VERSION},
+        "kind": {"const": R::KIND},
+    });
+    let Some(object) = schema.as_object_mut() else {
+        return schema;
+    };
+    let dialect = object.remove("$schema");
+    let definitions = object.remove("$defs");
+    let mut document = if R::LIST {
+        json!({
+            "type": "object",
+            "properties": {"items": Value::Object(object.clone())},
+            "required": ["items"],
+        })
+    } else {
+        Value::Object(object.clone())
+    };
+    if let Some(properties) = document["properties"].as_object_mut()
+        && let Some(header) = header.as_object()
+    {
+        properties.extend(header.clone());
+    }
+    if let Some(required) = document["required"].as_array_mut() {
+        required.extend([json!("apiVersion"), json!("kind")]);
+    } else {
+        document["required"] = json!(["apiVersion", "kind"]);
+    }
+    document["title"] = json!(R::KIND);
+    if let Some(dialect) = dialect {
+        document["$schema"] = dialect;
+    }
+    if let Some(definitions) = definitions {
+        document["$defs"] = definitions;
+    }
+    document
+}
 
+/// Every report's `(kind, schema)`, for docs/schema/<kind>.json.
 #[cfg(feature = "schema")]
-mod document {
-    use schemars::JsonSchema;
-    use serde_json::{Value, json};
-
-    use super::*;
-    use crate::output::API_VERSION;
-
-    /// The JSON Schema of a report's `-o json` document: the report type's own schema with
-    /// `apiVersion` and `kind` (constants) beside its fields, or around its items for a list.
-    pub fn schema_of<R: Report + JsonSchema>() -> Value {
-        let mut schema = schemars::schema_for!(R).to_value();
-        let header = json!({
-            "apiVersion": {"const": API_VERSION},
-            "kind": {"const": R::KIND},
-        });
-        let Some(object) = schema.as_object_mut() else {
-            return schema;
-        };
-        let dialect = object.remove("$schema");
-        let definitions = object.remove("$defs");
-        let mut document = if R::LIST {
-            json!({
-                "type": "object",
-                "properties": {"items": Value::Object(object.clone())},
-                "required": ["items"],
-            })
-        } else {
-            Value::Object(object.clone())
-        };
-        if let Some(properties) = document["properties"].as_object_mut()
-            && let Some(header) = header.as_object()
-        {
-            properties.extend(header.clone());
-        }
-        if let Some(required) = document["required"].as_array_mut() {
-            required.extend([json!("apiVersion"), json!("kind")]);
-        } else {
-            document["required"] = json!(["apiVersion", "kind"]);
-        }
-        document["title"] = json!(R::KIND);
-        if let Some(dialect) = dialect {
-            document["$schema"] = dialect;
-        }
-        if let Some(definitions) = definitions {
-            document["$defs"] = definitions;
-        }
-        document
+pub fn all() -> Vec<(&'static str, Value)> {
+    fn entry<R: Report + JsonSchema>() -> (&'static str, Value) {
+        (R::KIND, schema_of::<R>())
     }
-
-    /// Every report's `(kind, schema)`, for docs/schema/<kind>.json.
-    pub fn all() -> Vec<(&'static str, Value)> {
-        fn entry<R: Report + JsonSchema>() -> (&'static str, Value) {
-            (R::KIND, schema_of::<R>())
-        }
-        vec![
-            entry::<CheckReport>(),
-            entry::<NamespaceReport>(),
-            entry::<DeployReport>(),
-            entry::<DeleteReport>(),
-            entry::<Vec<ListedDatabase>>(),
-            entry::<DumpReport>(),
-            entry::<VerifyReport>(),
-            entry::<RestoreReport>(),
-            entry::<SnapshotReport>(),
-            entry::<SnapshotInfo>(),
-            entry::<Vec<SnapshotInfo>>(),
-            entry::<PersistReport>(),
-            entry::<DrillReport>(),
-            entry::<BackupList>(),
-            entry::<ScheduleReport>(),
-            entry::<Vec<ScheduleInfo>>(),
-            entry::<Deleted>(),
-            entry::<RunNowReport>(),
-            entry::<Credentials>(),
-        ]
-    }
+    vec![
+        entry::<CheckReport>(),
+        entry::<NamespaceReport>(),
+        entry::<DeployReport>(),
+        entry::<DeleteReport>(),
+        entry::<Vec<ListedDatabase>>(),
+        entry::<DumpReport>(),
+        entry::<VerifyReport>(),
+        entry::<RestoreReport>(),
+        entry::<SnapshotReport>(),
+        entry::<SnapshotInfo>(),
+        entry::<Vec<SnapshotInfo>>(),
+        entry::<PersistReport>(),
+        entry::<DrillReport>(),
+        entry::<BackupList>(),
+        entry::<ScheduleReport>(),
+        entry::<Vec<ScheduleInfo>>(),
+        entry::<Deleted>(),
+        entry::<RunNowReport>(),
+        entry::<Credentials>(),
+    ]
 }
