@@ -107,20 +107,27 @@ impl ScheduleObjects {
 
 /// The job's script. Arguments: backup directory, file name prefix, extension, trailer,
 /// trailer match (`exact`|`prefix`), newest kept, minutes kept, minutes after which a
-/// `.partial` is a killed run's, the engine's client setup script, the manifest's header
-/// ([`manifest::passes_header`]), how many arguments the manifest query has, then that
-/// query and the dump command. The query runs before and after the dump; its raw output
-/// goes beside the dump as `FILE.manifest.tsv` (read by [`manifest::from_passes`]), renamed
-/// with the `.sha256` only once the dump is complete, and removed with the dump.
+/// `.partial` is a killed run's, the pauses (seconds, space-separated) before each retry,
+/// the engine's client setup script, the manifest's header ([`manifest::passes_header`]),
+/// how many arguments the manifest query has, then that query and the dump command. The
+/// query runs before and after the dump; its raw output goes beside the dump as
+/// `FILE.manifest.tsv` (read by [`manifest::from_passes`]), renamed with the `.sha256` only
+/// once the dump is complete, and removed with the dump.
+/// An attempt that fails on the way to the server (a name that did not resolve, a refused
+/// or dropped connection, a server starting up) is made again from the start after the
+/// next pause: the job reaches the database by its DNS name, and one resolver hiccup or
+/// restart must not cost the night's backup. Any other failure ends the run at once.
 /// Its result (or why it failed) goes to the termination log, which the Job's pod status
 /// carries: `schedule run-now` and dbcheck read it there, no log access needed.
 pub const JOB_SCRIPT: &str = r#"set -u
-dir=$1 prefix=$2 ext=$3 trailer=$4 match=$5 keep=$6 within=$7 stale=$8 setup=$9
-header=${10} queried=${11}
-shift 11
+dir=$1 prefix=$2 ext=$3 trailer=$4 match=$5 keep=$6 within=$7 stale=$8 pauses=$9
+setup=${10} header=${11} queried=${12}
+shift 12
 umask 077
 say() { printf '%s\n' "$*" 2>/dev/null > /dev/termination-log || :; }
-fail() { printf 'backup failed: %s\n' "$*" >&2; say "failed: $*"; exit 1; }
+give_up() { printf 'backup failed: %s\n' "$*" >&2; say "failed: $*"; exit 1; }
+# Inside an attempt (a subshell): its reason for the loop below, then the attempt ends.
+fail() { printf '%s\n' "$*" > "$reason"; exit 1; }
 # The manifest query is the first $queried arguments, the dump the rest. POSIX sh has no
 # arrays: the query's arguments are rotated to the end, the others dropped.
 query() {
@@ -132,13 +139,20 @@ query() {
   "$@"
 }
 dump() { shift "$queried"; "$@"; }
+# Failures on the way to the server, of libpq, mysql/mariadb clients and the resolver.
+transient() {
+  grep -Eqi 'could not translate host name|name resolution|Name or service not known|Connection refused|could not connect to server|connection to server .* failed|the database system is (starting up|shutting down|in recovery mode)|server closed the connection unexpectedly|terminating connection due to administrator command|Unknown (MySQL|MariaDB) server host|Can.t connect to|Lost connection to|Connection timed out|Connection reset|No route to host' "$1"
+}
 d='[0-9]'
 pattern="$prefix-$d$d$d$d$d$d$d${d}T$d$d$d$d$d${d}Z$ext"
 m=.manifest.tsv
 for s in '' .sha256 "$m"; do
   find "$dir" -maxdepth 1 -name "$pattern$s.partial" -mmin +"$stale" -exec rm -f {} + 2>/dev/null
 done
-sh -c "$setup" || fail "could not set up the database client"
+sh -c "$setup" || give_up "could not set up the database client"
+reason=$(mktemp) && result=$(mktemp) || give_up "no scratch file"
+trap 'rm -f "$reason" "$result"' EXIT
+attempt() (
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 stamp=$(printf '%s' "$now" | tr -d ':-')
 file="$dir/$prefix-$stamp$ext"
@@ -148,7 +162,7 @@ work=$(mktemp -d) || fail "no scratch directory"
 status=$work/status
 errors=$work/stderr
 passes=$work/passes
-# A run that fails after its .sha256 and manifest were renamed leaves neither.
+# An attempt that fails after its .sha256 and manifest were renamed leaves neither.
 trap 'rm -rf "$part" "$file.sha256.partial" "$file$m.partial" "$work"; [ -e "$file" ] || rm -f "$file.sha256" "$file$m"' EXIT
 { printf '%s\ndumped_at\t%s\npass\tbefore\n' "$header" "$now" && query "$@" 2>"$errors"; } > "$passes" ||
   fail "the manifest query failed before the dump: $(tail -n 3 "$errors" | tr '\n' ' ')"
@@ -183,6 +197,20 @@ sync
 mv "$file.sha256.partial" "$file.sha256" && mv "$file$m.partial" "$file$m" && mv "$part" "$file" ||
   fail "failed to rename $part"
 sync
+printf '%s %s\n' "$file" "$sum" > "$result"
+)
+left=$pauses
+while :; do
+  : > "$reason"
+  attempt "$@" && break
+  why=$(cat "$reason")
+  [ -n "$why" ] || why="the attempt ended without saying why"
+  pause=${left%% *} left=${left#"${left%% *}"} left=${left# }
+  if [ -z "$pause" ] || ! transient "$reason"; then give_up "$why"; fi
+  printf 'attempt failed, again in %s s: %s\n' "$pause" "$why" >&2
+  sleep "$pause"
+done
+read -r file sum < "$result"
 size=$(wc -c < "$file" | tr -d ' ')
 n=0
 removed=0
@@ -205,6 +233,11 @@ fn trailer_match(kind: DumpKind) -> &'static str {
         _ => "exact",
     }
 }
+
+/// Seconds the job waits before each new attempt after a failure on the way to the server
+/// (see [`JOB_SCRIPT`]): three attempts within 40 s, long enough for a resolver or a
+/// database pod that restarts.
+const RETRY_PAUSES: &str = "10 30";
 
 /// The job container's command: [`JOB_SCRIPT`], its arguments, then the engine's dump
 /// command (all databases, no credentials: what `dbbackup dump` does by default).
@@ -231,6 +264,7 @@ pub fn job_command(spec: &BackupSchedule) -> Vec<String> {
         spec.keep.to_string(),
         spec.keep_within.as_secs().div_ceil(60).to_string(),
         stale_minutes.to_string(),
+        RETRY_PAUSES.into(),
         setup.into(),
         manifest::passes_header(spec.engine, &spec.image, kind, &spec.namespace, &spec.pod),
         query.len().to_string(),
@@ -481,6 +515,8 @@ mod tests {
             "shop",
             "pg-0",
         );
+        // Retries without waiting.
+        let pauses = "0 0";
         let mut command = std::process::Command::new("sh");
         command
             .args(["-c", JOB_SCRIPT, "kdb-backup"])
@@ -495,6 +531,7 @@ mod tests {
                 keep.to_string(),
                 within.to_string(),
                 "361".into(),
+                pauses.into(),
                 ":".into(),
                 header,
                 "3".into(),
@@ -618,6 +655,61 @@ mod tests {
                 checksum: "sum2".into()
             })
         );
+    }
+
+    #[test]
+    fn failures_on_the_way_to_the_server_are_tried_again_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, good) = dump_of(PG_DUMP);
+        let calls = source.path().join("calls");
+        let count = |calls: &std::path::Path| {
+            std::fs::read_to_string(calls)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        // The name of the database's pod not resolving once (a resolver hiccup): the
+        // second attempt makes the backup, and only it is there.
+        let once = format!(
+            "echo x >> '{0}'; if [ $(wc -l < '{0}') -lt 2 ]; then echo 'pg_dump: error: could not translate host name \"pg-0.pg-headless\" to address: Temporary failure in name resolution' >&2; exit 1; fi; {good}",
+            calls.display()
+        );
+        let (ok, text) = run_job(dir.path(), ".sql.gz", 7, 0, &once);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("attempt failed, again in 0 s: the dump exited with status 1: pg_dump: error: could not translate host name"),
+            "{text}"
+        );
+        assert_eq!(count(&calls), 2);
+        let files = names(dir.path());
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files[0].ends_with(".sql.gz"), "{files:?}");
+
+        // Always refused: three attempts, then the last reason.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::remove_file(&calls).unwrap();
+        let refused = format!(
+            "echo x >> '{}'; echo 'psql: error: connection to server at \"pg-0.pg-headless\" (10.244.0.9), port 5432 failed: Connection refused' >&2; exit 2",
+            calls.display()
+        );
+        let (ok, text) = run_job_with(dir.path(), ".sql.gz", (7, 0), &refused, &good);
+        assert!(!ok);
+        assert!(
+            text.contains("backup failed: the manifest query failed before the dump: psql: error: connection to server"),
+            "{text}"
+        );
+        assert_eq!(count(&calls), 3, "{text}");
+
+        // A wrong password is not a hiccup: one attempt.
+        std::fs::remove_file(&calls).unwrap();
+        let wrong = format!(
+            "echo x >> '{}'; echo 'psql: error: FATAL:  password authentication failed for user \"postgres\"' >&2; exit 2",
+            calls.display()
+        );
+        let (ok, text) = run_job_with(dir.path(), ".sql.gz", (7, 0), &wrong, &good);
+        assert!(!ok);
+        assert!(!text.contains("attempt failed"), "{text}");
+        assert_eq!(count(&calls), 1, "{text}");
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
     }
 
     #[test]
