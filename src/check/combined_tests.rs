@@ -380,3 +380,23 @@ fn a_probe_password_is_hidden_in_the_logged_command_of_every_engine() {
         );
     }
 }
+
+#[test]
+fn a_part_is_timed_by_the_shell_in_milliseconds() {
+    let slow = words(&["sleep", "0.3"]);
+    let parts = [Part::new(PartName::Readiness, &slow, None)];
+    let argv = command(MARK, LIMIT, &parts);
+    let output = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    let runs = parse(
+        MARK,
+        &captured(&output.stdout),
+        &captured(&output.stderr),
+        &[PartName::Readiness],
+        LIMIT,
+        // Not the exec's whole time: the part's own.
+        u64::MAX,
+    );
+    let run = runs[0].as_ref().unwrap_or_else(|| panic!("{output:?}"));
+    // /proc/uptime counts in 10 ms steps.
+    assert!((290..5000).contains(&run.millis), "{run:?}");
+}
