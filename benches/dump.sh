@@ -11,7 +11,8 @@
 #   SIZES="100 1024" PROFILE=release benches/dump.sh
 #
 # PROFILE=debug uses the test build (target/debug, dependencies at opt-level 1) instead of
-# a release build. LEVELS=0 skips the compression levels (they build the library's tests). Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
+# a release build; SHIPPED=1 the static musl build the release ships (benches/shipped.sh);
+# BIN=DIR binaries already built. LEVELS=0 skips the compression levels (they build the library's tests). Needs a cluster: KUBECONFIG, or the local one (tests/cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KUBECONFIG=${KUBECONFIG:-/var/tmp/kubectl-db-cluster/kubeconfig}
@@ -21,7 +22,11 @@ SIZES=${SIZES:-"100 1024"} # MiB of rows (~1 KiB each)
 PROFILE=${PROFILE:-release}
 NS=kdb-bench-dump-$$
 OUT=$(mktemp -d)
-if [ "$PROFILE" = release ]; then
+if [ -n "${BIN:-}" ]; then
+  :
+elif [ "${SHIPPED:-0}" = 1 ]; then
+  BIN=$(bash benches/shipped.sh)
+elif [ "$PROFILE" = release ]; then
   cargo build --release --locked -q --bin kubectl-dbbackup --bin kubectl-dbdeploy
   BIN=${CARGO_TARGET_DIR:-target}/release
 else

@@ -7,9 +7,11 @@ KUBECTL=${KUBECTL:-$HOME/.cache/kubectl-db/k8s-v1.34.4/bin/kubectl}
 IMAGE=${IMAGE:-localhost/kdb/postgres:15}
 PROFILE=${PROFILE:-release}
 
-# bench_bin : sets BIN to the build to measure (BIN=... to use one already built).
+# bench_bin : sets BIN to the build to measure (BIN=... to use one already built;
+# SHIPPED=1: the static musl build the release ships, benches/shipped.sh).
 bench_bin() {
   if [[ -n ${BIN:-} ]]; then return; fi
+  if [[ ${SHIPPED:-0} == 1 ]]; then BIN=$(bash benches/shipped.sh); return; fi
   local flag=()
   [[ $PROFILE == release ]] && flag=(--release)
   nice cargo build "${flag[@]}" --locked -q --bin kubectl-dbbackup --bin kubectl-dbdeploy --bin kubectl-dbcheck
