@@ -12,9 +12,9 @@ use crate::engine::Engine;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// gzip (level 1: fast enough to keep up with the stream)
+    /// gzip (level 2 on the client, `gzip -1` in the pod: fast enough to keep up with the stream)
     Gzip,
-    /// zstd (level 3)
+    /// zstd (level 1)
     Zstd,
     /// Plain SQL
     None,

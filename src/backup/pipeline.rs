@@ -21,8 +21,10 @@ use super::format::{self, Compression, Tail};
 pub const CHUNK: usize = 64 << 10;
 /// Messages in flight per channel: bounds memory while letting the stages overlap.
 pub const CHANNEL_DEPTH: usize = 4;
-/// gzip level of client-side compression (1: chosen by measurement, docs/dbbackup.md).
-pub const GZIP_LEVEL: u32 = 1;
+/// gzip level of client-side compression, chosen by measurement (docs/dbbackup.md): zlib-rs
+/// level 1 is its "quick" strategy, 1.7x faster than level 2 but 24% larger files; level 2
+/// is as fast as miniz_oxide's level 1 was, and 10% smaller.
+pub const GZIP_LEVEL: u32 = 2;
 /// zstd level of client-side compression (chosen by measurement, docs/dbbackup.md).
 pub const ZSTD_LEVEL: i32 = 1;
 
@@ -352,7 +354,7 @@ mod tests {
                 sql.len() as f64 / size as f64
             );
         };
-        for level in [1, 3, 6] {
+        for level in [1, 2, 3, 6] {
             report("gzip", level, &|| {
                 let mut e = flate2::write::GzEncoder::new(
                     Vec::new(),
