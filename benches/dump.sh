@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Dump throughput and client memory, side by side with kubectl in the same run, on the same
 # database: `kubectl exec POD -- pg_dumpall > file` (and the same piped through the pod's
-# gzip) against `kubectl dbbackup` compressing in the pod (the default), on the client
-# (gzip, zstd) and not at all, for a ~100 MiB and a ~1 GiB dump. Then the client's
-# compression levels on that dump. Peak RSS from /usr/bin/time -v.
+# gzip or zstd) against `kubectl dbbackup` compressing the stream in the pod (the default:
+# the image's zstd, rewritten to the file's format here), without a manifest (`-f -`), and
+# with the SQL on the stream (`--compress-in-pod=false`), for a ~100 MiB and a ~1 GiB dump.
+# Then the client's compression levels on that dump. Peak RSS from /usr/bin/time -v.
 #
 # The rows are ~1 KiB orders with words drawn at random, an e-mail, an md5 and numbers:
 # they compress about like real tables (3-4:1 with gzip -1), not like a repeated string.
@@ -93,14 +94,19 @@ for mib in $SIZES; do
   measure "kubectl exec -- pg_dumpall, gzip -1 in pod" "$OUT/m.out" \
     timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
     'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | gzip -1'
-  measure "dbbackup (default: gzip in the pod)" "$OUT/d1.sql.gz" \
+  measure "kubectl exec -- pg_dumpall, zstd -1 in pod" "$OUT/m.out" \
+    timeout 3600 "$KUBECTL" -n "$NS" exec postgres-0 -- sh -c \
+    'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | zstd -1 -q -c'
+  measure "dbbackup (default: .gz, zstd in the pod)" "$OUT/d1.sql.gz" \
     "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d1.sql.gz"
-  measure "dbbackup --compress-in-pod=false (gzip)" "$OUT/d2.sql.gz" \
-    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d2.sql.gz"
-  measure "dbbackup --compress zstd (on the client)" "$OUT/d3.sql.zst" \
+  measure "dbbackup -f - > file (no manifest)" "$OUT/m.out" \
+    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f -
+  measure "dbbackup --compress zstd (zstd in the pod)" "$OUT/d3.sql.zst" \
     "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress zstd -f "$OUT/d3.sql.zst"
-  measure "dbbackup --compress none" "$OUT/d4.sql" \
+  measure "dbbackup --compress none (zstd in the pod)" "$OUT/d4.sql" \
     "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d4.sql"
+  measure "dbbackup --compress-in-pod=false (gzip here)" "$OUT/d2.sql.gz" \
+    "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d2.sql.gz"
   kubectl_wall=""
   for row in "${results[@]}"; do
     IFS='|' read -r label bytes wall rss <<<"$row"

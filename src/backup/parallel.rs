@@ -26,7 +26,7 @@ use super::dump::{
     self, Destination, DumpOptions, DumpReport, ObjectDump, PartialFile, Streamed, Taken,
     create_exclusive, discard, dump_serial, refuse_existing,
 };
-use super::format::{self, DumpKind};
+use super::format::{self, Compression, DumpKind};
 use super::location::Location;
 use crate::client::Kube;
 use crate::error::{Error, Result};
@@ -93,7 +93,8 @@ struct Step {
 struct Dumped {
     place: usize,
     streamed: Streamed,
-    in_pod: bool,
+    /// What the part's stream carried.
+    stream: Compression,
 }
 
 /// The temporary files of the parts, removed when dropped (the archive holds their bytes
@@ -255,9 +256,14 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         };
         let (sha256, bytes) = assemble(sink, &index, &files.paths, dumped_at).await?;
         tracing::debug!(seconds = step.elapsed().as_secs_f64(), "archive assembled");
-        Ok((index, dumped.iter().all(|d| d.in_pod), sha256, bytes))
+        // Every part streams from the same container, so they share one compression.
+        let stream = match dumped.first() {
+            Some(first) if dumped.iter().all(|d| d.stream == first.stream) => first.stream,
+            _ => Compression::None,
+        };
+        Ok((index, stream, sha256, bytes))
     };
-    let (index, in_pod, sha256, bytes_written) = match written.await {
+    let (index, stream, sha256, bytes_written) = match written.await {
         Ok(written) => written,
         Err(err) => return Err(discard(object, err).await),
     };
@@ -292,7 +298,8 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         database: None,
         kind: index.kind,
         compression: options.compression,
-        compressed_in_pod: in_pod,
+        compressed_in_pod: stream != Compression::None,
+        stream_compression: stream,
         bytes_raw: index.parts.iter().map(|p| p.bytes_raw).sum(),
         bytes_written,
         sha256,
@@ -417,7 +424,7 @@ async fn run_parts(
     parallel: usize,
     progress: &Progress,
 ) -> Result<Vec<Dumped>> {
-    let tool = dump::in_pod_tool(options);
+    let tools = dump::in_pod_tools(options);
     let jobs = steps.iter().zip(files).enumerate().map(|(place, (step, file))| async move {
         let open_sink = || -> Result<Box<dyn Write + Send>> {
             let sink = std::fs::OpenOptions::new()
@@ -430,11 +437,11 @@ async fn run_parts(
                 })?;
             Ok(Box::new(sink))
         };
-        let (streamed, in_pod) = dump::run_dump(
+        let streamed = dump::run_dump(
             pods,
             (&target.pod_name, &target.container),
             step.command.clone(),
-            tool,
+            tools,
             open_sink,
             options.compression,
             progress,
@@ -452,8 +459,8 @@ async fn run_parts(
         }
         Ok(Dumped {
             place,
+            stream: streamed.stream,
             streamed,
-            in_pod,
         })
     });
     futures::stream::iter(jobs)

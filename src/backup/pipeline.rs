@@ -3,10 +3,11 @@
 //! there is room in the channels.
 //!
 //! - The *codec* thread sees the SQL: it keeps its last bytes (for the completion trailer)
-//!   and counts them. When the client compresses, it compresses here; when the pod did
-//!   ([`Input::Compressed`]), it passes each chunk on first and then decompresses it only
-//!   to read the SQL's size and end, which also proves the compressed stream whole (gzip's
-//!   CRC and length, zstd's frame end).
+//!   and counts them. When the client compresses, it compresses here. When the pod did
+//!   ([`Input::InPod`]: zstd or gzip, told apart by the stream's magic number) in the file's
+//!   format, it passes each chunk on first and then decompresses it only to read the SQL's
+//!   size and end, which also proves the compressed stream whole (gzip's CRC and length,
+//!   zstd's frame end); in another format, it decompresses and writes the file's format.
 //! - The *file* thread hashes and writes what goes into the file.
 
 use std::io::{self, BufWriter, Write};
@@ -33,8 +34,8 @@ pub const ZSTD_LEVEL: i32 = 1;
 pub enum Input {
     /// SQL, to compress on the client.
     Sql,
-    /// The file's bytes as written: compressed in the pod.
-    Compressed,
+    /// SQL compressed in the pod by zstd or gzip (whichever its image had).
+    InPod,
 }
 
 /// What the pipeline wrote.
@@ -48,6 +49,8 @@ pub struct Written {
     pub sha256: String,
     /// The SQL's last bytes.
     pub tail: Tail,
+    /// What the stream carried: the pod's compression, or none.
+    pub stream: Compression,
 }
 
 /// Runs both stages until `rx` ends; returns when everything is written (not flushed to
@@ -67,12 +70,13 @@ pub fn write_all(
     let (written, sha256) = file
         .join()
         .map_err(|_| io::Error::other("the file writer panicked"))??;
-    let (raw, tail) = coded?;
+    let (raw, tail, stream) = coded?;
     Ok(Written {
         raw,
         written,
         sha256,
         tail,
+        stream,
     })
 }
 
@@ -147,84 +151,204 @@ impl Write for Sql {
     }
 }
 
-/// The codec thread's work (run on the caller's thread): returns the SQL's size and tail.
+/// The SQL decoded from the pod's stream, seen by [`Sql`] and written on to `out`.
+struct Tee<'a, W> {
+    sql: &'a mut Sql,
+    out: W,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sql.write_all(buf)?;
+        self.out.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The stream's chunks, with the ones read to tell its format given back first.
+struct Chunks {
+    head: Option<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Chunks {
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.head.take().or_else(|| self.rx.blocking_recv())
+    }
+
+    /// The compression of a stream compressed in the pod, from its magic number; none
+    /// for an empty stream (the pod wrote nothing: its status says why).
+    fn compression(&mut self) -> io::Result<Compression> {
+        let mut head: Vec<u8> = Vec::new();
+        while head.len() < 4 {
+            match self.rx.blocking_recv() {
+                Some(chunk) if head.is_empty() => head = chunk,
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        if head.is_empty() {
+            return Ok(Compression::None);
+        }
+        let found = Compression::from_magic(&head);
+        self.head = Some(head);
+        match found {
+            Compression::None => Err(undecodable(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "neither zstd nor gzip",
+            ))),
+            compressed => Ok(compressed),
+        }
+    }
+}
+
+/// The codec thread's work (run on the caller's thread): returns the SQL's size and tail,
+/// and what the stream carried.
 fn code(
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
     tx: mpsc::Sender<Vec<u8>>,
     compression: Compression,
     input: Input,
-) -> io::Result<(u64, Tail)> {
+) -> io::Result<(u64, Tail, Compression)> {
     let mut to_file = ToFile {
         tx,
         buffer: Vec::with_capacity(CHUNK),
     };
     let mut sql = Sql::default();
-    match (input, compression) {
-        (_, Compression::None) => {
-            while let Some(chunk) = rx.blocking_recv() {
+    let mut chunks = Chunks { head: None, rx };
+    let stream = match input {
+        Input::Sql => Compression::None,
+        Input::InPod => match chunks.compression()? {
+            // Nothing came: nothing to write.
+            Compression::None => return Ok((0, sql.tail, Compression::None)),
+            compressed => compressed,
+        },
+    };
+    let level = flate2::Compression::new(GZIP_LEVEL);
+    match (stream, compression) {
+        (Compression::None, Compression::None) => {
+            while let Some(chunk) = chunks.next() {
                 sql.write_all(&chunk)?;
                 to_file.send(chunk)?;
             }
         }
-        (Input::Sql, Compression::Gzip) => {
-            let level = flate2::Compression::new(GZIP_LEVEL);
+        (Compression::None, Compression::Gzip) => {
             let mut encoder = flate2::write::GzEncoder::new(&mut to_file, level);
-            compress(&mut rx, &mut encoder, &mut sql)?;
+            compress(&mut chunks, &mut encoder, &mut sql)?;
             encoder.finish()?.flush()?;
         }
-        (Input::Sql, Compression::Zstd) => {
+        (Compression::None, Compression::Zstd) => {
             let mut encoder = zstd::stream::write::Encoder::new(&mut to_file, ZSTD_LEVEL)?;
-            compress(&mut rx, &mut encoder, &mut sql)?;
+            compress(&mut chunks, &mut encoder, &mut sql)?;
             encoder.finish()?.flush()?;
         }
-        (Input::Compressed, Compression::Gzip) => {
-            // One member: what `gzip -c` writes for a stream.
-            let mut decoder = flate2::write::GzDecoder::new(&mut sql);
-            let end = check(&mut rx, &mut to_file, &mut decoder)?;
-            decoder.try_finish().map_err(undecodable)?;
-            drop(decoder);
-            gzip_footer_matches(&end, &sql)?;
+        // The pod wrote the file's format: stored as it came, checked on the way.
+        (stream, file) if stream == file => {
+            decode(&mut chunks, stream, &mut sql, Some(&mut to_file))?
         }
-        (Input::Compressed, Compression::Zstd) => {
-            let mut decoder = zstd::stream::write::Decoder::new(&mut sql)?;
-            check(&mut rx, &mut to_file, &mut decoder)?;
-            // An error unless the stream ends on a whole frame.
-            decoder.do_finish().map_err(undecodable)?;
+        // Another format: decoded here and written as the file wants.
+        (stream, Compression::None) => {
+            let mut tee = Tee {
+                sql: &mut sql,
+                out: &mut to_file,
+            };
+            decode(&mut chunks, stream, &mut tee, None)?;
+            tee.out.flush()?;
+        }
+        (stream, Compression::Gzip) => {
+            let mut tee = Tee {
+                sql: &mut sql,
+                out: flate2::write::GzEncoder::new(&mut to_file, level),
+            };
+            decode(&mut chunks, stream, &mut tee, None)?;
+            tee.out.finish()?.flush()?;
+        }
+        (stream, Compression::Zstd) => {
+            let mut tee = Tee {
+                sql: &mut sql,
+                out: zstd::stream::write::Encoder::new(&mut to_file, ZSTD_LEVEL)?,
+            };
+            decode(&mut chunks, stream, &mut tee, None)?;
+            tee.out.finish()?.flush()?;
         }
     }
     drop(to_file);
-    Ok((sql.raw, sql.tail))
+    Ok((sql.raw, sql.tail, stream))
 }
 
-fn compress(
-    rx: &mut mpsc::Receiver<Vec<u8>>,
-    encoder: &mut dyn Write,
-    sql: &mut Sql,
-) -> io::Result<()> {
-    while let Some(chunk) = rx.blocking_recv() {
+fn compress(chunks: &mut Chunks, encoder: &mut dyn Write, sql: &mut Sql) -> io::Result<()> {
+    while let Some(chunk) = chunks.next() {
         sql.write_all(&chunk)?;
         encoder.write_all(&chunk)?;
     }
     Ok(())
 }
 
-/// Decodes compressed chunks into `decoder`, then passes them to the file (moved, not
-/// copied: the file thread hashes one while the next decodes); a stream that does not
-/// decode is an error (the dump is refused, nothing gets the final name). Returns the
-/// stream's last 8 bytes (a gzip footer).
-fn check(
-    rx: &mut mpsc::Receiver<Vec<u8>>,
-    to_file: &mut ToFile,
-    decoder: &mut dyn Write,
-) -> io::Result<Vec<u8>> {
-    let mut end: Vec<u8> = Vec::with_capacity(16);
-    while let Some(chunk) = rx.blocking_recv() {
-        end.extend_from_slice(&chunk[chunk.len().saturating_sub(8)..]);
-        end.drain(..end.len().saturating_sub(8));
-        decoder.write_all(&chunk).map_err(undecodable)?;
-        to_file.send(chunk)?;
+/// Something that sees the decoded SQL: [`Sql`] alone, or a [`Tee`] to the file's encoder.
+trait SeesSql: Write {
+    fn sql(&self) -> &Sql;
+}
+
+impl SeesSql for Sql {
+    fn sql(&self) -> &Sql {
+        self
     }
-    Ok(end)
+}
+
+impl<W: Write> SeesSql for Tee<'_, W> {
+    fn sql(&self) -> &Sql {
+        self.sql
+    }
+}
+
+/// Decodes the pod's `stream` into `into`; with `to_file`, also passes each chunk on as it
+/// came (moved, not copied: the file thread hashes one while the next decodes). A stream
+/// that does not decode to its end is an error (the dump is refused, nothing gets the
+/// final name): gzip's footer must hold the CRC-32 and length of the SQL decoded, zstd must
+/// end on a whole frame.
+fn decode(
+    chunks: &mut Chunks,
+    stream: Compression,
+    into: &mut dyn SeesSql,
+    mut to_file: Option<&mut ToFile>,
+) -> io::Result<()> {
+    let mut pass = |decoder: &mut dyn Write| -> io::Result<Vec<u8>> {
+        // The stream's last 8 bytes: a gzip footer.
+        let mut end: Vec<u8> = Vec::with_capacity(16);
+        while let Some(chunk) = chunks.next() {
+            end.extend_from_slice(&chunk[chunk.len().saturating_sub(8)..]);
+            end.drain(..end.len().saturating_sub(8));
+            decoder.write_all(&chunk).map_err(undecodable)?;
+            if let Some(to_file) = to_file.as_deref_mut() {
+                to_file.send(chunk)?;
+            }
+        }
+        Ok(end)
+    };
+    match stream {
+        Compression::Gzip => {
+            // One member: what `gzip -c` writes for a stream.
+            let mut decoder = flate2::write::GzDecoder::new(&mut *into);
+            let end = pass(&mut decoder)?;
+            decoder.try_finish().map_err(undecodable)?;
+            drop(decoder);
+            gzip_footer_matches(&end, into.sql())
+        }
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::write::Decoder::new(&mut *into)?;
+            pass(&mut decoder)?;
+            // An error unless the stream ends on a whole frame.
+            decoder.do_finish().map_err(undecodable)
+        }
+        Compression::None => {
+            pass(into)?;
+            Ok(())
+        }
+    }
 }
 
 fn undecodable(err: io::Error) -> io::Error {
@@ -296,6 +420,7 @@ mod tests {
         for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
             let chunks = SQL.chunks(7).map(<[u8]>::to_vec).collect();
             let (written, bytes) = run(chunks, compression, Input::Sql).unwrap();
+            assert_eq!(written.stream, Compression::None);
             assert_eq!(written.raw, SQL.len() as u64);
             assert!(DumpKind::Mysql.is_complete(written.tail.bytes()));
             assert_eq!(written.written, bytes.len() as u64);
@@ -308,26 +433,72 @@ mod tests {
     fn a_stream_compressed_in_the_pod_is_stored_as_it_came_and_checked() {
         for compression in [Compression::Gzip, Compression::Zstd] {
             let stream = compressed(compression);
-            let chunks = stream.chunks(5).map(<[u8]>::to_vec).collect();
-            let (written, bytes) = run(chunks, compression, Input::Compressed).unwrap();
+            // Chunks of 1 byte: the magic number spans several.
+            let chunks = stream.chunks(1).map(<[u8]>::to_vec).collect();
+            let (written, bytes) = run(chunks, compression, Input::InPod).unwrap();
             assert_eq!(bytes, stream, "{compression}: stored byte for byte");
             assert_eq!(written.raw, SQL.len() as u64);
+            assert_eq!(written.stream, compression);
             assert!(DumpKind::Mysql.is_complete(written.tail.bytes()));
             assert_eq!(written.sha256, format::hex(&Sha256::digest(&bytes)));
 
-            // Cut short anywhere, even just the footer or the frame's checksum: refused.
-            for cut in [1, 4, 8, 12] {
-                let cut = stream[..stream.len() - cut].to_vec();
-                let result = run(vec![cut], compression, Input::Compressed);
-                assert!(result.is_err(), "{compression}: {result:?}");
+            // Cut short anywhere, even just the footer or the frame's checksum: refused,
+            // whatever the file's format.
+            for file in [Compression::Gzip, Compression::Zstd, Compression::None] {
+                for cut in [1, 4, 8, 12] {
+                    let cut = stream[..stream.len() - cut].to_vec();
+                    let result = run(vec![cut], file, Input::InPod);
+                    assert!(result.is_err(), "{compression} into {file}: {result:?}");
+                }
             }
-            // Not compressed at all: refused.
-            let err = run(
-                vec![b"not gzip at all".to_vec()],
-                compression,
-                Input::Compressed,
-            );
-            assert!(err.is_err(), "{compression}");
+        }
+        // Neither zstd nor gzip: refused.
+        let err = run(
+            vec![b"not gzip at all".to_vec()],
+            Compression::Gzip,
+            Input::InPod,
+        );
+        assert!(err.is_err(), "{err:?}");
+        // Nothing at all (the pod had no compressor, or the dump failed first): nothing
+        // written, and the caller reads the remote status.
+        let (written, bytes) = run(Vec::new(), Compression::Gzip, Input::InPod).unwrap();
+        assert_eq!((written.raw, bytes.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_stream_compressed_in_the_pod_in_another_format_is_rewritten_as_the_file_wants() {
+        for stream in [Compression::Gzip, Compression::Zstd] {
+            for file in [Compression::Gzip, Compression::Zstd, Compression::None] {
+                if file == stream {
+                    continue;
+                }
+                let chunks = compressed(stream).chunks(3).map(<[u8]>::to_vec).collect();
+                let (written, bytes) = run(chunks, file, Input::InPod).unwrap();
+                assert_eq!(written.stream, stream);
+                assert_eq!(
+                    Compression::from_magic(&bytes),
+                    file,
+                    "{stream} into {file}"
+                );
+                let sql = match file {
+                    Compression::Gzip => {
+                        let mut sql = Vec::new();
+                        io::Read::read_to_end(
+                            &mut flate2::read::GzDecoder::new(&bytes[..]),
+                            &mut sql,
+                        )
+                        .unwrap();
+                        sql
+                    }
+                    Compression::Zstd => zstd::decode_all(&bytes[..]).unwrap(),
+                    Compression::None => bytes.clone(),
+                };
+                assert_eq!(sql, SQL, "{stream} into {file}");
+                assert_eq!(written.raw, SQL.len() as u64);
+                assert_eq!(written.written, bytes.len() as u64);
+                assert_eq!(written.sha256, format::hex(&Sha256::digest(&bytes)));
+                assert!(DumpKind::Mysql.is_complete(written.tail.bytes()));
+            }
         }
     }
 

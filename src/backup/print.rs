@@ -6,7 +6,7 @@ use indicatif::HumanBytes;
 
 use super::manifest::Manifest;
 use super::snapshot_list::{self, SnapshotInfo};
-use super::{DumpReport, RestoreReport, SnapshotReport, VerifyReport};
+use super::{Compression, DumpReport, RestoreReport, SnapshotReport, VerifyReport};
 use crate::output::{self, Render, Width};
 
 /// With `-f -` stdout is the dump itself: the binary prints this on stderr.
@@ -29,7 +29,7 @@ impl Render for DumpReport {
             self.file,
             HumanBytes(self.bytes_raw),
             HumanBytes(self.bytes_written),
-            self.compression,
+            self.compressed(),
             self.duration_seconds,
             HumanBytes(rate),
             self.sha256,
@@ -68,6 +68,18 @@ impl Render for DumpReport {
             let _ = writeln!(text, "  note: {note}");
         }
         text
+    }
+}
+
+impl DumpReport {
+    /// The file's compression and where it was done.
+    fn compressed(&self) -> String {
+        match (self.compression, self.stream_compression) {
+            (Compression::None, Compression::None) => "none".into(),
+            (file, Compression::None) => format!("{file}, compressed here"),
+            (file, stream) if file == stream => format!("{file}, compressed in the pod"),
+            (file, stream) => format!("{file}; {stream} in the pod"),
+        }
     }
 }
 
@@ -247,6 +259,7 @@ mod tests {
             kind: DumpKind::PostgresCluster,
             compression: Compression::Gzip,
             compressed_in_pod: true,
+            stream_compression: Compression::Zstd,
             bytes_raw: 52_428_800,
             bytes_written: 7_340_032,
             sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
@@ -360,6 +373,24 @@ mod tests {
             ..dump()
         };
         insta::assert_snapshot!("dump_to_stdout", to_stdout.render(WIDTH));
+    }
+
+    #[test]
+    fn a_dump_says_where_it_was_compressed() {
+        let said = |compression, stream_compression| {
+            DumpReport {
+                compression,
+                stream_compression,
+                ..dump()
+            }
+            .compressed()
+        };
+        use Compression::{Gzip, None, Zstd};
+        assert_eq!(said(Gzip, Zstd), "gzip; zstd in the pod");
+        assert_eq!(said(None, Gzip), "none; gzip in the pod");
+        assert_eq!(said(Zstd, Zstd), "zstd, compressed in the pod");
+        assert_eq!(said(Gzip, None), "gzip, compressed here");
+        assert_eq!(said(None, None), "none");
     }
 
     fn verified() -> VerifyReport {

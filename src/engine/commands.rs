@@ -74,16 +74,18 @@ pub trait Commands: Sync {
     /// Writes the dump to stdout: every database, or `database` alone. Without
     /// `with_credentials` the dump carries no password (hash) of any account.
     fn dump(&self, database: Option<&str>, with_credentials: bool) -> Vec<String>;
-    /// [`Commands::dump`] compressed inside the container by `tool` (`gzip` or `zstd`), so
-    /// the exec stream carries the file's bytes. The exit status is the dump tool's when it
-    /// failed, else the compressor's; a missing compressor is exit 127, said on stderr.
+    /// [`Commands::dump`] compressed inside the container by the first of `tools` (`zstd`,
+    /// `gzip`) the image has, so the exec stream carries compressed bytes (the client
+    /// tells which from their magic number). The exit status is the dump tool's when it
+    /// failed, else the compressor's; an image with none of them is exit 127, said on
+    /// stderr before anything runs.
     fn dump_compressed(
         &self,
         database: Option<&str>,
         with_credentials: bool,
-        tool: &str,
+        tools: &[&str],
     ) -> Vec<String> {
-        compressed_in_pod(self.dump(database, with_credentials), tool)
+        compressed_in_pod(self.dump(database, with_credentials), tools)
     }
     /// The databases a parallel dump (`dump --parallel`) takes one part of each, one name
     /// per line: every database [`Commands::dump`] would write.
@@ -188,17 +190,18 @@ if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#;
     }
 }
 
-/// Runs the command in `$2...` with its stdout through the compressor `$1`. POSIX `sh` has
-/// no `pipefail`: each side of the pipe reports its status on fd 3, captured apart from
-/// the data (fd 4 is the real stdout), so a failed dump is not hidden behind a compressor
-/// that ended well on what it was given.
-const COMPRESS_IN_POD: &str = r#"c=$1; shift
+/// Runs the command in `$2...` with its stdout through the first compressor of the list
+/// `$1` the image has. POSIX `sh` has no `pipefail`: each side of the pipe reports its
+/// status on fd 3, captured apart from the data (fd 4 is the real stdout), so a failed dump
+/// is not hidden behind a compressor that ended well on what it was given.
+const COMPRESS_IN_POD: &str = r#"for c in $1; do command -v "$c" >/dev/null 2>&1 && break; c=; done
+[ -n "$c" ] || { echo "no compressor ($1) in the container's image" >&2; exit 127; }
+shift
 case $c in
   gzip) z() { gzip -1 -c; } ;;
   zstd) z() { zstd -1 -q -c; } ;;
   *) echo "unknown compressor $c" >&2; exit 2 ;;
 esac
-command -v "$c" >/dev/null 2>&1 || { echo "$c is not in the container's image" >&2; exit 127; }
 exec 4>&1
 s=$( { { "$@" 3>&- 4>&-; echo "dump=$?" >&3; } | { z >&4 3>&-; echo "compress=$?" >&3; }; } 3>&1 )
 exec 4>&-
@@ -207,9 +210,13 @@ p=${s#*compress=}; p=${p%%[!0-9]*}
 [ "$d" = 0 ] || exit "${d:-1}"
 [ "$p" = 0 ] || { echo "$c failed (exit ${p:-unknown})" >&2; exit 1; }"#;
 
-/// `argv` with its stdout through the compressor `tool` (see [`Commands::dump_compressed`]).
-pub fn compressed_in_pod(argv: Vec<String>, tool: &str) -> Vec<String> {
-    let mut wrapped = script(COMPRESS_IN_POD, &[tool]);
+/// What [`COMPRESS_IN_POD`] says on stderr when the image has none of the compressors.
+pub const NO_COMPRESSOR: &str = "in the container's image";
+
+/// `argv` with its stdout through the first of `tools` the image has (see
+/// [`Commands::dump_compressed`]).
+pub fn compressed_in_pod(argv: Vec<String>, tools: &[&str]) -> Vec<String> {
+    let mut wrapped = script(COMPRESS_IN_POD, &[&tools.join(" ")]);
     wrapped.extend(argv);
     wrapped
 }

@@ -109,6 +109,11 @@ printf '%s' "${KDB_STUB_OUT:-}"
 /// Runs `argv` (`sh -c SCRIPT sh ARG...`) in an empty directory with only the stub `tools`
 /// and a few utilities on PATH, the container's environment, and `stdin`.
 fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
+    run_with(argv, tools, stdin, stub_out, &[])
+}
+
+/// [`run`] in an image that also has the real `utils` (e.g. `zstd`).
+fn run_with(argv: &[String], tools: Tools, stdin: &str, stub_out: &str, utils: &[&str]) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -117,7 +122,8 @@ fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
         std::fs::write(&path, STUB).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    for util in ["cat", "id", "stat", "df", "timeout", "gzip", "sh"] {
+    let base = ["cat", "id", "stat", "df", "timeout", "gzip", "sh"];
+    for util in base.iter().chain(utils) {
         let found = ["/usr/bin", "/bin"]
             .iter()
             .map(|d| Path::new(d).join(util))
@@ -452,8 +458,9 @@ fn dumps_compressed_in_the_pod_run_the_same_dump_through_the_images_tool() {
         let tools = Tools::for_engine(engine)[0];
         for value in VALUES {
             let plain = one_call(&run(&c.dump(Some(value), false), tools, "", "")).clone();
+            // The first the image has: these stubs' images have gzip, not zstd.
             let ran = run(
-                &c.dump_compressed(Some(value), false, "gzip"),
+                &c.dump_compressed(Some(value), false, &["zstd", "gzip"]),
                 tools,
                 "",
                 "-- dump --\n",
@@ -462,13 +469,26 @@ fn dumps_compressed_in_the_pod_run_the_same_dump_through_the_images_tool() {
             // gzip's magic number first (the rest is not text).
             assert!(ran.stdout.starts_with('\u{1f}'), "{ran:?}");
         }
-        // No zstd in this image: said before anything runs, exit 127.
-        let ran = run(&c.dump_compressed(None, false, "zstd"), tools, "", "");
+        // With zstd in the image (as in the official ones), zstd.
+        let ran = run_with(
+            &c.dump_compressed(None, false, &["zstd", "gzip"]),
+            tools,
+            "",
+            "-- dump --\n",
+            &["zstd"],
+        );
+        assert!(ran.success, "{ran:?}");
+        // zstd's magic number, 28 b5 2f fd (read as lossy UTF-8).
+        assert!(ran.stdout.starts_with("(\u{fffd}/"), "{ran:?}");
+        // None of them in this image: said before anything runs, exit 127.
+        let ran = run(&c.dump_compressed(None, false, &["zstd"]), tools, "", "");
         assert!(!ran.success && ran.calls.is_empty(), "{ran:?}");
         assert!(
-            ran.stderr.contains("zstd is not in the container's image"),
+            ran.stderr
+                .contains("no compressor (zstd) in the container's image"),
             "{ran:?}"
         );
+        assert!(ran.stderr.contains(crate::engine::commands::NO_COMPRESSOR));
     }
 }
 

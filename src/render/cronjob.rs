@@ -149,6 +149,12 @@ m=.manifest.tsv
 for s in '' .sha256 "$m"; do
   find "$dir" -maxdepth 1 -name "$pattern$s.partial" -mmin +"$stale" -exec rm -f {} + 2>/dev/null
 done
+case $ext in
+  .sql.gz) z=gzip ;;
+  .sql.zst) z=zstd ;;
+  *) z= ;;
+esac
+[ -z "$z" ] || command -v "$z" >/dev/null 2>&1 || give_up "$z is not in the image"
 sh -c "$setup" || give_up "could not set up the database client"
 reason=$(mktemp) && result=$(mktemp) || give_up "no scratch file"
 trap 'rm -f "$reason" "$result"' EXIT
@@ -167,10 +173,10 @@ trap 'rm -rf "$part" "$file.sha256.partial" "$file$m.partial" "$work"; [ -e "$fi
 { printf '%s\ndumped_at\t%s\npass\tbefore\n' "$header" "$now" && query "$@" 2>"$errors"; } > "$passes" ||
   fail "the manifest query failed before the dump: $(tail -n 3 "$errors" | tr '\n' ' ')"
 : > "$part" || fail "cannot write to $dir"
-if [ "$ext" = .sql.gz ]; then
-  { dump "$@" 2>"$errors"; echo $? > "$status"; } | gzip -1 > "$part" || fail "failed to write $part"
-  gzip -t "$part" || fail "the compressed dump is damaged"
-  end=$(gzip -dc "$part" | tail -c 4096 | sed 's/[[:space:]]*$//' | grep -v '^$' | tail -n 4)
+if [ -n "$z" ]; then
+  { dump "$@" 2>"$errors"; echo $? > "$status"; } | "$z" -1 -q -c > "$part" || fail "failed to write $part"
+  "$z" -t -q "$part" || fail "the compressed dump is damaged"
+  end=$("$z" -d -q -c "$part" | tail -c 4096 | sed 's/[[:space:]]*$//' | grep -v '^$' | tail -n 4)
 else
   { dump "$@" 2>"$errors"; echo $? > "$status"; } > "$part" || fail "failed to write $part"
   end=$(tail -c 4096 "$part" | sed 's/[[:space:]]*$//' | grep -v '^$' | tail -n 4)
@@ -517,7 +523,7 @@ mod tests {
         );
         // Retries without waiting.
         let pauses = "0 0";
-        let mut command = std::process::Command::new("sh");
+        let mut command = std::process::Command::new("/bin/sh");
         command
             .args(["-c", JOB_SCRIPT, "kdb-backup"])
             .arg(dir)
@@ -597,7 +603,7 @@ mod tests {
 
     #[test]
     fn the_job_writes_what_verify_and_drill_accept() {
-        for ext in [".sql.gz", ".sql"] {
+        for ext in [".sql.gz", ".sql.zst", ".sql"] {
             let dir = tempfile::tempdir().unwrap();
             let (_source, dump) = dump_of(PG_DUMP);
             let (ok, text) = run_job(dir.path(), ext, 7, 0, &dump);
@@ -727,12 +733,24 @@ mod tests {
             text.contains("the dump exited with status 2: connection refused"),
             "{text}"
         );
+        // An image without the compressor: said before anything is dumped.
+        let (_good, dump) = dump_of(PG_DUMP);
+        let mut job = job_here(dir.path(), ".sql.zst", (7, 0), QUERY, &dump);
+        let (ok, text) = finish(job.env("PATH", dir.path().join("nothing")));
+        assert!(!ok);
+        assert!(
+            text.contains("backup failed: zstd is not in the image"),
+            "{text}"
+        );
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
         let (source, cut) =
             dump_of("--\n-- PostgreSQL database cluster dump\nCOPY t FROM stdin;\n1\n");
-        let (ok, text) = run_job(dir.path(), ".sql.gz", 7, 0, &cut);
-        assert!(!ok);
-        assert!(text.contains("without its trailer"), "{text}");
-        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        for ext in [".sql.gz", ".sql.zst", ".sql"] {
+            let (ok, text) = run_job(dir.path(), ext, 7, 0, &cut);
+            assert!(!ok);
+            assert!(text.contains("without its trailer"), "{ext}: {text}");
+            assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        }
 
         // The manifest query failing before the dump, or after a good one: no file either.
         let (_good, dump) = dump_of(PG_DUMP);

@@ -72,7 +72,8 @@ SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 EXTERNAL_PATHS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni
                 /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers /var/log/pods)
 APT_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 debootstrap umoci
-              skopeo libnss-wrapper etcd-server etcd-client openssl util-linux ca-certificates curl)
+              skopeo libnss-wrapper etcd-server etcd-client openssl util-linux ca-certificates curl
+              zstd) # zstd: the unit tests run the in-pod compression script with it
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner coredns)
 

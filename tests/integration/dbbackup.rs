@@ -175,9 +175,11 @@ async fn postgres_round_trip() {
     let report = dump_json(&ns, "postgres", &file, "gzip");
     assert_eq!(report["remote_status"]["result"], "success");
     assert_eq!(report["dump_kind"], "postgres-cluster");
-    // gzip is in every image: compressed in the pod by default, the file as the client
-    // would write it (the same SQL; restored below).
+    // The image has zstd (as the official ones do): the stream is compressed with it in the
+    // pod and rewritten as gzip here, the file as the client would write it (the same
+    // SQL; restored below).
     assert_eq!(report["compressed_in_pod"], true, "{report}");
+    assert_eq!(report["stream_compression"], "zstd", "{report}");
     let on_client = dir.path().join("client.sql.gz");
     let client_report = common::json(ns.bin("kubectl-dbbackup").args([
         "postgres",
@@ -186,6 +188,7 @@ async fn postgres_round_trip() {
         "--compress-in-pod=false",
     ]));
     assert_eq!(client_report["compressed_in_pod"], false);
+    assert_eq!(client_report["stream_compression"], "none");
     assert_eq!(client_report["bytes_raw"], report["bytes_raw"]);
     assert_eq!(verify_code(&on_client).0, Some(0));
     // The same SQL but for pg_dump's random `\restrict` keys.
@@ -208,11 +211,13 @@ async fn postgres_round_trip() {
     assert_eq!(verify_code(&file).0, Some(0));
     let zst = dir.path().join("pg.sql.zst");
     let report = dump_json(&ns, "postgres-0", &zst, "zstd");
-    // The test image has no zstd: the client compresses instead.
-    assert_eq!(report["compressed_in_pod"], false, "{report}");
+    // Stored as the pod's zstd wrote it.
+    assert_eq!(report["stream_compression"], "zstd", "{report}");
     assert_eq!(verify_code(&zst).0, Some(0));
     let plain = dir.path().join("pg.sql");
-    dump_json(&ns, "postgres-0", &plain, "none");
+    let report = dump_json(&ns, "postgres-0", &plain, "none");
+    // Compressed on the way all the same, and written out as SQL here.
+    assert_eq!(report["stream_compression"], "zstd", "{report}");
     let sql = std::fs::read_to_string(&plain).unwrap();
     assert!(sql.contains("테스트 데이터"));
     assert!(
@@ -326,6 +331,9 @@ async fn mariadb_round_trip() {
     let file = dir.path().join("maria.sql.zst");
     let report = dump_json(&ns, "mariadb", &file, "zstd");
     assert_eq!(report["dump_kind"], "mysql");
+    // This test image has gzip but no zstd (tests/cluster/images): gzip on the stream,
+    // rewritten as zstd here, and restored below.
+    assert_eq!(report["stream_compression"], "gzip", "{report}");
     assert!(
         report["bytes_raw"].as_u64().unwrap() > 3_000_000,
         "{report}"
@@ -340,7 +348,8 @@ async fn mariadb_round_trip() {
     db.sql("DROP DATABASE appdb;").await;
     // A server without any user database still dumps: a complete, empty file.
     let empty = dir.path().join("empty.sql");
-    dump_json(&ns, "mariadb", &empty, "none");
+    let report = dump_json(&ns, "mariadb", &empty, "none");
+    assert_eq!(report["stream_compression"], "gzip", "{report}");
     assert_eq!(verify_code(&empty).0, Some(0));
     assert!(
         !std::fs::read_to_string(&empty)

@@ -96,7 +96,10 @@ customise_postgres() {
   in_chroot "$root" useradd -r -u 70 -g 70 -d /var/lib/postgresql -s /bin/bash -c PostgreSQL postgres
   mkdir -p "$root/etc/postgresql-common/createcluster.d"
   echo 'create_main_cluster = false' >"$root/etc/postgresql-common/createcluster.d/kdb.conf"
-  apt_install "$root" postgresql-15 libnss-wrapper
+  # zstd as in the official images (docker-library/postgres installs it in both variants), so
+  # dumps compress in the pod with it. The mariadb image is left without it, although the
+  # official one has it too: that keeps the pod-has-only-gzip path under test.
+  apt_install "$root" postgresql-15 libnss-wrapper zstd
   # As in the official image: initdb's postgresql.conf listens on all interfaces.
   sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$root/usr/share/postgresql/15/postgresql.conf.sample"
   grep -q "^listen_addresses = '\*'" "$root/usr/share/postgresql/15/postgresql.conf.sample"
