@@ -160,6 +160,11 @@ struct RestoreArgs {
     /// i.e. its Secret) are set again, so its applications can still log in
     #[arg(short, long)]
     yes: bool,
+    /// Compress the exec stream on the client (zstd) and decompress it in the container
+    /// with the image's zstd, so it carries a quarter of the bytes; the SQL as it is where
+    /// the image has no zstd, or with `--compress-in-pod=false` [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    compress_in_pod: Option<bool>,
     /// Time limit for the whole restore
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     timeout: Duration,
@@ -500,6 +505,9 @@ async fn run_restore(global: &GlobalArgs, args: RestoreArgs) -> Result<i32, Erro
         yes: args.yes,
         timeout: args.timeout,
         progress: global.show_progress(),
+        compress_in_pod: args
+            .compress_in_pod
+            .unwrap_or(backup::restore::COMPRESS_IN_POD_DEFAULT),
     };
     let mut report = backup::restore(&kube, &options, kind).await?;
     if copy.is_some() {

@@ -268,6 +268,7 @@ async fn run(
         yes: true,
         timeout: options.timeout,
         progress: false,
+        compress_in_pod: restore::COMPRESS_IN_POD_DEFAULT,
     };
     let restored = restore::restore(kube, &restore_options, kind).await?;
 

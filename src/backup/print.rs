@@ -159,12 +159,15 @@ fn contents(manifest: &Manifest) -> String {
 impl Render for RestoreReport {
     fn render(&self, _width: Width) -> String {
         let mut text = format!(
-            "restored {} into {}/{} ({})\n  {} SQL sent in {:.1}s; remote {}\n",
+            "restored {} into {}/{} ({})\n  {} sent in {:.1}s; remote {}\n",
             self.file,
             self.namespace,
             self.pod,
             self.engine,
-            HumanBytes(self.bytes_sent),
+            match self.stream_compression {
+                Compression::None => format!("{} SQL", HumanBytes(self.bytes_sent)),
+                wire => format!("{} of {wire}-compressed SQL", HumanBytes(self.bytes_sent)),
+            },
             self.duration_seconds,
             self.remote_status
         );
@@ -346,6 +349,7 @@ mod tests {
             kind: DumpKind::PostgresCluster,
             databases_with_data: vec![],
             bytes_sent: 30_000,
+            stream_compression: Compression::None,
             duration_seconds: 1.5,
             remote_status: ExecStatus::Success,
             parallel: Some(2),
@@ -450,7 +454,8 @@ mod tests {
             engine: Engine::Mysql,
             kind: DumpKind::Mysql,
             databases_with_data: vec![],
-            bytes_sent: 52_428_800,
+            bytes_sent: 7_340_032,
+            stream_compression: Compression::Zstd,
             duration_seconds: 12.34,
             remote_status: ExecStatus::Success,
             parallel: None,

@@ -2,8 +2,9 @@
 //! refuses to write over user data without `--yes`, then streams the decompressed SQL
 //! into psql / mysql over exec stdin and reports the remote exit status.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,9 +16,10 @@ use tokio::sync::mpsc;
 
 use super::archive;
 use super::dump::read_capped;
-use super::format::DumpKind;
+use super::format::{Compression, DumpKind};
 use super::location::Location;
 use super::pg_filter::{self, PgRestoreFilter};
+use super::pipeline;
 use super::verify::{self, VerifyReport};
 use crate::client::Kube;
 use crate::engine::{Commands, Engine};
@@ -48,7 +50,14 @@ pub struct RestoreOptions {
     pub timeout: Duration,
     /// Draw live progress on stderr.
     pub progress: bool,
+    /// Compress the stream on the client and decompress it in the container with its
+    /// image's zstd (else the stream carries the SQL).
+    pub compress_in_pod: bool,
 }
+
+/// Whether restores compress the stream for the container's zstd unless told otherwise
+/// (docs/dbbackup.md, "Restore"): a quarter of the bytes over a link.
+pub const COMPRESS_IN_POD_DEFAULT: bool = true;
 
 /// What a restore did (the `-o json` schema).
 #[derive(Debug, Clone, Serialize)]
@@ -64,8 +73,11 @@ pub struct RestoreReport {
     pub kind: DumpKind,
     /// Databases that held tables before the restore (replaced where the file has them).
     pub databases_with_data: Vec<String>,
-    /// SQL bytes sent to the pod.
+    /// Bytes sent to the pod: the SQL, compressed when `stream_compression` says so.
     pub bytes_sent: u64,
+    /// What the exec stream carried: `zstd` (the client compressed the SQL, the
+    /// container's zstd decompressed it) or `none`.
+    pub stream_compression: Compression,
     pub duration_seconds: f64,
     /// Remote exit status of psql / mysql.
     pub remote_status: ExecStatus,
@@ -215,6 +227,7 @@ pub async fn restore(
         )));
     }
 
+    let wire = options.compress_in_pod.then_some(Compression::Zstd);
     let what = format!("restoring {}/{pod}", target.namespace);
     let progress = Progress::bytes(options.progress, &what);
     let parallel = archive.as_ref().map(|(index, _)| index.parallel.max(1));
@@ -226,29 +239,20 @@ pub async fn restore(
                     placed,
                     parallel: index.parallel.max(1),
                 };
-                restore_parts(&pods, &pod, &target.container, commands, parts, &progress).await
+                let to = (pod.as_str(), target.container.as_str());
+                restore_parts(&pods, to, commands, parts, wire, &progress).await
             }
             _ => {
                 let file = options.file.clone();
                 let source = Source {
                     shown: file.to_string(),
-                    open: Box::new(move || verify::open_sql(&file)),
+                    open: Arc::new(move || verify::open_sql(&file)),
                 };
                 let command = commands.restore();
-                let (status, sent, stderr) = stream(
-                    &pods,
-                    &pod,
-                    &target.container,
-                    &command,
-                    source,
-                    kind,
-                    &progress,
-                )
-                .await?;
+                let to = (pod.as_str(), target.container.as_str());
+                let streamed = stream(&pods, to, &command, source, (kind, wire), &progress).await?;
                 Ok(Outcome {
-                    status,
-                    sent,
-                    stderr,
+                    streamed,
                     part: None,
                 })
             }
@@ -268,9 +272,13 @@ pub async fn restore(
     };
     progress.finish();
     let Outcome {
-        status,
-        sent,
-        stderr,
+        streamed:
+            Streamed {
+                status,
+                sent,
+                stderr,
+                compression,
+            },
         part,
     } = streamed?;
     if !status.success() {
@@ -308,6 +316,7 @@ pub async fn restore(
         kind,
         databases_with_data: with_data,
         bytes_sent: sent,
+        stream_compression: compression,
         duration_seconds: started.elapsed().as_secs_f64(),
         remote_status: status,
         parallel,
@@ -316,10 +325,18 @@ pub async fn restore(
 
 /// How a restore's stream(s) ended; `part` names the archive's part that failed.
 struct Outcome {
+    streamed: Streamed,
+    part: Option<String>,
+}
+
+/// How one stream ended.
+struct Streamed {
     status: ExecStatus,
+    /// Bytes sent on the stream.
     sent: u64,
     stderr: Vec<u8>,
-    part: Option<String>,
+    /// What the stream carried.
+    compression: Compression,
 }
 
 /// A parallel dump's archive, located.
@@ -334,17 +351,17 @@ struct Parts<'a> {
 /// databases, `parallel` at once. The first part that fails stops the others.
 async fn restore_parts(
     pods: &Api<Pod>,
-    pod: &str,
-    container: &str,
+    to: (&str, &str),
     commands: &dyn Commands,
     parts: Parts<'_>,
+    wire: Option<Compression>,
     progress: &Progress,
 ) -> Result<Outcome> {
     let source = |placed: &archive::Placed| {
         let (path, placed) = (parts.path.to_path_buf(), placed.clone());
         Source {
             shown: format!("{} ({})", path.display(), placed.part.file),
-            open: Box::new(move || {
+            open: Arc::new(move || {
                 archive::open_part(&path, &placed)
                     .and_then(verify::sql_reader)
                     .map_err(|source| Error::Io {
@@ -363,61 +380,107 @@ async fn restore_parts(
         let source = source(placed);
         let (file, kind) = (placed.part.file.clone(), placed.part.kind);
         async move {
-            let (status, sent, stderr) =
-                stream(pods, pod, container, &command, source, kind, progress).await?;
+            let streamed = stream(pods, to, &command, source, (kind, wire), progress).await?;
             Ok::<_, Error>(Outcome {
-                status,
-                sent,
-                stderr,
+                streamed,
                 part: Some(file),
             })
         }
     };
     let mut sent = 0;
+    // Every part streams to the same container: the last one's compression stands for all.
+    let mut compression = Compression::None;
     let (globals, databases): (Vec<_>, Vec<_>) =
         parts.placed.iter().partition(|p| p.part.database.is_none());
     for placed in globals {
-        let outcome = one(placed).await?;
-        sent += outcome.sent;
-        if !outcome.status.success() {
-            return Ok(Outcome { sent, ..outcome });
+        let mut outcome = one(placed).await?;
+        sent += outcome.streamed.sent;
+        compression = outcome.streamed.compression;
+        if !outcome.streamed.status.success() {
+            outcome.streamed.sent = sent;
+            return Ok(outcome);
         }
     }
     let mut running =
         futures::stream::iter(databases.into_iter().map(one)).buffer_unordered(parts.parallel);
     while let Some(outcome) = running.next().await {
-        let outcome = outcome?;
-        sent += outcome.sent;
-        if !outcome.status.success() {
-            return Ok(Outcome { sent, ..outcome });
+        let mut outcome = outcome?;
+        sent += outcome.streamed.sent;
+        compression = outcome.streamed.compression;
+        if !outcome.streamed.status.success() {
+            outcome.streamed.sent = sent;
+            return Ok(outcome);
         }
     }
     Ok(Outcome {
-        status: ExecStatus::Success,
-        sent,
-        stderr: Vec::new(),
+        streamed: Streamed {
+            status: ExecStatus::Success,
+            sent,
+            stderr: Vec::new(),
+            compression,
+        },
         part: None,
     })
 }
 
-/// Where a stream's SQL comes from: opened on the reading thread.
+/// Where a stream's SQL comes from: opened on the reading thread (again when the first
+/// stream found no decompressor in the container).
 struct Source {
     /// For messages.
     shown: String,
-    open: Box<dyn FnOnce() -> Result<Box<dyn Read + Send>> + Send>,
+    open: Arc<dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync>,
 }
 
+/// Streams the source into `command` in the pod: compressed with `wire` when given and the
+/// container has its decompressor, else (a second stream: the first stopped before the
+/// restore ran) as SQL.
 async fn stream(
     pods: &Api<Pod>,
-    pod: &str,
-    container: &str,
+    to: (&str, &str),
     command: &[String],
     source: Source,
-    kind: DumpKind,
+    (kind, wire): (DumpKind, Option<Compression>),
     progress: &Progress,
-) -> Result<(ExecStatus, u64, Vec<u8>)> {
+) -> Result<Streamed> {
+    if let Some(wire) = wire.filter(|w| *w == Compression::Zstd) {
+        let wrapped = crate::engine::commands::decompressed_in_pod(command.to_vec(), "zstd");
+        let streamed = stream_once(pods, to, &wrapped, &source, (kind, wire), progress).await?;
+        let no_tool = matches!(
+            streamed.status,
+            ExecStatus::Failure {
+                code: Some(127),
+                ..
+            }
+        ) && String::from_utf8_lossy(&streamed.stderr)
+            .contains(crate::engine::commands::NO_COMPRESSOR);
+        if !no_tool {
+            return Ok(streamed);
+        }
+        // Said before the restore ran: nothing was applied.
+        tracing::info!("zstd is not in the container's image; sending the SQL as it is");
+    }
+    stream_once(
+        pods,
+        to,
+        command,
+        &source,
+        (kind, Compression::None),
+        progress,
+    )
+    .await
+}
+
+async fn stream_once(
+    pods: &Api<Pod>,
+    (pod, container): (&str, &str),
+    command: &[String],
+    source: &Source,
+    (kind, wire): (DumpKind, Compression),
+    progress: &Progress,
+) -> Result<Streamed> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
-    let reader = tokio::task::spawn_blocking(move || read_sql(source, kind, tx));
+    let (shown, open) = (source.shown.clone(), source.open.clone());
+    let reader = tokio::task::spawn_blocking(move || read_sql(&shown, &*open, kind, wire, tx));
     let mut process = exec::start(pods, pod, Some(container), command, true).await?;
     let status = process.take_status();
     let stdin = process.stdin();
@@ -449,17 +512,81 @@ async fn stream(
     reader
         .await
         .map_err(|err| Error::Failed(format!("failed to read the backup file: {err}")))??;
-    Ok((ExecStatus::from_status(status), sent, stderr))
+    Ok(Streamed {
+        status: ExecStatus::from_status(status),
+        sent,
+        stderr,
+        compression: wire,
+    })
 }
 
-/// Reads the SQL and streams it to the channel (see [`pump_sql`]).
-fn read_sql(source: Source, kind: DumpKind, tx: mpsc::Sender<Vec<u8>>) -> Result<()> {
-    let sql = (source.open)()?;
-    pump_sql(sql, kind, |chunk| tx.blocking_send(chunk).is_ok()).map_err(|err| Error::Io {
+/// Reads the SQL and streams it to the channel (see [`pump_sql`]), compressed with `wire`
+/// (zstd or none).
+fn read_sql(
+    shown: &str,
+    open: &(dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync),
+    kind: DumpKind,
+    wire: Compression,
+    tx: mpsc::Sender<Vec<u8>>,
+) -> Result<()> {
+    let failed = |source: std::io::Error| Error::Io {
         action: "read",
-        path: source.shown,
-        source: err,
+        path: shown.to_string(),
+        source,
+    };
+    let sql = open()?;
+    if wire != Compression::Zstd {
+        return pump_sql(sql, kind, |chunk| tx.blocking_send(chunk).is_ok()).map_err(failed);
+    }
+    let to_pod = ToChannel {
+        tx,
+        buffer: Vec::with_capacity(CHUNK),
+    };
+    let mut encoder = zstd::stream::write::Encoder::new(to_pod, pipeline::ZSTD_LEVEL)
+        .and_then(|mut e| {
+            // A 128 KiB window: the encoder's memory stays small (peak RSS, issue #18).
+            e.set_parameter(zstd::zstd_safe::CParameter::WindowLog(17))?;
+            Ok(e)
+        })
+        .map_err(failed)?;
+    let mut open_stream = true;
+    pump_sql(sql, kind, |chunk| {
+        open_stream = encoder.write_all(&chunk).is_ok();
+        open_stream
     })
+    .map_err(failed)?;
+    // A closed stream (the remote stopped) is the stream's failure to report, not the file's.
+    if open_stream {
+        let _ = encoder.finish().and_then(|mut to_pod| to_pod.flush());
+    }
+    Ok(())
+}
+
+/// Sends what it is given to the stream in chunks of about [`CHUNK`]; fails once the
+/// stream is closed.
+struct ToChannel {
+    tx: mpsc::Sender<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ToChannel {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(full).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the stream was closed")
+        })
+    }
 }
 
 /// Reads `sql` in pieces of at most [`CHUNK`] bytes and hands `send` chunks of about that

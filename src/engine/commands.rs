@@ -221,6 +221,28 @@ pub fn compressed_in_pod(argv: Vec<String>, tools: &[&str]) -> Vec<String> {
     wrapped
 }
 
+/// Runs the command in `$2...` with its stdin through the decompressor `$1` (`zstd`): a
+/// restore's stream compressed on the client. The exit status is the restore's when it
+/// failed, else the decompressor's (a stream cut short must not pass for a whole SQL file
+/// that the restore happened to accept); an image without the tool is exit 127, said on
+/// stderr before anything runs.
+const DECOMPRESS_IN_POD: &str = r#"c=$1; shift
+command -v "$c" >/dev/null 2>&1 || { echo "no compressor ($c) in the container's image" >&2; exit 127; }
+exec 4>&1
+s=$( { { "$c" -d -q -c 3>&- 4>&-; echo "decompress=$?" >&3; } | { "$@" >&4 3>&-; echo "restore=$?" >&3; }; } 3>&1 )
+exec 4>&-
+d=${s#*decompress=}; d=${d%%[!0-9]*}
+r=${s#*restore=}; r=${r%%[!0-9]*}
+[ "$r" = 0 ] || exit "${r:-1}"
+[ "$d" = 0 ] || { echo "$c -d failed (exit ${d:-unknown}): the stream was cut or damaged" >&2; exit 1; }"#;
+
+/// `argv` reading its stdin through the decompressor `tool` (see [`DECOMPRESS_IN_POD`]).
+pub fn decompressed_in_pod(argv: Vec<String>, tool: &str) -> Vec<String> {
+    let mut wrapped = script(DECOMPRESS_IN_POD, &[tool]);
+    wrapped.extend(argv);
+    wrapped
+}
+
 /// Quotes a constant for `sh` (single quotes, `'` as `'\''`).
 pub(super) fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))

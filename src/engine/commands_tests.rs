@@ -109,11 +109,11 @@ printf '%s' "${KDB_STUB_OUT:-}"
 /// Runs `argv` (`sh -c SCRIPT sh ARG...`) in an empty directory with only the stub `tools`
 /// and a few utilities on PATH, the container's environment, and `stdin`.
 fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
-    run_with(argv, tools, stdin, stub_out, &[])
+    run_with(argv, tools, stdin.as_bytes(), stub_out, &[])
 }
 
 /// [`run`] in an image that also has the real `utils` (e.g. `zstd`).
-fn run_with(argv: &[String], tools: Tools, stdin: &str, stub_out: &str, utils: &[&str]) -> Ran {
+fn run_with(argv: &[String], tools: Tools, stdin: &[u8], stub_out: &str, utils: &[&str]) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -155,7 +155,7 @@ fn run_with(argv: &[String], tools: Tools, stdin: &str, stub_out: &str, utils: &
         .spawn()
         .unwrap();
     // A script may exit without reading its stdin; that is its own business.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     let output = child.wait_with_output().unwrap();
     assert!(
         std::fs::read_dir(&work).unwrap().next().is_none(),
@@ -473,7 +473,7 @@ fn dumps_compressed_in_the_pod_run_the_same_dump_through_the_images_tool() {
         let ran = run_with(
             &c.dump_compressed(None, false, &["zstd", "gzip"]),
             tools,
-            "",
+            b"",
             "-- dump --\n",
             &["zstd"],
         );
@@ -489,6 +489,32 @@ fn dumps_compressed_in_the_pod_run_the_same_dump_through_the_images_tool() {
             "{ran:?}"
         );
         assert!(ran.stderr.contains(crate::engine::commands::NO_COMPRESSOR));
+    }
+}
+
+#[test]
+fn a_restore_compressed_on_the_client_is_decompressed_by_the_images_zstd() {
+    let sql = "CREATE TABLE t (v text);\nINSERT INTO t VALUES ('\u{d55c}');\n";
+    let compressed = zstd::encode_all(sql.as_bytes(), 1).unwrap();
+    for engine in Engine::ALL {
+        let c = engine.commands();
+        for tools in Tools::for_engine(engine) {
+            let restore = crate::engine::commands::decompressed_in_pod(c.restore(), "zstd");
+            let ran = run_with(&restore, *tools, &compressed, "", &["zstd"]);
+            assert!(ran.success, "{ran:?}");
+            let call = one_call(&ran);
+            assert_eq!(call.tool, tools.expected(client_name(engine)));
+            assert!(call.stdin.starts_with(sql), "{engine:?}: {ran:?}");
+            // A stream cut short: the restore may have taken what came, the run fails.
+            let cut = &compressed[..compressed.len() - 3];
+            let ran = run_with(&restore, *tools, cut, "", &["zstd"]);
+            assert!(!ran.success, "{ran:?}");
+            assert!(ran.stderr.contains("zstd -d failed"), "{ran:?}");
+            // No zstd in the image: said before anything runs, exit 127.
+            let ran = run_with(&restore, *tools, &compressed, "", &[]);
+            assert!(!ran.success && ran.calls.is_empty(), "{ran:?}");
+            assert!(ran.stderr.contains(crate::engine::commands::NO_COMPRESSOR));
+        }
     }
 }
 
