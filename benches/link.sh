@@ -2,8 +2,10 @@
 # Dump over a limited link, side by side with kubectl in the same run: the client runs in a
 # network namespace whose only route to the API server is a veth pair shaped to RATE
 # (default 100mbit) in both directions with `tc qdisc ... tbf`. Compares `kubectl exec POD --
-# pg_dumpall > file` (and the same through the pod's gzip) with `kubectl dbbackup` (default:
-# compressed in the pod) and `--compress none`, on a ~SIZE MiB dump (default 100).
+# pg_dumpall > file` (and the same through the pod's gzip or zstd) with `kubectl dbbackup`
+# (default: compressed in the pod) and `--compress none`, on a ~SIZE MiB dump (default 100);
+# then the default dump's restore: `gzip -dc | kubectl exec -i psql` against `kubectl
+# dbbackup restore` (the stream compressed for the pod's zstd, and the SQL as it is).
 #
 # Everything stays on this machine: the veth pair gets private test addresses
 # (ADDR_PREFIX.1 and .2/30, default 10.254.253.x, refused when already in use), and since the
@@ -144,6 +146,8 @@ row() {
     cp "$file" "$SQL"
     ref_wall=$wall
   fi
+  # NEW_REF=1: this row is the reference of the rows after it.
+  [[ -n ${NEW_REF:-} ]] && ref_wall=$wall
   awk -v d="~$SIZE MiB" -v l="$label" -v b="$(stat -c %s "$SQL")" -v f="$(stat -c %s "$file")" \
     -v w="$wall" -v k="$ref_wall" -v m="$rss" 'BEGIN{
     printf "| %-9s | %-44s | %8.1f | %8.2f | %9.1f | %8.2fx | %12.1f |\n", d, l, f/1048576, w, b/1048576/w, k/w, m/1024}'
@@ -156,14 +160,30 @@ row "kubectl exec -- pg_dumpall > file" "$OUT/m.out" \
 row "kubectl exec -- pg_dumpall, gzip -1 in pod" "$OUT/m.out" \
   timeout 3600 "$KUBECTL" -n "$NS" exec $POD -- sh -c \
   'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | gzip -1'
-row "dbbackup (default: gzip in the pod)" "$OUT/d1.sql.gz" \
+row "kubectl exec -- pg_dumpall, zstd -1 in pod" "$OUT/m.out" \
+  timeout 3600 "$KUBECTL" -n "$NS" exec $POD -- sh -c \
+  'PGPASSWORD="$POSTGRES_PASSWORD" pg_dumpall -U "$POSTGRES_USER" | zstd -1 -q -c'
+row "dbbackup (default: .gz, zstd in the pod)" "$OUT/d1.sql.gz" \
   timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d1.sql.gz"
 row "dbbackup --compress zstd" "$OUT/d2.sql.zst" \
   timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress zstd -f "$OUT/d2.sql.zst"
-row "dbbackup --compress-in-pod=false (gzip)" "$OUT/d3.sql.gz" \
+row "dbbackup --compress-in-pod=false (gzip here)" "$OUT/d3.sql.gz" \
   timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress-in-pod=false -f "$OUT/d3.sql.gz"
 row "dbbackup --compress none" "$OUT/d4.sql" \
   timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d4.sql"
+# Restores of the default dump over the same link, each into a server without appdb.
+reset() { echo "DROP DATABASE IF EXISTS appdb WITH (FORCE);" | psql_in $POD postgres >/dev/null; }
+exec_psql='PGPASSWORD="$POSTGRES_PASSWORD" exec psql -X -q -U "$POSTGRES_USER" -d postgres'
+reset
+NEW_REF=1 row "restore: gzip -dc f.sql.gz | kubectl exec -i psql" "$OUT/d1.sql.gz" \
+  sh -c 'gzip -dc "$5" | timeout 3600 "$1" -n "$2" exec -i "$3" -- sh -c "$4" >/dev/null' sh \
+  "$KUBECTL" "$NS" $POD "$exec_psql" "$OUT/d1.sql.gz"
+reset
+row "restore: dbbackup restore -f f.sql.gz" "$OUT/d1.sql.gz" \
+  timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d1.sql.gz"
+reset
+row "restore: dbbackup restore --compress-in-pod=false" "$OUT/d1.sql.gz" \
+  timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d1.sql.gz" --compress-in-pod=false
 # kubectl exits 0 on a stream cut short: say so when its plain dump lacks pg_dumpall's trailer.
 tail -c 200 "$SQL" | grep -q 'PostgreSQL database cluster dump complete' ||
   echo "warning: kubectl's plain dump has no completion trailer: it was cut short ($(stat -c %s "$SQL") bytes)"

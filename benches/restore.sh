@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Restore (and the dumps it restores) side by side with kubectl in the same run, on the same
 # files: `kubectl exec -i POD -- psql < file` (and `gzip -dc file.gz | kubectl exec -i ...`,
-# the by-hand restore of docs/dbbackup.md) against `kubectl dbbackup restore -f file`, for a
+# the by-hand restore of docs/dbbackup.md) against `kubectl dbbackup restore -f file` (the
+# stream compressed with zstd for the pod's zstd, and with `--compress-in-pod=false`), for a
 # ~100 MiB and a ~1 GiB dump. Wall time and peak RSS from /usr/bin/time -v. Before each
 # restore the database is dropped, so every restore starts from the same state, and after
 # it the row count is checked.
@@ -63,7 +64,7 @@ for mib in $SIZES; do
     timeout 3600 "$KUBECTL" -n "$NS" exec $POD -- sh -c \
     'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dumpall -U "$POSTGRES_USER"'
   mv "$OUT/m.out" "$OUT/k.sql"
-  measure "$d" "dump: dbbackup (default, gzip in the pod)" "$OUT/k.sql" \
+  measure "$d" "dump: dbbackup (default, zstd in the pod)" "$OUT/k.sql" \
     timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres -f "$OUT/d.sql.gz"
   measure "$d" "dump: dbbackup --compress none" "$OUT/k.sql" \
     timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" -q postgres --compress none -f "$OUT/d.sql"
@@ -78,6 +79,10 @@ for mib in $SIZES; do
   measure "$d" "restore: dbbackup restore -f file.sql" "$OUT/k.sql" \
     timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql"
   check_rows $rows "dbbackup restore -f file.sql"
+  reset
+  measure "$d" "restore: dbbackup restore --compress-in-pod=false" "$OUT/k.sql" \
+    timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql" --compress-in-pod=false
+  check_rows $rows "dbbackup restore --compress-in-pod=false -f file.sql"
   ref_wall=
   reset
   measure "$d" "restore: gzip -dc file.sql.gz | kubectl exec -i psql" "$OUT/k.sql" \
@@ -88,6 +93,10 @@ for mib in $SIZES; do
   measure "$d" "restore: dbbackup restore -f file.sql.gz" "$OUT/k.sql" \
     timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql.gz"
   check_rows $rows "dbbackup restore -f file.sql.gz"
+  reset
+  measure "$d" "restore: dbbackup restore --compress-in-pod=false .gz" "$OUT/k.sql" \
+    timeout 3600 "$BIN"/kubectl-dbbackup restore postgres -n "$NS" -q -f "$OUT/d.sql.gz" --compress-in-pod=false
+  check_rows $rows "dbbackup restore --compress-in-pod=false -f file.sql.gz"
 done
 echo
 echo "$PROFILE build ($BIN); SQL MiB/s = pg_dumpall's bytes / seconds; x kubectl against the kubectl row above it."
