@@ -215,7 +215,7 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
     // pass runs before FILE.partial exists, so a signal now leaves nothing behind.
     let step = Instant::now();
     let counted_before = match &placed {
-        Some(_) => match count_tables(kube, &target, options).await {
+        Some(_) => match count_tables(kube, &target, options, None).await {
             Ok(counted) => Some(counted),
             Err(err) => return Err(discard(object, err).await),
         },
@@ -408,7 +408,7 @@ pub(super) fn incomplete(streamed: &Streamed, kind: DumpKind) -> Option<String> 
 
 /// The manifest's first pass and what the dump was.
 pub(super) struct Taken {
-    pub before: Vec<manifest::DatabaseManifest>,
+    pub before: manifest::Pass,
     pub dumped_at: String,
     pub kind: DumpKind,
 }
@@ -424,7 +424,7 @@ pub(super) async fn write_manifest(
 ) -> Result<(Option<String>, Vec<String>)> {
     let step = Instant::now();
     let after = tokio::select! {
-        after = count_tables(kube, target, options) => after.map_err(|err| Error::Failed(format!(
+        after = count_tables(kube, target, options, Some(&taken.before)) => after.map_err(|err| Error::Failed(format!(
             "{path} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
             err.chain()
         ))),
@@ -453,25 +453,27 @@ pub(super) async fn write_manifest(
         namespace: target.namespace.clone(),
         pod: target.pod_name.clone(),
         dumped_at: taken.dumped_at,
-        databases: manifest::merge(taken.before, after),
+        databases: manifest::merge(taken.before.databases, after.databases),
     };
     let written = manifest::write_beside(path, &manifest).await?;
     Ok((Some(written.to_string()), manifest.changed_during_dump()))
 }
 
-/// The source's tables, row counts and checksums, for the manifest.
+/// The source's tables, row counts and checksums, for the manifest; after `before`, those
+/// of `before` when the engine says nothing was written since (see [`manifest::take_pass`]).
 pub(super) async fn count_tables(
     kube: &Kube,
     target: &target::Target,
     options: &DumpOptions,
-) -> Result<Vec<manifest::DatabaseManifest>> {
-    manifest::take(
+    before: Option<&manifest::Pass>,
+) -> Result<manifest::Pass> {
+    manifest::take_pass(
         kube,
         target.engine,
         (&target.pod_name, &target.container),
-        options.database.as_deref(),
-        manifest::FORMAT,
+        (options.database.as_deref(), manifest::FORMAT),
         options.timeout,
+        before,
     )
     .await
 }

@@ -296,17 +296,42 @@ pub fn from_passes(text: &str) -> std::result::Result<Manifest, String> {
 pub async fn take(
     kube: &Kube,
     engine: Engine,
-    (pod, container): (&str, &str),
+    to: (&str, &str),
     database: Option<&str>,
     format: u32,
     timeout: Duration,
 ) -> Result<Vec<DatabaseManifest>> {
+    let pass = take_pass(kube, engine, to, (database, format), timeout, None).await?;
+    Ok(pass.databases)
+}
+
+/// One pass of the manifest query, and the engine's mark of what had been written when it
+/// began (PostgreSQL's transaction snapshot; none for MySQL/MariaDB).
+#[derive(Debug)]
+pub struct Pass {
+    pub databases: Vec<DatabaseManifest>,
+    pub snapshot: Option<String>,
+}
+
+/// [`take`], after `before` (a pass of the same query): when the engine says nothing can
+/// have been written since it began, its tables are taken as they are, without a pass.
+pub async fn take_pass(
+    kube: &Kube,
+    engine: Engine,
+    (pod, container): (&str, &str),
+    (database, format): (Option<&str>, u32),
+    timeout: Duration,
+    before: Option<&Pass>,
+) -> Result<Pass> {
     let what = "the manifest query (row counts and checksums)";
+    let since = before.and_then(|b| b.snapshot.as_deref());
     let output = exec::run(
         &kube.exec_pods(),
         pod,
         Some(container),
-        &engine.commands().manifest(database, row_hash(format)),
+        &engine
+            .commands()
+            .manifest_since(database, row_hash(format), since),
         None,
         timeout,
     )
@@ -319,11 +344,28 @@ pub async fn take(
         });
     }
     let text = output.into_stdout(pod, what)?;
-    parse(&text).map_err(|detail| Error::Exec {
+    let databases = parse(&text).map_err(|detail| Error::Exec {
         pod: pod.into(),
         what: what.into(),
         detail,
-    })
+    })?;
+    let snapshot = text
+        .lines()
+        .find_map(|l| l.strip_prefix("snapshot\t"))
+        .map(str::to_string);
+    match before {
+        Some(before) if text.lines().any(|l| l == "unchanged") => {
+            tracing::debug!("nothing written since the pass before: its tables stand");
+            Ok(Pass {
+                databases: before.databases.clone(),
+                snapshot,
+            })
+        }
+        _ => Ok(Pass {
+            databases,
+            snapshot,
+        }),
+    }
 }
 
 /// Reads `database<TAB>NAME` and `table<TAB>DB<TAB>TABLE<TAB>ROWS<TAB>CHECKSUM` lines.
@@ -358,6 +400,8 @@ pub fn parse(text: &str) -> std::result::Result<Vec<DatabaseManifest>, String> {
                     }),
                 }
             }
+            // Read by `take_pass`.
+            ["snapshot", _] | ["unchanged"] => {}
             _ => return Err(format!("unexpected line {line:?}")),
         }
     }

@@ -203,7 +203,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
     let dumped_at = k8s_openapi::jiff::Timestamp::now();
     // Counted before the dump, before FILE.partial exists: a signal now leaves nothing.
     let step = Instant::now();
-    let before = match dump::count_tables(kube, &target, options).await {
+    let before = match dump::count_tables(kube, &target, options, None).await {
         Ok(before) => before,
         Err(err) => return Err(discard(object, err).await),
     };

@@ -139,6 +139,18 @@ pub trait Commands: Sync {
     /// (`mysql`, `sys`, PostgreSQL's catalogs and template databases) are left out: a
     /// restore re-asserts the instance's own accounts there.
     fn manifest(&self, database: Option<&str>, row_hash: RowHash) -> Vec<String>;
+    /// [`Commands::manifest`], first printing `snapshot<TAB>S` (a mark of what had been
+    /// written by then, where the engine has one) and, when nothing can have been written
+    /// since the mark `since`, only `unchanged` after it: the pass would find what the
+    /// pass that printed `since` found.
+    fn manifest_since(
+        &self,
+        database: Option<&str>,
+        row_hash: RowHash,
+        _since: Option<&str>,
+    ) -> Vec<String> {
+        self.manifest(database, row_hash)
+    }
 
     // --- dbcheck ---
 

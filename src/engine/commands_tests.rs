@@ -678,13 +678,25 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
                 assert!(ran.success, "{engine}: {ran:?}");
                 match engine {
                     Engine::Postgres => {
-                        let call = one_call(&ran);
+                        let [snapshot, call] = ran.calls.as_slice() else {
+                            panic!("{ran:?}");
+                        };
+                        assert_no_password_in_args(call);
+                        assert_eq!(snapshot.tool, "psql");
+                        assert!(
+                            snapshot
+                                .args
+                                .iter()
+                                .any(|a| a.contains("txid_current_snapshot"))
+                        );
+                        assert!(snapshot.args.windows(2).any(|w| w == ["-d", *value]));
                         assert_eq!(call.tool, "psql");
                         assert_eq!(call.args[call.args.len() - 2..], ["-d", *value]);
                         assert!(call.stdin.contains("\\gexec"), "{call:?}");
                         assert!(call.stdin.contains("SET TimeZone = 'UTC';"));
                         assert!(
-                            ran.stdout.starts_with(&format!("database\t{value}\n")),
+                            ran.stdout
+                                .starts_with(&format!("snapshot\tGENERATED;\ndatabase\t{value}\n")),
                             "{ran:?}"
                         );
                     }
@@ -710,7 +722,7 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
             assert!(ran.success, "{engine}: {ran:?}");
             match engine {
                 Engine::Postgres => assert!(
-                    ran.calls[0]
+                    ran.calls[1]
                         .args
                         .iter()
                         .any(|a| a.contains("datallowconn AND NOT datistemplate"))
@@ -722,6 +734,47 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
                 ),
             }
         }
+    }
+}
+
+/// PostgreSQL's pass after the dump skips the counting when no transaction was in progress
+/// at the pass before it and none has ended since (the snapshot's xmax is where it was).
+#[test]
+fn a_manifest_pass_is_skipped_only_when_nothing_can_have_been_written() {
+    let c = Engine::Postgres.commands();
+    let tools = Tools::for_engine(Engine::Postgres)[0];
+    // The stub psql answers every call with the snapshot `15:20:`.
+    let pass = |since: &str| {
+        run(
+            &c.manifest_since(Some("appdb"), RowHash::Fast, Some(since)),
+            tools,
+            "",
+            "15:20:",
+        )
+    };
+    let ran = pass("10:20:");
+    assert!(ran.success, "{ran:?}");
+    assert_eq!(ran.stdout, "snapshot\t15:20:\nunchanged\n");
+    assert_eq!(ran.calls.len(), 1, "{ran:?}");
+    // A transaction in progress before (it may have committed since), a transaction ended
+    // since, or no mark: the full pass.
+    for since in ["10:20:12", "10:19:", "", "garbage"] {
+        let ran = pass(since);
+        assert!(ran.success, "{ran:?}");
+        assert!(!ran.stdout.contains("unchanged"), "{since}: {ran:?}");
+        assert_eq!(ran.calls.len(), 2, "{since}: {ran:?}");
+    }
+    // MySQL and MariaDB have no such mark: always the full pass, no snapshot line.
+    for engine in [Engine::Mysql, Engine::Mariadb] {
+        let c = engine.commands();
+        let tools = Tools::for_engine(engine)[0];
+        let ran = run(
+            &c.manifest_since(None, RowHash::Fast, Some("10:20:")),
+            tools,
+            "",
+            "",
+        );
+        assert!(ran.success && !ran.stdout.contains("snapshot"), "{ran:?}");
     }
 }
 

@@ -145,7 +145,12 @@ done"#;
 /// same image makes the same one. Output settings are fixed so a row's text is the same in
 /// any session. `ROW(kdb_r.*)`: a bare alias would name a column of that name instead.
 const MANIFEST: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}"; export PGPASSWORD; u="${POSTGRES_USER:-postgres}"
-h=${2:-fast}
+h=${2:-fast} since=${3-}
+snap=$(psql -X -w -tA -U "$u" -d "${1:-postgres}" -c 'SELECT txid_current_snapshot()') || exit 1
+printf 'snapshot\t%s\n' "$snap"
+# Nothing was written since the snapshot $3 (xmin:xmax:in-progress) when no transaction was
+# in progress then and none has ended since: xmax moves past every one that ends.
+case $since in *:*:) [ "${snap#*:}" = "${since#*:}" ] && { printf 'unchanged\n'; exit 0; } ;; esac
 one() {
   printf 'database\t%s\n' "$1"
   psql -X -w -q -v ON_ERROR_STOP=1 -v kdb_hash="$h" -tA -F '	' -U "$u" -d "$1" <<'SQL'
@@ -339,11 +344,27 @@ printf '%s\n' {} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgr
     }
 
     fn manifest(&self, database: Option<&str>, row_hash: RowHash) -> Vec<String> {
+        self.manifest_since(database, row_hash, None)
+    }
+
+    fn manifest_since(
+        &self,
+        database: Option<&str>,
+        row_hash: RowHash,
+        since: Option<&str>,
+    ) -> Vec<String> {
         let hash = match row_hash {
             RowHash::Fast => "fast",
             RowHash::Md5 => "md5",
         };
-        script(MANIFEST, &[database.unwrap_or_default(), hash])
+        script(
+            MANIFEST,
+            &[
+                database.unwrap_or_default(),
+                hash,
+                since.unwrap_or_default(),
+            ],
+        )
     }
 
     fn overview(&self) -> Query {
