@@ -204,15 +204,18 @@ if [ -w "$d" ]; then echo writable=yes; else echo writable=no; fi"#;
 
 /// Runs the command in `$2...` with its stdout through the first compressor of the list
 /// `$1` the image has. zstd's window is 256 KiB (2^18, not the 512 KiB of its level 1): the
-/// client's decoder holds one window per stream, and on this data it costs 0.1% in size. POSIX `sh` has no `pipefail`: each side of the pipe reports its
-/// status on fd 3, captured apart from the data (fd 4 is the real stdout), so a failed dump
-/// is not hidden behind a compressor that ended well on what it was given.
+/// client's decoder holds one window per stream, and on this data it costs 0.1% in size; a
+/// zstd that does not know `--zstd=` keeps its own. POSIX `sh` has no `pipefail`: each side
+/// of the pipe reports its status on fd 3, captured apart from the data (fd 4 is the real
+/// stdout), so a failed dump is not hidden behind a compressor that ended well on what it
+/// was given.
 const COMPRESS_IN_POD: &str = r#"for c in $1; do command -v "$c" >/dev/null 2>&1 && break; c=; done
 [ -n "$c" ] || { echo "no compressor ($1) in the container's image" >&2; exit 127; }
 shift
 case $c in
   gzip) z() { gzip -1 -c; } ;;
-  zstd) z() { zstd -1 -q -c --zstd=wlog=18; } ;;
+  zstd) w=--zstd=wlog=18; zstd -q -c "$w" </dev/null >/dev/null 2>&1 || w=-q
+        z() { zstd -1 -q -c "$w"; } ;;
   *) echo "unknown compressor $c" >&2; exit 2 ;;
 esac
 exec 4>&1
