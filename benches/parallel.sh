@@ -33,7 +33,7 @@ for ((d = 2; d <= DBS; d++)); do
 done
 
 names=(kubectl serial stdout)
-((DBS > 1)) && names+=(parallel)
+((DBS > 1)) && names+=(parallel parzstd)
 declare -A times rss split
 for ((i = 1; i <= ROUNDS; i++)); do
   rm -f "$OUT"/dump*
@@ -43,6 +43,7 @@ for ((i = 1; i <= ROUNDS; i++)); do
     serial) cmd=(timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 -f "$OUT/dump-serial.sql.gz" -v) ;;
     stdout) cmd=(sh -c "timeout 3600 '$BIN'/kubectl-dbbackup -n '$NS' dump postgres-0 -f - -q > '$OUT/dump-stdout.sql.gz'") ;;
     parallel) cmd=(timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 --parallel "$PARALLEL" -f "$OUT/dump-par.tar" -q) ;;
+    parzstd) cmd=(timeout 3600 "$BIN"/kubectl-dbbackup -n "$NS" dump postgres-0 --parallel "$PARALLEL" --compress zstd -f "$OUT/dump-parz.tar" -q) ;;
     esac
     read -r secs kib < <(run "$OUT" "$name" "${cmd[@]}")
     times[$name]+="$secs "
@@ -68,6 +69,7 @@ label() {
   serial) echo 'dbbackup dump (serial default)' ;;
   stdout) echo 'dbbackup dump -f - > file (no manifest)' ;;
   parallel) echo "dbbackup dump --parallel $PARALLEL" ;;
+  parzstd) echo "dbbackup dump --parallel $PARALLEL --compress zstd" ;;
   esac
 }
 echo "$DBS database(s) x $MIB MiB of rows, $ROUNDS rounds, load average at the end: $load"

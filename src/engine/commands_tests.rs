@@ -926,3 +926,47 @@ fn the_client_logs_in_from_the_environment_and_passes_arguments_through() {
         }
     }
 }
+
+/// A zstd without `--zstd=` (older than 1.3.4 or a build without advanced options): the
+/// dump keeps that zstd's own window rather than failing. The image's zstd is stood in for
+/// by a script that refuses the option, as such a zstd does, and logs what it was asked.
+#[test]
+fn a_zstd_that_does_not_know_the_window_option_compresses_with_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = ["/usr/bin/zstd", "/bin/zstd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("zstd on the host (tests/deps.sh installs it)");
+    let log = dir.path().join("zstd.log");
+    let zstd = dir.path().join("zstd");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nfor a in \"$@\"; do case $a in --zstd=*) echo \"zstd: $a: unknown argument\" >&2; exit 1 ;; esac; done\nexec {real} \"$@\"\n",
+        log.display()
+    );
+    std::fs::write(&zstd, script).unwrap();
+    std::fs::set_permissions(&zstd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", dir.path().join("sh")).unwrap();
+    let dump = ["printf", "%s\\n", "-- dump, complete --"]
+        .map(String::from)
+        .to_vec();
+    let argv = crate::engine::commands::compressed_in_pod(dump, &["zstd", "gzip"]);
+    let out = Command::new("/bin/sh")
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sql = zstd::decode_all(out.stdout.as_slice()).unwrap();
+    assert_eq!(sql, b"-- dump, complete --\n");
+    let asked = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = asked.lines().collect();
+    // The probe with the window, refused; then the dump without it.
+    assert_eq!(calls.len(), 2, "{asked}");
+    assert!(calls[0].contains("--zstd=wlog=18"), "{asked}");
+    assert!(
+        calls[1].starts_with("-1 ") && !calls[1].contains("--zstd="),
+        "{asked}"
+    );
+}
