@@ -87,6 +87,8 @@ struct Step {
     database: Option<String>,
     kind: DumpKind,
     command: Vec<String>,
+    /// The engine's estimate of the part's size (0 for the globals).
+    bytes: u64,
 }
 
 /// A part dumped into its temporary file.
@@ -177,7 +179,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
     let commands = target.engine.commands();
     let own = databases
         .iter()
-        .filter(|d| !commands.default_databases().contains(&d.as_str()))
+        .filter(|d| !commands.default_databases().contains(&d.name.as_str()))
         .count();
     if own <= 1 {
         let mut report = dump_serial(kube, options).await?;
@@ -314,17 +316,19 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
 }
 
 /// The parts: the globals (when the engine has them), then each database.
-fn plan(target: &Target, databases: Vec<String>, with_credentials: bool) -> Vec<Step> {
+fn plan(target: &Target, databases: Vec<Listed>, with_credentials: bool) -> Vec<Step> {
     let commands = target.engine.commands();
     let globals = commands.dump_globals(with_credentials).map(|command| Step {
         database: None,
         kind: DumpKind::for_engine(target.engine, false),
         command,
+        bytes: 0,
     });
-    let parts = databases.into_iter().map(|database| Step {
-        command: commands.dump_part(&database, with_credentials),
+    let parts = databases.into_iter().map(|listed| Step {
+        command: commands.dump_part(&listed.name, with_credentials),
         kind: DumpKind::for_engine(target.engine, true),
-        database: Some(database),
+        database: Some(listed.name),
+        bytes: listed.bytes,
     });
     globals.into_iter().chain(parts).collect()
 }
@@ -383,7 +387,7 @@ fn part_path(final_path: &Path, place: usize) -> PathBuf {
 /// The databases to dump, one part each. Only plain names: each travels to pg_dump /
 /// mysqldump as an argument, where one like `host=elsewhere dbname=x` would be read as a
 /// connection string.
-async fn list_databases(kube: &Kube, target: &Target) -> Result<Vec<String>> {
+async fn list_databases(kube: &Kube, target: &Target) -> Result<Vec<Listed>> {
     let pods: Api<Pod> = kube.exec_pods();
     let commands = target.engine.commands();
     let listed = exec::run(
@@ -396,21 +400,51 @@ async fn list_databases(kube: &Kube, target: &Target) -> Result<Vec<String>> {
     )
     .await?
     .into_stdout(&target.pod_name, "the database list")?;
-    let databases: Vec<String> = listed
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    for database in &databases {
-        if dump::validate_database(database).is_err() {
-            return Err(Error::Refused(format!(
-                "database {database:?} of pod {}/{} is not a plain name (letters, digits, '_', '-', '$'): dump without --parallel",
-                target.namespace, target.pod_name
-            )));
-        }
+    parse_databases(&listed).map_err(|name| {
+        Error::Refused(format!(
+            "database {name:?} of pod {}/{} is not a plain name (letters, digits, '_', '-', '$'): dump without --parallel",
+            target.namespace, target.pod_name
+        ))
+    })
+}
+
+/// `NAME<TAB>BYTES` lines. The size is the last field, so a name holding a tab, a
+/// newline or a carriage return can neither pass as another database's nor split into
+/// two: every line must be a plain name and a number, else the first odd part is the error.
+fn parse_databases(listed: &str) -> std::result::Result<Vec<Listed>, String> {
+    let listed = listed.strip_suffix('\n').unwrap_or(listed);
+    if listed.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(databases)
+    listed
+        .split('\n')
+        .map(|line| {
+            let (name, bytes) = line.rsplit_once('\t').unwrap_or((line, ""));
+            match (dump::validate_database(name), bytes.parse::<u64>()) {
+                (Ok(()), Ok(bytes)) => Ok(Listed {
+                    name: name.to_string(),
+                    bytes,
+                }),
+                _ => Err(name.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// One database of the instance, with the engine's estimate of its size.
+#[derive(Debug, PartialEq)]
+struct Listed {
+    name: String,
+    bytes: u64,
+}
+
+/// The places of the steps in the order they start: the archive keeps its order (the
+/// globals first), but the largest parts start first, so the longest is never the one
+/// left to start last behind a queue of small ones (equal sizes keep the archive's order).
+fn start_order(steps: &[Step]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by_key(|&place| std::cmp::Reverse(steps[place].bytes));
+    order
 }
 
 /// Dumps every step into its file, `parallel` at once. The first part that fails ends the
@@ -425,7 +459,8 @@ async fn run_parts(
     progress: &Progress,
 ) -> Result<Vec<Dumped>> {
     let tools = dump::in_pod_tools(options);
-    let jobs = steps.iter().zip(files).enumerate().map(|(place, (step, file))| async move {
+    let jobs = start_order(steps).into_iter().map(|place| async move {
+        let (step, file) = (&steps[place], &files[place]);
         let open_sink = || -> Result<Box<dyn Write + Send>> {
             let sink = std::fs::OpenOptions::new()
                 .write(true)
@@ -625,5 +660,47 @@ mod tests {
         assert_eq!(files.paths[1], scratch.join("part.001.partial"));
         drop(files);
         assert!(!scratch.exists());
+    }
+
+    #[test]
+    fn the_database_list_is_names_and_sizes_and_odd_names_are_refused() {
+        let listed = parse_databases("appdb\t7725859\npostgres\t7599635\nshop-2$\t0\n").unwrap();
+        let names: Vec<(&str, u64)> = listed.iter().map(|l| (l.name.as_str(), l.bytes)).collect();
+        assert_eq!(
+            names,
+            [("appdb", 7725859), ("postgres", 7599635), ("shop-2$", 0)]
+        );
+        assert_eq!(parse_databases("").unwrap(), []);
+        // A name holding a tab, a newline or a carriage return is never read as another
+        // (plain) database's: the line's shape or the name itself is refused.
+        for (listed, odd) in [
+            ("a\tb\t12\n", "a\tb"),
+            ("x\ny\t12\n", "x"),
+            ("x\r\t12\n", "x\r"),
+            ("host=elsewhere dbname=x\t12\n", "host=elsewhere dbname=x"),
+            ("appdb\n", "appdb"),
+            ("appdb\t-1\n", "appdb"),
+        ] {
+            assert_eq!(parse_databases(listed), Err(odd.to_string()), "{listed:?}");
+        }
+    }
+
+    #[test]
+    fn parts_start_largest_first_and_keep_their_place_in_the_archive() {
+        let step = |database: Option<&str>, bytes| Step {
+            database: database.map(String::from),
+            kind: DumpKind::PostgresDatabase,
+            command: Vec::new(),
+            bytes,
+        };
+        let steps = [
+            step(None, 0),
+            step(Some("a"), 10),
+            step(Some("b"), 900),
+            step(Some("postgres"), 7),
+            step(Some("c"), 10),
+        ];
+        // Equal sizes keep the archive's order; the globals (no size) go last.
+        assert_eq!(start_order(&steps), [2, 1, 4, 3, 0]);
     }
 }

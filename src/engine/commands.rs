@@ -87,8 +87,9 @@ pub trait Commands: Sync {
     ) -> Vec<String> {
         compressed_in_pod(self.dump(database, with_credentials), tools)
     }
-    /// The databases a parallel dump (`dump --parallel`) takes one part of each, one name
-    /// per line: every database [`Commands::dump`] would write.
+    /// The databases a parallel dump (`dump --parallel`) takes one part of each, a line
+    /// `NAME<TAB>BYTES` per database [`Commands::dump`] would write: BYTES, the engine's
+    /// estimate of its size, orders the parts' start (the largest first).
     fn part_databases(&self) -> Vec<String>;
     /// Databases every instance has (PostgreSQL's `postgres`, `template1`): parts of a
     /// parallel dump, but not counted as the user's own when deciding whether it pays.

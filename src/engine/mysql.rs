@@ -182,11 +182,12 @@ set -f
 exec "$d" "$@" --databases $dbs"#
 );
 
-/// The user databases, one per line (-r: unescaped), as [`DUMP_USERS`] picks them.
+/// The user databases as [`DUMP_USERS`] picks them, a line each (-r: unescaped) with
+/// their size (data and indexes, the server's estimate).
 const PART_DATABASES: &str = concat!(
     r#"MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}"; export MYSQL_PWD; "#,
     client!(),
-    r#"exec "$c" -uroot -N -B -r -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','sys','information_schema','performance_schema') ORDER BY 1""#
+    r#"exec "$c" -uroot -N -B -r -e "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0) FROM information_schema.schemata s LEFT JOIN information_schema.tables t ON t.table_schema = s.schema_name WHERE s.schema_name NOT IN ('mysql','sys','information_schema','performance_schema') GROUP BY s.schema_name ORDER BY 1""#
 );
 /// One part of a parallel dump on stdin; the file names its database (`USE`).
 const RESTORE_PART: &str = concat!(

@@ -85,7 +85,9 @@ const DUMP_ONE: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dump -w -U
 const DUMP_IN_PLACE: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec pg_dump -w -U "${POSTGRES_USER:-postgres}" -d "$1""#;
 /// What pg_dumpall dumps (templates but template1 are left out, as are databases a failed
 /// DROP DATABASE left invalid: `datconnlimit = -2`).
-const PART_DATABASES: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -w -tA -U "${POSTGRES_USER:-postgres}" -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND datconnlimit <> -2 AND datname <> 'template0' ORDER BY 1""#;
+/// The databases of a parallel dump with their size on disk (0 where the role may not
+/// connect to one: `pg_database_size` would refuse the whole list).
+const PART_DATABASES: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -w -tA -F '	' -U "${POSTGRES_USER:-postgres}" -d postgres -c "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) ELSE 0 END FROM pg_database WHERE datallowconn AND datconnlimit <> -2 AND datname <> 'template0' ORDER BY 1""#;
 /// One part of a parallel dump on stdin, into `"$1"`: `postgres` for a part that creates
 /// its database (the file drops and re-creates it), else the database itself.
 const RESTORE_PART: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}" exec psql -X -q -w -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -d "$1""#;
