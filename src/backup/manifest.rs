@@ -368,11 +368,25 @@ pub async fn take_pass(
     }
 }
 
-/// Reads `database<TAB>NAME` and `table<TAB>DB<TAB>TABLE<TAB>ROWS<TAB>CHECKSUM` lines.
+/// Reads `database<TAB>NAME` and `table<TAB>DB<TAB>TABLE<TAB>ROWS<TAB>CHECKSUM` lines, and
+/// `db` and `tbl` lines of the same shape whose names are JSON strings (PostgreSQL's: a
+/// name may hold a tab; older scheduled jobs still write the raw lines).
 pub fn parse(text: &str) -> std::result::Result<Vec<DatabaseManifest>, String> {
     let mut databases: Vec<DatabaseManifest> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
+        let decoded: Vec<String>;
+        let fields: Vec<&str> = match fields.as_slice() {
+            ["db", name] => {
+                decoded = vec![json_name(name, line)?];
+                vec!["database", &decoded[0]]
+            }
+            ["tbl", db, table, rows, checksum] => {
+                decoded = vec![json_name(db, line)?, json_name(table, line)?];
+                vec!["table", &decoded[0], &decoded[1], rows, checksum]
+            }
+            _ => fields,
+        };
         match fields.as_slice() {
             ["database", name] => {
                 if !databases.iter().any(|d| d.name == *name) {
@@ -410,6 +424,11 @@ pub fn parse(text: &str) -> std::result::Result<Vec<DatabaseManifest>, String> {
         db.tables.sort_by(|a, b| a.name.cmp(&b.name));
     }
     Ok(databases)
+}
+
+/// A name written as a JSON string.
+fn json_name(field: &str, line: &str) -> std::result::Result<String, String> {
+    serde_json::from_str(field).map_err(|_| format!("unexpected name in line {line:?}"))
 }
 
 /// The manifest from the passes before and after the dump: a table whose state differs
@@ -459,6 +478,29 @@ pub fn merge(before: Vec<DatabaseManifest>, after: Vec<DatabaseManifest>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_written_as_json_may_hold_tabs_and_line_breaks() {
+        let text = "snapshot\t10:10:\ndb\t\"tab\\tname\"\n\
+            tbl\t\"tab\\tname\"\t\"public.we\\tird \\\"q\\\" \\n x\"\t2\tabc\n\
+            db\t\"appdb\"\ndatabase\told\ttab\n";
+        let read = parse(text);
+        // A raw line with a tab in its name is what older lines could not tell apart.
+        assert_eq!(
+            read.unwrap_err(),
+            "unexpected line \"database\\told\\ttab\""
+        );
+        let databases = parse(text.rsplit_once("database").unwrap().0).unwrap();
+        let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["appdb", "tab\tname"]);
+        let table = &databases[1].tables[0];
+        assert_eq!(table.name, "public.we\tird \"q\" \n x");
+        assert_eq!((table.rows, table.checksum.as_str()), (2, "abc"));
+        // The raw lines of older jobs still read; a name that is not JSON is refused.
+        let old = parse("database\tappdb\ntable\tappdb\tpublic.t\t1\tabc\n").unwrap();
+        assert_eq!(old[0].tables[0].name, "public.t");
+        assert!(parse("db\tappdb\n").is_err());
+    }
 
     const BEFORE: &str = "database\tappdb\ndatabase\tempty\ntable\tappdb\tpublic.b\t2\tbbb\ntable\tappdb\tpublic.a\t1\taaa\ntable\tappdb\tpublic.gone\t5\tggg\n";
 

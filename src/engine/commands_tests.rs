@@ -694,11 +694,13 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
                         assert_eq!(call.args[call.args.len() - 2..], ["-d", *value]);
                         assert!(call.stdin.contains("\\gexec"), "{call:?}");
                         assert!(call.stdin.contains("SET TimeZone = 'UTC';"));
+                        // The database's name comes from the server, as JSON.
                         assert!(
-                            ran.stdout
-                                .starts_with(&format!("snapshot\tGENERATED;\ndatabase\t{value}\n")),
-                            "{ran:?}"
+                            call.stdin
+                                .contains("SELECT 'db', to_json(current_database()::text);"),
+                            "{call:?}"
                         );
+                        assert_eq!(ran.stdout, "snapshot\tGENERATED;\nGENERATED;\n", "{ran:?}");
                     }
                     _ => {
                         let [generate, count] = ran.calls.as_slice() else {

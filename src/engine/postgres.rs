@@ -146,6 +146,8 @@ done"#;
 /// changes. The choice depends on the columns only, so a restore of the table into the
 /// same image makes the same one. Output settings are fixed so a row's text is the same in
 /// any session. `ROW(kdb_r.*)`: a bare alias would name a column of that name instead.
+/// Names come out as JSON strings (`db` and `tbl` lines): a tab or a line break in one
+/// cannot shift the fields (the `database` and `table` lines of older jobs had them raw).
 const MANIFEST: &str = r#"PGPASSWORD="${POSTGRES_PASSWORD:-}"; export PGPASSWORD; u="${POSTGRES_USER:-postgres}"
 h=${2:-fast} since=${3-}
 snap=$(psql -X -w -tA -U "$u" -d "${1:-postgres}" -c 'SELECT txid_current_snapshot()') || exit 1
@@ -154,14 +156,14 @@ printf 'snapshot\t%s\n' "$snap"
 # in progress then and none has ended since: xmax moves past every one that ends.
 case $since in *:*:) [ "${snap#*:}" = "${since#*:}" ] && { printf 'unchanged\n'; exit 0; } ;; esac
 one() {
-  printf 'database\t%s\n' "$1"
   psql -X -w -q -v ON_ERROR_STOP=1 -v kdb_hash="$h" -tA -F '	' -U "$u" -d "$1" <<'SQL'
 SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 SET extra_float_digits = 1;
 SET bytea_output = 'hex';
-SELECT format('SELECT ''table'', current_database(), %L, count(*), md5(coalesce(sum(%s), 0)::text) FROM %I.%I kdb_r', n.nspname || '.' || c.relname,
+SELECT 'db', to_json(current_database()::text);
+SELECT format('SELECT ''tbl'', to_json(current_database()::text), %L, count(*), md5(coalesce(sum(%s), 0)::text) FROM %I.%I kdb_r', to_json(n.nspname || '.' || c.relname)::text,
   CASE WHEN :'kdb_hash' = 'fast' AND current_setting('server_version_num')::int >= 140000 AND NOT EXISTS (
       SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         AND NOT (a.atttypid = ANY ('{bool,int2,int4,int8,text,varchar,bytea,uuid,date,timestamp,timestamptz}'::regtype[])

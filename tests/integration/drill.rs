@@ -25,7 +25,8 @@ use serde_json::Value;
 /// Two tables (text with Korean, NULLs, binary, numbers; one without a primary key) and an
 /// empty database. PostgreSQL also has a table of types its manifest hashes as values
 /// (`orders`: `hash_record_extended`) and one of types without such a hash (`json`, `point`,
-/// an enum, `xml`...: the hash of the row's text), which a drill checks all the same.
+/// an enum, `xml`...: the hash of the row's text), which a drill checks all the same, and
+/// a table and a database with a tab in their names (the manifest's fields are tab-separated).
 fn data(engine: Engine) -> &'static str {
     match engine {
         Engine::Postgres => {
@@ -38,7 +39,10 @@ CREATE TABLE orders (id bigint PRIMARY KEY, at timestamptz, amount numeric(12,2)
 INSERT INTO orders SELECT g, now() - g * interval '1 hour', g * 3.5, '고객 ' || g, g % 2 = 0, md5(g::text)::uuid, current_date - g, decode(md5(g::text), 'hex'), CASE WHEN g % 5 = 0 THEN NULL ELSE g % 100 END FROM generate_series(1, 700) g;
 CREATE TABLE odd (j json, p point, m mood, x xml, i interval, a numeric[], r int4range, c circle);
 INSERT INTO odd SELECT json_build_object('n', g, 'k', 'v' || g), point(g, g / 2.0), (ARRAY['sad','ok','happy']::mood[])[1 + g % 3], xmlelement(name n, g), g * interval '90 minutes', ARRAY[g, g / 3.0], int4range(g, g + 10), circle(point(g, 0), g) FROM generate_series(1, 300) g;
+CREATE TABLE \"tab\tand \"\"quote\"\"\" (v int);
+INSERT INTO \"tab\tand \"\"quote\"\"\" VALUES (1), (2);
 CREATE DATABASE reports;
+CREATE DATABASE \"tab\tdb\";
 "
         }
         _ => {
@@ -56,7 +60,7 @@ CREATE DATABASE reports;
 /// The tables of [`data`] in its application database.
 fn table_count(engine: Engine) -> usize {
     match engine {
-        Engine::Postgres => 4,
+        Engine::Postgres => 5,
         _ => 2,
     }
 }
