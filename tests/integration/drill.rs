@@ -51,6 +51,8 @@ CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2), 
 INSERT INTO items SELECT seq, CONCAT('상품 ', seq), seq * 1.25, IF(seq % 7 = 0, NULL, CONCAT('n', seq)), UNHEX(MD5(seq)) FROM seq_1_to_2000;
 CREATE TABLE events (at DATETIME, v DOUBLE);
 INSERT INTO events SELECT NOW() - INTERVAL seq MINUTE, seq / 3 FROM seq_1_to_500;
+CREATE TABLE `tab\tand \"quote\"` (v INT);
+INSERT INTO `tab\tand \"quote\"` VALUES (1), (2);
 CREATE DATABASE reports;
 "
         }
@@ -61,7 +63,7 @@ CREATE DATABASE reports;
 fn table_count(engine: Engine) -> usize {
     match engine {
         Engine::Postgres => 5,
-        _ => 2,
+        _ => 3,
     }
 }
 
