@@ -60,10 +60,11 @@ CREATE FUNCTION words(n int, seed bigint) RETURNS text LANGUAGE sql AS $$
 SQL
 }
 
-# fill_orders POD FROM TO : rows FROM..TO (~1 KiB each: words drawn at random, an e-mail, an
-# md5 and numbers; gzip -1 makes about 3.7:1 of their dump, like real tables).
+# fill_orders POD FROM TO [DB] : rows FROM..TO (~1 KiB each: words drawn at random, an
+# e-mail, an md5 and numbers; gzip -1 makes about 3.7:1 of their dump, like real tables)
+# into DB's orders (default appdb).
 fill_orders() {
-  psql_in "$1" appdb <<SQL
+  psql_in "$1" "${4:-appdb}" <<SQL
 INSERT INTO orders SELECT g, timestamptz '2024-01-01' + g * interval '17 seconds',
   (ARRAY['new','paid','shipped','delivered','returned'])[1 + g % 5], 'user' || (g::bigint * 7919 % 100003) || '@example.com',
   round((random() * 100000)::numeric, 2), md5(g::text), words(120, g)

@@ -10,6 +10,7 @@
 #
 #   DBS=4 MIB=50 ROUNDS=3 PROFILE=release benches/parallel.sh
 #   DBS=1 MIB=100 ROUNDS=3 benches/parallel.sh     # one database (no --parallel row)
+#   DBS=4 MIB=25 BIG=4 PARALLEL=2 benches/parallel.sh  # the last database 4x the others
 #
 # MIB is the size of each database's rows. BIN=... measures a build already made. Needs a
 # cluster: KUBECONFIG, or the local one (tests/cluster).
@@ -18,19 +19,22 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 MIB=${MIB:-50}
 DBS=${DBS:-4}
+BIG=${BIG:-1}
 ROUNDS=${ROUNDS:-${RUNS:-3}}
 PARALLEL=${PARALLEL:-4}
 OUT=$(mktemp -d)
 bench_bin
 bench_namespace "kdb-bench-parallel-$$"
 trap 'rm -rf "$OUT"; delete_namespace' EXIT
-deploy_postgres postgres "$((MIB * DBS * 3 / 1024 + 2))Gi"
+deploy_postgres postgres "$((MIB * (DBS + BIG) * 3 / 1024 + 2))Gi"
 orders_schema postgres-0
 fill_orders postgres-0 1 "$((MIB * 1024))"
 for ((d = 2; d <= DBS; d++)); do
   # The same rows in each: CREATE DATABASE ... TEMPLATE copies appdb.
   psql_in postgres-0 postgres <<<"CREATE DATABASE db$d TEMPLATE appdb;"
 done
+# BIG > 1: the last database (the last part of the archive) holds BIG times the rows.
+((BIG > 1 && DBS > 1)) && fill_orders postgres-0 "$((MIB * 1024 + 1))" "$((MIB * 1024 * BIG))" "db$DBS"
 
 names=(kubectl serial stdout)
 ((DBS > 1)) && names+=(parallel parzstd)
@@ -72,7 +76,7 @@ label() {
   parzstd) echo "dbbackup dump --parallel $PARALLEL --compress zstd" ;;
   esac
 }
-echo "$DBS database(s) x $MIB MiB of rows, $ROUNDS rounds, load average at the end: $load"
+echo "$DBS database(s) x $MIB MiB of rows (the last x$BIG), $ROUNDS rounds, load average at the end: $load"
 printf '| %-40s | %8s | %8s | %12s | %9s |\n' command median best "peak RSS MiB" "x kubectl"
 printf '|%s|%s|%s|%s|%s|\n' ------------------------------------------ ---------- ---------- -------------- -----------
 base=$(median <<<"${times[kubectl]}")
