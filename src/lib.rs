@@ -30,4 +30,7 @@ pub mod schema;
 pub mod target;
 pub mod wait;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use error::{Error, Result};

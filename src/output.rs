@@ -293,6 +293,26 @@ pub fn objects_to_yaml(objects: &[serde_json::Value]) -> Result<String> {
     Ok(text)
 }
 
+/// A name that came from a database (a database, a table), as text output shows it: its
+/// control characters escaped (`\t`, `\n`, `\u{1b}`), so a tab cannot shift a table's
+/// columns nor an escape sequence reach the terminal. JSON and YAML keep the name as it is.
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_debug().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        name.into()
+    }
+}
+
 /// A table in the style of `kubectl get`: no borders, upper-case headers.
 pub fn table(headers: &[&str]) -> Table {
     let mut table = Table::new();
@@ -455,6 +475,20 @@ pub fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_a_database_are_shown_with_control_characters_escaped() {
+        assert!(matches!(
+            shown("appdb"),
+            std::borrow::Cow::Borrowed("appdb")
+        ));
+        assert_eq!(shown("상품 \"q\" \\ x"), "상품 \"q\" \\ x");
+        assert_eq!(shown("tab\tand\nline"), "tab\\tand\\nline");
+        assert_eq!(shown("\u{1b}[2Jgone"), "\\u{1b}[2Jgone");
+        let mut table = table(&["database", "table"]);
+        table.add_row(vec![shown("a\tb").into_owned(), "t".into()]);
+        assert_eq!(table_text(&table), " DATABASE  TABLE\n a\\tb      t\n");
+    }
 
     #[derive(Serialize)]
     struct Found {

@@ -50,6 +50,7 @@ impl Render for DrillReport {
             text.push_str(&output::table_text(&table));
         }
         for db in &self.missing_databases {
+            let db = output::shown(db);
             let _ = writeln!(text, "FAIL: database {db} is not in the restore");
         }
         let _ = writeln!(
@@ -83,8 +84,8 @@ fn row(t: &TableResult) -> Vec<String> {
         None => short(&t.expected_checksum),
     };
     vec![
-        t.database.clone(),
-        t.table.clone(),
+        output::shown(&t.database).into(),
+        output::shown(&t.table).into(),
         result.into(),
         expected_rows,
         t.found_rows

@@ -44,7 +44,11 @@ impl Render for DumpReport {
             let _ = writeln!(
                 text,
                 "  changed while the dump ran (a drill accepts their state before or after it): {}",
-                self.changed_during_dump.join(", ")
+                self.changed_during_dump
+                    .iter()
+                    .map(|t| output::shown(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         if let Some(parallel) = self.parallel {
@@ -142,14 +146,22 @@ fn contents(manifest: &Manifest) -> String {
     let mut table = output::table(&["database", "table", "rows"]);
     for db in &manifest.databases {
         if db.tables.is_empty() {
-            table.add_row(vec![db.name.clone(), "-".into(), "-".into()]);
+            table.add_row(vec![
+                output::shown(&db.name).into_owned(),
+                "-".into(),
+                "-".into(),
+            ]);
         }
         for t in &db.tables {
             let rows = match &t.after_dump {
                 Some(after) => format!("{} ({} after the dump)", t.rows, after.rows),
                 None => t.rows.to_string(),
             };
-            table.add_row(vec![db.name.clone(), t.name.clone(), rows]);
+            table.add_row(vec![
+                output::shown(&db.name).into_owned(),
+                output::shown(&t.name).into_owned(),
+                rows,
+            ]);
         }
     }
     text.push_str(&output::table_text(&table));

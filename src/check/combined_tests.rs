@@ -261,12 +261,10 @@ fn the_script_gives_each_part_what_its_own_exec_would() {
     // A `timeout` that does not take our syntax (busybox before 1.30) is not used.
     let broken = tempfile::tempdir().unwrap();
     let fake = broken.path().join("timeout");
-    std::fs::write(
+    crate::testing::write_executable(
         &fake,
         "#!/bin/sh\necho 'usage: timeout -t SECS PROG' >&2; exit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let path = std::env::var("PATH").unwrap_or_default();
     let without = format!("{}:{path}", broken.path().display());
     for (shell, path) in [("sh", &path), ("bash", &path), ("sh", &without)] {

@@ -205,7 +205,17 @@ pub fn db_server(facts: &Facts) -> Check {
         .parse::<u64>()
         .map(human_seconds)
         .unwrap_or_else(|_| "?".into());
-    let databases = rows.get("database").cloned().unwrap_or_default().join(", ");
+    // Names are the server's: a control character in one is shown escaped.
+    let databases = rows
+        .get("database")
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| crate::output::shown(n))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .join(", ");
     Check::new(
         NAME,
         Verdict::Ok,

@@ -4,7 +4,6 @@
 //! between `mysql*` and `mariadb*` names and the passing of values are shown working.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -118,9 +117,7 @@ fn run_with(argv: &[String], tools: Tools, stdin: &[u8], stub_out: &str, utils: 
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     for name in tools.names() {
-        let path = bin.join(name);
-        std::fs::write(&path, STUB).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::testing::write_executable(&bin.join(name), STUB);
     }
     let base = ["cat", "id", "stat", "df", "timeout", "gzip", "sh"];
     for util in base.iter().chain(utils) {
@@ -945,8 +942,7 @@ fn a_zstd_that_does_not_know_the_window_option_compresses_with_its_own() {
         "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nfor a in \"$@\"; do case $a in --zstd=*) echo \"zstd: $a: unknown argument\" >&2; exit 1 ;; esac; done\nexec {real} \"$@\"\n",
         log.display()
     );
-    std::fs::write(&zstd, script).unwrap();
-    std::fs::set_permissions(&zstd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::testing::write_executable(&zstd, &script);
     std::os::unix::fs::symlink("/bin/sh", dir.path().join("sh")).unwrap();
     let dump = ["printf", "%s\\n", "-- dump, complete --"]
         .map(String::from)

@@ -778,12 +778,10 @@ mod tests {
         // are removed too, so no sidecar vouches for a file that is not there.
         let tools = tempfile::tempdir().unwrap();
         let mv = tools.path().join("mv");
-        std::fs::write(
+        crate::testing::write_executable(
             &mv,
             "#!/bin/sh\ncase $1 in *.sql.gz.partial) echo 'mv: device full' >&2; exit 1;; esac\nexec /bin/mv \"$@\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&mv, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        );
         let path = format!(
             "{}:{}",
             tools.path().display(),
