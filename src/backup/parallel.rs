@@ -400,18 +400,32 @@ async fn list_databases(kube: &Kube, target: &Target) -> Result<Vec<Listed>> {
     )
     .await?
     .into_stdout(&target.pod_name, "the database list")?;
-    parse_databases(&listed).map_err(|name| {
-        Error::Refused(format!(
-            "database {name:?} of pod {}/{} is not a plain name (letters, digits, '_', '-', '$'): dump without --parallel",
-            target.namespace, target.pod_name
-        ))
+    parse_databases(&listed).map_err(|odd| {
+        let at = format!("pod {}/{}", target.namespace, target.pod_name);
+        Error::Refused(match odd {
+            Odd::Name(name) => format!(
+                "database {name:?} of {at} is not a plain name (letters, digits, '_', '-', '$'): dump without --parallel"
+            ),
+            Odd::Line(line) => format!(
+                "the database list of {at} has a line that is not a name and a size ({line:?}): a database's name holds a line break, which pg_dump and mysqldump cannot take; rename it"
+            ),
+        })
     })
+}
+
+/// Why the database list was refused.
+#[derive(Debug, PartialEq)]
+enum Odd {
+    /// A database whose name is not plain.
+    Name(String),
+    /// A line that is not `NAME<TAB>BYTES`: a name broken by a line break.
+    Line(String),
 }
 
 /// `NAME<TAB>BYTES` lines. The size is the last field, so a name holding a tab, a
 /// newline or a carriage return can neither pass as another database's nor split into
-/// two: every line must be a plain name and a number, else the first odd part is the error.
-fn parse_databases(listed: &str) -> std::result::Result<Vec<Listed>, String> {
+/// two: every line must be a plain name and a number, else the first odd one is the error.
+fn parse_databases(listed: &str) -> std::result::Result<Vec<Listed>, Odd> {
     let listed = listed.strip_suffix('\n').unwrap_or(listed);
     if listed.is_empty() {
         return Ok(Vec::new());
@@ -419,13 +433,18 @@ fn parse_databases(listed: &str) -> std::result::Result<Vec<Listed>, String> {
     listed
         .split('\n')
         .map(|line| {
-            let (name, bytes) = line.rsplit_once('\t').unwrap_or((line, ""));
-            match (dump::validate_database(name), bytes.parse::<u64>()) {
-                (Ok(()), Ok(bytes)) => Ok(Listed {
+            let Some((name, Ok(bytes))) = line
+                .rsplit_once('\t')
+                .map(|(name, bytes)| (name, bytes.parse::<u64>()))
+            else {
+                return Err(Odd::Line(line.to_string()));
+            };
+            match dump::validate_database(name) {
+                Ok(()) => Ok(Listed {
                     name: name.to_string(),
                     bytes,
                 }),
-                _ => Err(name.to_string()),
+                Err(_) => Err(Odd::Name(name.to_string())),
             }
         })
         .collect()
@@ -673,15 +692,20 @@ mod tests {
         assert_eq!(parse_databases("").unwrap(), []);
         // A name holding a tab, a newline or a carriage return is never read as another
         // (plain) database's: the line's shape or the name itself is refused.
+        let name = |n: &str| Odd::Name(n.into());
+        let line = |l: &str| Odd::Line(l.into());
         for (listed, odd) in [
-            ("a\tb\t12\n", "a\tb"),
-            ("x\ny\t12\n", "x"),
-            ("x\r\t12\n", "x\r"),
-            ("host=elsewhere dbname=x\t12\n", "host=elsewhere dbname=x"),
-            ("appdb\n", "appdb"),
-            ("appdb\t-1\n", "appdb"),
+            ("a\tb\t12\n", name("a\tb")),
+            ("x\ny\t12\n", line("x")),
+            ("x\r\t12\n", name("x\r")),
+            (
+                "host=elsewhere dbname=x\t12\n",
+                name("host=elsewhere dbname=x"),
+            ),
+            ("appdb\n", line("appdb")),
+            ("appdb\t-1\n", line("appdb\t-1")),
         ] {
-            assert_eq!(parse_databases(listed), Err(odd.to_string()), "{listed:?}");
+            assert_eq!(parse_databases(listed), Err(odd), "{listed:?}");
         }
     }
 

@@ -720,12 +720,24 @@ fn manifests_name_the_database_as_data_and_run_the_generated_queries() {
             let ran = run(&c.manifest(None, RowHash::Fast), *tools, "", "");
             assert!(ran.success, "{engine}: {ran:?}");
             match engine {
-                Engine::Postgres => assert!(
-                    ran.calls[1]
-                        .args
-                        .iter()
-                        .any(|a| a.contains("datallowconn AND NOT datistemplate"))
-                ),
+                Engine::Postgres => {
+                    assert!(
+                        ran.calls[1]
+                            .args
+                            .iter()
+                            .any(|a| a.contains("datallowconn AND NOT datistemplate"))
+                    );
+                    // (The stub psql answers every call alike: here the list.) Each
+                    // `=NAME` is counted in its database.
+                    let ran = run(&c.manifest(None, RowHash::Fast), *tools, "", "=appdb\n");
+                    assert!(ran.success, "{ran:?}");
+                    let counted = &ran.calls[2];
+                    assert_eq!(counted.args[counted.args.len() - 2..], ["-d", "appdb"]);
+                    // A name with a line break (`!`): said, and the pass fails.
+                    let ran = run(&c.manifest(None, RowHash::Fast), *tools, "", "!\n");
+                    assert!(!ran.success, "{ran:?}");
+                    assert!(ran.stderr.contains("holds a line break"), "{ran:?}");
+                }
                 _ => assert!(
                     ran.calls[0]
                         .args

@@ -181,10 +181,13 @@ ORDER BY n.nspname, c.relname \gexec
 SQL
 }
 if [ -n "${1:-}" ]; then one "$1"; exit; fi
-dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || exit 1
+# One line per name: `=NAME`, or `!` for a name with a line break (pg_dumpall refuses it too).
+dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT CASE WHEN datname ~ E'[\\n\\r]' THEN '!' ELSE '=' || datname END FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || exit 1
 printf '%s\n' "$dbs" | while IFS= read -r db; do
-  [ -n "$db" ] || continue
-  one "$db" || exit 1
+  case $db in
+    =*) one "${db#=}" || exit 1 ;;
+    !) echo "a database's name holds a line break, which pg_dumpall cannot dump: rename it (ALTER DATABASE ... RENAME TO ...)" >&2; exit 1 ;;
+  esac
 done"#;
 
 const OVERVIEW: &str = "SELECT 'version', version();\n\
