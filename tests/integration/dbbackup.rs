@@ -433,9 +433,13 @@ async fn dump_of_a_deleted_pod_leaves_no_file() {
             ],
         );
         common::wait_for_bytes(&mut child, &partial, 4 << 20, Duration::from_secs(120));
+        // The client stands still until the pod is gone: a stream that is fast enough
+        // (zstd in the pod) could otherwise end within the pod's grace period.
+        common::signal(child.id(), "STOP");
         // A grace period of 1, not 0: a forced deletion lets the replacement pod start while
         // the old postmaster still runs on the same volume (and corrupts it).
         let pods: Api<Pod> = ns.kube.api();
+        let uid = pods.get("postgres-0").await.unwrap().metadata.uid;
         pods.delete(
             "postgres-0",
             &DeleteParams {
@@ -445,6 +449,21 @@ async fn dump_of_a_deleted_pod_leaves_no_file() {
         )
         .await
         .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while pods
+            .get_opt("postgres-0")
+            .await
+            .unwrap()
+            .and_then(|p| p.metadata.uid)
+            == uid
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{compress}: postgres-0 was not deleted"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        common::signal(child.id(), "CONT");
         let output = child.wait_with_output().unwrap();
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{compress}: {stderr}");
