@@ -229,28 +229,14 @@ fn code(
         },
     };
     let level = flate2::Compression::new(GZIP_LEVEL);
+    // SQL is a stream "compressed" with none: the same arms take it.
     match (stream, compression) {
-        (Compression::None, Compression::None) => {
-            while let Some(chunk) = chunks.next() {
-                sql.write_all(&chunk)?;
-                to_file.send(chunk)?;
-            }
-        }
-        (Compression::None, Compression::Gzip) => {
-            let mut encoder = flate2::write::GzEncoder::new(&mut to_file, level);
-            compress(&mut chunks, &mut encoder, &mut sql)?;
-            encoder.finish()?.flush()?;
-        }
-        (Compression::None, Compression::Zstd) => {
-            let mut encoder = zstd::stream::write::Encoder::new(&mut to_file, ZSTD_LEVEL)?;
-            compress(&mut chunks, &mut encoder, &mut sql)?;
-            encoder.finish()?.flush()?;
-        }
-        // The pod wrote the file's format: stored as it came, checked on the way.
+        // The file's format (the pod's, or SQL for SQL): stored as it came, checked on
+        // the way.
         (stream, file) if stream == file => {
             decode(&mut chunks, stream, &mut sql, Some(&mut to_file))?
         }
-        // Another format: decoded here and written as the file wants.
+        // Another format: decoded here (SQL as it is) and written as the file wants.
         (stream, Compression::None) => {
             let mut tee = Tee {
                 sql: &mut sql,
@@ -278,14 +264,6 @@ fn code(
     }
     drop(to_file);
     Ok((sql.raw, sql.tail, stream))
-}
-
-fn compress(chunks: &mut Chunks, encoder: &mut dyn Write, sql: &mut Sql) -> io::Result<()> {
-    while let Some(chunk) = chunks.next() {
-        sql.write_all(&chunk)?;
-        encoder.write_all(&chunk)?;
-    }
-    Ok(())
 }
 
 /// Something that sees the decoded SQL: [`Sql`] alone, or a [`Tee`] to the file's encoder.
