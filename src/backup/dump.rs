@@ -581,15 +581,7 @@ fn exists(path: &Path) -> bool {
 
 /// The in-pod compressor was not found (`exit 127`, said before the dump started).
 fn tool_missing(streamed: &Streamed) -> bool {
-    matches!(
-        streamed.status,
-        ExecStatus::Failure {
-            code: Some(127),
-            ..
-        }
-    ) && streamed.raw == 0
-        && String::from_utf8_lossy(&streamed.stderr)
-            .contains(crate::engine::commands::NO_COMPRESSOR)
+    streamed.raw == 0 && crate::engine::commands::no_compressor(&streamed.status, &streamed.stderr)
 }
 
 /// What one dump stream delivered.

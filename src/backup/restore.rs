@@ -445,15 +445,7 @@ async fn stream(
     if let Some(wire) = wire.filter(|w| *w == Compression::Zstd) {
         let wrapped = crate::engine::commands::decompressed_in_pod(command.to_vec(), "zstd");
         let streamed = stream_once(pods, to, &wrapped, &source, (kind, wire), progress).await?;
-        let no_tool = matches!(
-            streamed.status,
-            ExecStatus::Failure {
-                code: Some(127),
-                ..
-            }
-        ) && String::from_utf8_lossy(&streamed.stderr)
-            .contains(crate::engine::commands::NO_COMPRESSOR);
-        if !no_tool {
+        if !crate::engine::commands::no_compressor(&streamed.status, &streamed.stderr) {
             return Ok(streamed);
         }
         // Said before the restore ran: nothing was applied.

@@ -230,6 +230,18 @@ p=${s#*compress=}; p=${p%%[!0-9]*}
 /// What [`COMPRESS_IN_POD`] says on stderr when the image has none of the compressors.
 pub const NO_COMPRESSOR: &str = "in the container's image";
 
+/// Whether a run of [`compressed_in_pod`] or [`decompressed_in_pod`] stopped because the
+/// image has no such tool (exit 127 and [`NO_COMPRESSOR`], said before anything ran).
+pub fn no_compressor(status: &crate::exec::ExecStatus, stderr: &[u8]) -> bool {
+    matches!(
+        status,
+        crate::exec::ExecStatus::Failure {
+            code: Some(127),
+            ..
+        }
+    ) && String::from_utf8_lossy(stderr).contains(NO_COMPRESSOR)
+}
+
 /// `argv` with its stdout through the first of `tools` the image has (see
 /// [`Commands::dump_compressed`]).
 pub fn compressed_in_pod(argv: Vec<String>, tools: &[&str]) -> Vec<String> {
