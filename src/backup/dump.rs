@@ -2,6 +2,7 @@
 //! blocking task compresses and hashes it; the file gets its final name only after the
 //! remote exit status is 0 and the dump's own completion trailer is there.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::format::{self, Compression, DumpKind, Tail};
+use super::framed;
 use super::location::{Location, S3Url};
 use super::manifest::{self, Manifest};
 use super::pipeline::{self, CHANNEL_DEPTH, CHUNK, Input};
@@ -211,20 +213,6 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
         (None, None) => None,
     };
     let dumped_at = k8s_openapi::jiff::Timestamp::now().to_string();
-    // Counted before and after the dump: a table that differs was written meanwhile. This
-    // pass runs before FILE.partial exists, so a signal now leaves nothing behind.
-    let step = Instant::now();
-    let counted_before = match &placed {
-        Some(_) => match count_tables(kube, &target, options, None).await {
-            Ok(counted) => Some(counted),
-            Err(err) => return Err(discard(object, err).await),
-        },
-        None => None,
-    };
-    tracing::debug!(
-        seconds = step.elapsed().as_secs_f64(),
-        "manifest pass before the dump"
-    );
     let step = Instant::now();
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let open_sink = || -> Result<Box<dyn Write + Send>> {
@@ -246,10 +234,21 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
     let pods: Api<Pod> = kube.exec_pods();
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
+    // The tables are counted before and after the dump (a table that differs was written
+    // meanwhile), in the dump's own exec: see [`crate::engine::commands::manifested`].
+    let mark = placed.as_ref().map(|_| framed::mark(rand::random()));
+    let command = match &mark {
+        Some(mark) => {
+            let row_hash = manifest::row_hash(manifest::FORMAT);
+            let query = commands.manifest_query(database, row_hash);
+            crate::engine::commands::manifested(mark, query, commands.dump(database, credentials))
+        }
+        None => commands.dump(database, credentials),
+    };
     let attempts = run_dump(
         &pods,
         (&target.pod_name, &target.container),
-        commands.dump(database, credentials),
+        (command, mark.as_deref()),
         tools,
         open_sink,
         options.compression,
@@ -266,6 +265,23 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
     let streamed = match streamed {
         Ok(streamed) => streamed,
         Err(err) => return Err(discard(object, err).await),
+    };
+    // The pass before: one that failed stopped the script before the dump, and its error
+    // is the one to report; none at all with the dump failed is the dump's failure (below).
+    let pod = target.pod_name.as_str();
+    let before = mark.as_ref().map(|_| match streamed.frames.get("before") {
+        Some(frame) => frame.pass(pod, &streamed.stderr, None),
+        None => Err(Error::Exec {
+            pod: pod.into(),
+            what: framed::WHAT.into(),
+            detail: format!("it did not report before the dump ({})", streamed.status),
+        }),
+    });
+    let before = match before {
+        Some(Err(err)) if streamed.frames.contains_key("before") || streamed.status.success() => {
+            return Err(discard(object, err).await);
+        }
+        before => before.and_then(Result::ok),
     };
 
     let file_label = match (&final_path, &object) {
@@ -295,10 +311,19 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
         (_, _, Some(object)) => Some(object.complete(&streamed.sha256).await?),
         _ => None,
     };
-    let (manifest_file, changed_during_dump) = match (counted_before, &placed) {
+    let (manifest_file, changed_during_dump) = match (before, &placed) {
         (Some(before), Some(path)) => {
+            // The pass after in the dump's exec, unless it did not finish there.
+            let after = match streamed.frames.get("after") {
+                Some(frame) => frame.pass(pod, &streamed.stderr, Some(&before)),
+                None => Err(Error::Failed("no pass after the dump in its exec".into())),
+            };
+            let after = after
+                .inspect_err(|err| tracing::debug!("{}; running it on its own exec", err.chain()))
+                .ok();
             let taken = Taken {
                 before,
+                after,
                 dumped_at,
                 kind,
             };
@@ -343,7 +368,7 @@ pub(super) fn in_pod_tools(options: &DumpOptions) -> Option<&'static [&'static s
 pub(super) async fn run_dump(
     pods: &Api<Pod>,
     (pod, container): (&str, &str),
-    command: Vec<String>,
+    (command, mark): (Vec<String>, Option<&str>),
     tools: Option<&[&str]>,
     open_sink: impl Fn() -> Result<Box<dyn Write + Send>>,
     compression: Compression,
@@ -356,7 +381,7 @@ pub(super) async fn run_dump(
             pods,
             pod,
             container,
-            &wrapped,
+            (&wrapped, mark),
             open_sink()?,
             input,
             progress,
@@ -376,7 +401,7 @@ pub(super) async fn run_dump(
         pods,
         pod,
         container,
-        &command,
+        (&command, mark),
         open_sink()?,
         input,
         progress,
@@ -406,9 +431,11 @@ pub(super) fn incomplete(streamed: &Streamed, kind: DumpKind) -> Option<String> 
     Some(reason)
 }
 
-/// The manifest's first pass and what the dump was.
+/// The manifest's passes (the one after, when the dump's exec took it) and what the dump
+/// was.
 pub(super) struct Taken {
     pub before: manifest::Pass,
+    pub after: Option<manifest::Pass>,
     pub dumped_at: String,
     pub kind: DumpKind,
 }
@@ -424,7 +451,12 @@ pub(super) async fn write_manifest(
 ) -> Result<(Option<String>, Vec<String>)> {
     let step = Instant::now();
     let after = tokio::select! {
-        after = count_tables(kube, target, options, Some(&taken.before)) => after.map_err(|err| Error::Failed(format!(
+        after = async {
+            match taken.after {
+                Some(after) => Ok(after),
+                None => count_tables(kube, target, options, Some(&taken.before)).await,
+            }
+        } => after.map_err(|err| Error::Failed(format!(
             "{path} is complete, but its manifest (for `drill` and `verify --deep`) was not written: {}",
             err.chain()
         ))),
@@ -588,6 +620,8 @@ fn tool_missing(streamed: &Streamed) -> bool {
 pub(super) struct Streamed {
     pub status: ExecStatus,
     pub stderr: Vec<u8>,
+    /// The manifest's passes the dump's exec printed on stderr (see [`framed`]).
+    pub frames: BTreeMap<String, framed::Frame>,
     pub raw: u64,
     pub written: u64,
     pub sha256: String,
@@ -600,7 +634,7 @@ async fn stream(
     pods: &Api<Pod>,
     pod: &str,
     container: &str,
-    command: &[String],
+    (command, mark): (&[String], Option<&str>),
     sink: Box<dyn Write + Send>,
     (compression, input): (Compression, Input),
     progress: &Progress,
@@ -636,7 +670,16 @@ async fn stream(
             }
         }
     };
-    let (pumped, stderr) = tokio::join!(pump, read_capped(stderr, STDERR_KEEP));
+    let stderr = async {
+        match mark {
+            Some(mark) => {
+                let split = framed::capture(stderr, mark).await;
+                (split.rest, split.frames)
+            }
+            None => (read_capped(stderr, STDERR_KEEP).await, BTreeMap::new()),
+        }
+    };
+    let (pumped, (stderr, frames)) = tokio::join!(pump, stderr);
     if !matches!(pumped, Ok(true)) {
         process.abort();
     }
@@ -681,6 +724,7 @@ async fn stream(
     Ok(Streamed {
         status,
         stderr,
+        frames,
         raw: written.raw,
         written: written.written,
         sha256: written.sha256,

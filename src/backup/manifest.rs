@@ -344,11 +344,17 @@ pub async fn take_pass(
         });
     }
     let text = output.into_stdout(pod, what)?;
-    let databases = parse(&text).map_err(|detail| Error::Exec {
+    read_pass(&text, before).map_err(|detail| Error::Exec {
         pod: pod.into(),
         what: what.into(),
         detail,
-    })?;
+    })
+}
+
+/// A pass from the query's output; after `before`, the tables of `before` when the query
+/// said nothing was written since (`unchanged`).
+pub fn read_pass(text: &str, before: Option<&Pass>) -> std::result::Result<Pass, String> {
+    let databases = parse(text)?;
     let snapshot = text
         .lines()
         .find_map(|l| l.strip_prefix("snapshot\t"))

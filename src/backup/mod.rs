@@ -10,6 +10,7 @@ pub mod drill;
 mod drill_print;
 pub mod dump;
 pub mod format;
+mod framed;
 pub mod list;
 pub mod location;
 pub mod manifest;

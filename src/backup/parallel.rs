@@ -286,6 +286,7 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
     };
     let taken = Taken {
         before,
+        after: None,
         dumped_at: dumped_at.to_string(),
         kind: index.kind,
     };
@@ -494,7 +495,7 @@ async fn run_parts(
         let streamed = dump::run_dump(
             pods,
             (&target.pod_name, &target.container),
-            step.command.clone(),
+            (step.command.clone(), None),
             tools,
             open_sink,
             options.compression,

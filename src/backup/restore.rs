@@ -208,16 +208,24 @@ pub async fn restore(
     };
     let pods: Api<Pod> = kube.exec_pods();
     let commands = target.engine.commands();
-    let listed = exec::run(
-        &pods,
-        &pod,
-        Some(&target.container),
-        &commands.user_data(),
-        None,
-        Duration::from_secs(60),
-    )
-    .await?
-    .into_stdout(&pod, "the user-data query")?;
+    // An exec stream to a deleted pod can stay open with nobody reading its stdin: the
+    // restore ends when its pod goes. The watch starts before anything is sent, beside the
+    // query (each is a round trip or two to the API server).
+    let uid = target.pod.as_ref().and_then(|p| p.metadata.uid.as_deref());
+    let budget = options.timeout.min(crate::client::DEFAULT_REQUEST_TIMEOUT);
+    let query = commands.user_data();
+    let (listed, watch) = tokio::join!(
+        exec::run(
+            &pods,
+            &pod,
+            Some(&target.container),
+            &query,
+            None,
+            Duration::from_secs(60),
+        ),
+        wait::watch_pod(kube, &pod, uid.unwrap_or_default(), budget)
+    );
+    let listed = listed?.into_stdout(&pod, "the user-data query")?;
     let with_data = commands.with_data(&listed, has_mysql_schema);
     if !with_data.is_empty() && !options.yes {
         return Err(Error::Refused(format!(
@@ -258,11 +266,7 @@ pub async fn restore(
             }
         }
     };
-    // An exec stream to a deleted pod can stay open with nobody reading its stdin: the
-    // restore ends when its pod goes. The watch starts before anything is sent.
-    let uid = target.pod.as_ref().and_then(|p| p.metadata.uid.as_deref());
-    let budget = options.timeout.min(crate::client::DEFAULT_REQUEST_TIMEOUT);
-    let watch = wait::watch_pod(kube, &pod, uid.unwrap_or_default(), budget).await?;
+    let watch = watch?;
     let streamed = tokio::select! {
         result = within(options.timeout, what.clone(), body) => result,
         signal = crate::cli::interrupted() => Err(Error::Interrupted(format!("{what}: interrupted by {signal}; the databases may be half restored"))),

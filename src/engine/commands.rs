@@ -140,6 +140,11 @@ pub trait Commands: Sync {
     /// (`mysql`, `sys`, PostgreSQL's catalogs and template databases) are left out: a
     /// restore re-asserts the instance's own accounts there.
     fn manifest(&self, database: Option<&str>, row_hash: RowHash) -> Vec<String>;
+    /// [`Commands::manifest_since`] without its mark: the caller appends `since` as the last
+    /// argument (empty: none), as [`manifested`] does in the pod.
+    fn manifest_query(&self, database: Option<&str>, row_hash: RowHash) -> Vec<String> {
+        self.manifest(database, row_hash)
+    }
     /// [`Commands::manifest`], first printing `snapshot<TAB>S` (a mark of what had been
     /// written by then, where the engine has one) and, when nothing can have been written
     /// since the mark `since`, only `unchanged` after it: the pass would find what the
@@ -240,6 +245,58 @@ pub fn no_compressor(status: &crate::exec::ExecStatus, stderr: &[u8]) -> bool {
             ..
         }
     ) && String::from_utf8_lossy(stderr).contains(NO_COMPRESSOR)
+}
+
+/// A dump between two passes of the manifest query, all in the dump's own exec: an exec
+/// of their own would cost each pass a connection through the API server and kubelet and a
+/// process the runtime starts (~0.1 s on a quiet node, round trips over a slow link).
+/// Arguments: the mark, how many arguments the query has, the query (to which the pass
+/// after appends the `snapshot` the pass before printed: see [`Commands::manifest_query`]),
+/// then the dump command. Each pass's output goes to stderr between the lines `MARK NAME
+/// start` and `MARK NAME end STATUS` (`before`; `after` once the dump succeeded), its own
+/// stderr outside them; the dump's output to stdout. A pass before that fails ends the
+/// script before the dump (exit 3); else the exit status is the dump's. Variables are
+/// `_kdb_`-prefixed: one the container's environment also has would change for the query.
+const MANIFESTED: &str = r#"_kdb_m=$1 _kdb_q=$2
+shift 2
+# POSIX sh has no arrays: the query's arguments are rotated to the end, the others dropped.
+_kdb_query() {
+  _kdb_s=$1
+  shift
+  _kdb_n=$# _kdb_i=0
+  while [ "$_kdb_i" -lt "$_kdb_n" ]; do
+    [ "$_kdb_i" -lt "$_kdb_q" ] && set -- "$@" "$1"
+    shift
+    _kdb_i=$((_kdb_i + 1))
+  done
+  "$@" "$_kdb_s" </dev/null
+}
+_kdb_dump() { shift "$_kdb_q"; "$@"; }
+_kdb_frame() { printf '\n%s %s start\n%s\n%s %s end %s\n' "$_kdb_m" "$1" "$2" "$_kdb_m" "$1" "$3" >&2; }
+_kdb_o=$(_kdb_query "" "$@")
+_kdb_r=$?
+_kdb_frame before "$_kdb_o" "$_kdb_r"
+[ "$_kdb_r" = 0 ] || exit 3
+_kdb_s=
+case $_kdb_o in snapshot?*)
+  _kdb_s=${_kdb_o%%"
+"*}
+  _kdb_s=${_kdb_s#snapshot?} ;;
+esac
+_kdb_dump "$@"
+_kdb_r=$?
+[ "$_kdb_r" = 0 ] || exit "$_kdb_r"
+_kdb_o=$(_kdb_query "$_kdb_s" "$@")
+_kdb_frame after "$_kdb_o" "$?"
+exit 0"#;
+
+/// `dump` between two passes of the manifest `query` in one exec (see [`MANIFESTED`]),
+/// their output on stderr framed by `mark`.
+pub fn manifested(mark: &str, query: Vec<String>, dump: Vec<String>) -> Vec<String> {
+    let mut argv = script(MANIFESTED, &[mark, &query.len().to_string()]);
+    argv.extend(query);
+    argv.extend(dump);
+    argv
 }
 
 /// `argv` with its stdout through the first of `tools` the image has (see

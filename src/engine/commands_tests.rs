@@ -980,3 +980,71 @@ fn a_zstd_that_does_not_know_the_window_option_compresses_with_its_own() {
         "{asked}"
     );
 }
+
+/// The manifest's passes in the dump's own exec: the pass before, the dump on stdout (here
+/// through the pod's gzip), then the pass after with the mark the pass before printed, each
+/// pass framed on stderr. A pass before that fails stops the script before the dump; a
+/// failed dump has no pass after.
+#[test]
+fn the_dump_runs_between_two_passes_of_the_manifest_query_in_its_exec() {
+    const MARK: &str = "@kdb-pass-0123456789abcdef";
+    let query = [
+        "sh",
+        "-c",
+        "printf 'snapshot\\t5:9:\\nsince=[%s] db=[%s]\\n' \"$2\" \"$1\"; echo 'query says' >&2; [ -z \"${FAIL_QUERY:-}\" ]",
+        "sh",
+        "app db",
+    ]
+    .map(String::from)
+    .to_vec();
+    let dump = [
+        "sh",
+        "-c",
+        "printf 'DUMP %s\\n' \"$1\"; exit \"${DUMP_STATUS:-0}\"",
+        "sh",
+        "x'; y",
+    ]
+    .map(String::from)
+    .to_vec();
+    let argv = crate::engine::commands::manifested(MARK, query, dump);
+    let argv = crate::engine::commands::compressed_in_pod(argv, &["gzip"]);
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new("/bin/sh")
+            .args(&argv[1..])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let mut sql = String::new();
+        if !out.stdout.is_empty() {
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(out.stdout.as_slice()),
+                &mut sql,
+            )
+            .unwrap();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), sql, stderr)
+    };
+    let (code, sql, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(sql, "DUMP x'; y\n");
+    assert_eq!(
+        stderr,
+        format!(
+            "query says\n\n{MARK} before start\nsnapshot\t5:9:\nsince=[] db=[app db]\n{MARK} before end 0\n\
+             query says\n\n{MARK} after start\nsnapshot\t5:9:\nsince=[5:9:] db=[app db]\n{MARK} after end 0\n"
+        )
+    );
+    let (code, sql, stderr) = run(&[("FAIL_QUERY", "1")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(sql, "", "no dump after a failed pass before");
+    assert!(
+        stderr.ends_with(&format!("{MARK} before end 1\n")),
+        "{stderr}"
+    );
+    let (code, sql, stderr) = run(&[("DUMP_STATUS", "4")]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_eq!(sql, "DUMP x'; y\n");
+    assert!(!stderr.contains("after start"), "{stderr}");
+}

@@ -360,18 +360,17 @@ printf '%s\n' {} | psql -X -q -w -v ON_ERROR_STOP=1 -U "${{POSTGRES_USER:-postgr
         row_hash: RowHash,
         since: Option<&str>,
     ) -> Vec<String> {
+        let mut argv = self.manifest_query(database, row_hash);
+        argv.push(since.unwrap_or_default().to_string());
+        argv
+    }
+
+    fn manifest_query(&self, database: Option<&str>, row_hash: RowHash) -> Vec<String> {
         let hash = match row_hash {
             RowHash::Fast => "fast",
             RowHash::Md5 => "md5",
         };
-        script(
-            MANIFEST,
-            &[
-                database.unwrap_or_default(),
-                hash,
-                since.unwrap_or_default(),
-            ],
-        )
+        script(MANIFEST, &[database.unwrap_or_default(), hash])
     }
 
     fn overview(&self) -> Query {

@@ -300,6 +300,36 @@ async fn postgres_round_trip() {
     );
     assert_eq!(verify_code(&one).0, Some(0));
 
+    // The manifest's pass before the dump runs in the dump's exec: when it fails (a
+    // database whose name holds a line break, which pg_dumpall refuses too), the dump never
+    // starts and nothing is left behind.
+    db.shell(
+        r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c 'CREATE DATABASE "line
+break"'"#,
+        "",
+    )
+    .await;
+    let refused = dir.path().join("refused.sql.gz");
+    let output = dbbackup(&ns, &["postgres", "-f", &refused.display().to_string()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the manifest query") && stderr.contains("holds a line break"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.starts_with("refused"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    db.shell(
+        r#"PGPASSWORD="$POSTGRES_PASSWORD" psql -X -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c 'DROP DATABASE "line
+break"'"#,
+        "",
+    )
+    .await;
+
     // A volume of the default class `standard` (hostPath, not CSI) cannot be snapshotted:
     // refused before anything is created, exit 2. (A cluster without the snapshot API is
     // tested with a mocked API server in src/backup/snapshot.rs.)
