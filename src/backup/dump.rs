@@ -266,22 +266,20 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
         Ok(streamed) => streamed,
         Err(err) => return Err(discard(object, err).await),
     };
-    // The pass before: one that failed stopped the script before the dump, and its error
-    // is the one to report; none at all with the dump failed is the dump's failure (below).
+    if let Some(ended) = streamed.frames.get("before").and_then(|f| f.ended) {
+        tracing::debug!(
+            seconds = ended.duration_since(step).as_secs_f64(),
+            "manifest pass before the dump (in the dump's exec, from its start)"
+        );
+    }
     let pod = target.pod_name.as_str();
-    let before = mark.as_ref().map(|_| match streamed.frames.get("before") {
-        Some(frame) => frame.pass(pod, &streamed.stderr, None),
-        None => Err(Error::Exec {
-            pod: pod.into(),
-            what: framed::WHAT.into(),
-            detail: format!("it did not report before the dump ({})", streamed.status),
-        }),
-    });
+    let before = match &mark {
+        Some(_) => framed::before(&streamed.frames, &streamed.stderr, &streamed.status, pod),
+        None => Ok(None),
+    };
     let before = match before {
-        Some(Err(err)) if streamed.frames.contains_key("before") || streamed.status.success() => {
-            return Err(discard(object, err).await);
-        }
-        before => before.and_then(Result::ok),
+        Ok(before) => before,
+        Err(err) => return Err(discard(object, err).await),
     };
 
     let file_label = match (&final_path, &object) {
@@ -313,14 +311,7 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
     };
     let (manifest_file, changed_during_dump) = match (before, &placed) {
         (Some(before), Some(path)) => {
-            // The pass after in the dump's exec, unless it did not finish there.
-            let after = match streamed.frames.get("after") {
-                Some(frame) => frame.pass(pod, &streamed.stderr, Some(&before)),
-                None => Err(Error::Failed("no pass after the dump in its exec".into())),
-            };
-            let after = after
-                .inspect_err(|err| tracing::debug!("{}; running it on its own exec", err.chain()))
-                .ok();
+            let after = framed::after(&streamed.frames, &streamed.stderr, &before, pod);
             let taken = Taken {
                 before,
                 after,

@@ -5,12 +5,13 @@
 //! nonce, so nothing a database prints can open or close a frame.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::manifest::{self, Pass};
 use crate::error::{Error, Result};
-use crate::exec::{self, STDOUT_KEEP};
+use crate::exec::{self, ExecStatus, STDOUT_KEEP};
 
 /// The end of the stderr outside frames that is kept, for error messages.
 const REST_KEEP: usize = 64 << 10;
@@ -34,6 +35,8 @@ pub struct Frame {
     pub status: Option<i32>,
     /// More than a pass on its own exec may print ([`STDOUT_KEEP`]); the text is cut.
     pub too_large: bool,
+    /// When its end line arrived (for `-v`'s timings).
+    pub ended: Option<Instant>,
 }
 
 impl Frame {
@@ -72,6 +75,43 @@ impl Frame {
         }
         manifest::read_pass(&String::from_utf8_lossy(&self.text), before).map_err(failed)
     }
+}
+
+/// The pass before in a dump's `frames` (its stderr outside them: `stderr`). An error
+/// when it failed (which stopped the script before the dump) or did not report though the
+/// dump ended well; `None` when the dump failed without it (the dump's failure says why).
+pub fn before(
+    frames: &BTreeMap<String, Frame>,
+    stderr: &[u8],
+    dumped: &ExecStatus,
+    pod: &str,
+) -> Result<Option<Pass>> {
+    match frames.get("before") {
+        Some(frame) => frame.pass(pod, stderr, None).map(Some),
+        None if dumped.success() => Err(Error::Exec {
+            pod: pod.into(),
+            what: WHAT.into(),
+            detail: "it did not report before the dump".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The pass after in a dump's `frames`, or `None` when it did not finish there (the
+/// caller runs it on an exec of its own).
+pub fn after(
+    frames: &BTreeMap<String, Frame>,
+    stderr: &[u8],
+    before: &Pass,
+    pod: &str,
+) -> Option<Pass> {
+    let after = match frames.get("after") {
+        Some(frame) => frame.pass(pod, stderr, Some(before)),
+        None => Err(Error::Failed("no pass after the dump in its exec".into())),
+    };
+    after
+        .inspect_err(|err| tracing::debug!("{}; running it on an exec of its own", err.chain()))
+        .ok()
 }
 
 /// A stderr split into its frames, by name, and the end of the rest.
@@ -144,6 +184,7 @@ impl Framer {
             match ended {
                 Some(status) => {
                     frame.status = status;
+                    frame.ended = Some(Instant::now());
                     self.split.frames.insert(name, frame);
                 }
                 None => {
@@ -304,6 +345,7 @@ mod tests {
             text: Vec::new(),
             status: Some(1),
             too_large: false,
+            ended: None,
         };
         let error = frame
             .pass("db-0", b"\npsql: error: connection refused\n", None)
@@ -317,6 +359,7 @@ mod tests {
             text: b"snapshot\t5:9:\ndb\t\"appdb\"\ntbl\t\"appdb\"\t\"public.t\"\t3\tabc\n".to_vec(),
             status: Some(0),
             too_large: false,
+            ended: None,
         };
         let pass = frame.pass("db-0", b"", None).unwrap();
         assert_eq!(pass.snapshot.as_deref(), Some("5:9:"));

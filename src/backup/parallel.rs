@@ -27,7 +27,9 @@ use super::dump::{
     create_exclusive, discard, dump_serial, refuse_existing,
 };
 use super::format::{self, Compression, DumpKind};
+use super::framed;
 use super::location::Location;
+use super::manifest;
 use crate::client::Kube;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
@@ -97,6 +99,8 @@ struct Dumped {
     streamed: Streamed,
     /// What the part's stream carried.
     stream: Compression,
+    /// A database's manifest passes, taken in its exec (the one after: when it finished there).
+    passes: Option<(manifest::Pass, Option<manifest::Pass>)>,
 }
 
 /// The temporary files of the parts, removed when dropped (the archive holds their bytes
@@ -203,16 +207,6 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         _ => None,
     };
     let dumped_at = k8s_openapi::jiff::Timestamp::now();
-    // Counted before the dump, before FILE.partial exists: a signal now leaves nothing.
-    let step = Instant::now();
-    let before = match dump::count_tables(kube, &target, options, None).await {
-        Ok(before) => before,
-        Err(err) => return Err(discard(object, err).await),
-    };
-    tracing::debug!(
-        seconds = step.elapsed().as_secs_f64(),
-        "manifest pass before the dump"
-    );
     let step = Instant::now();
     let mut partial = final_path.as_deref().map(PartialFile::create).transpose()?;
     let steps = plan(&target, databases, options.with_credentials);
@@ -246,6 +240,17 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         let step = Instant::now();
         let mut dumped = dumped?;
         dumped.sort_by_key(|d| d.place);
+        // Each database's passes were taken in its part's exec (see run_parts).
+        let mut before = Vec::new();
+        let mut after = Some(Vec::new());
+        for (part_before, part_after) in dumped.iter_mut().filter_map(|d| d.passes.take()) {
+            before.extend(part_before.databases);
+            match (&mut after, part_after) {
+                (Some(all), Some(part_after)) => all.extend(part_after.databases),
+                _ => after = None,
+            }
+        }
+        let passes = (before, after);
         let index = index_of(&target, options, parallel, &steps, &dumped);
         let sink: Box<dyn Write + Send> = match (&partial, &object) {
             (Some(p), _) => Box::new(p.file.try_clone().map_err(|source| Error::Io {
@@ -263,9 +268,9 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
             Some(first) if dumped.iter().all(|d| d.stream == first.stream) => first.stream,
             _ => Compression::None,
         };
-        Ok((index, stream, sha256, bytes))
+        Ok((index, stream, sha256, bytes, passes))
     };
-    let (index, stream, sha256, bytes_written) = match written.await {
+    let (index, stream, sha256, bytes_written, (before, after)) = match written.await {
         Ok(written) => written,
         Err(err) => return Err(discard(object, err).await),
     };
@@ -284,9 +289,14 @@ pub async fn dump(kube: &Kube, options: &DumpOptions, parallel: usize) -> Result
         }
         _ => return Err(Error::Failed("no place for the archive".into())),
     };
+    // No snapshot: a pass after that did not finish in some part's exec counts them all.
+    let pass = |databases| manifest::Pass {
+        databases,
+        snapshot: None,
+    };
     let taken = Taken {
-        before,
-        after: None,
+        before: pass(before),
+        after: after.map(pass),
         dumped_at: dumped_at.to_string(),
         kind: index.kind,
     };
@@ -479,8 +489,21 @@ async fn run_parts(
     progress: &Progress,
 ) -> Result<Vec<Dumped>> {
     let tools = dump::in_pod_tools(options);
+    let commands = target.engine.commands();
+    let row_hash = manifest::row_hash(manifest::FORMAT);
     let jobs = start_order(steps).into_iter().map(|place| async move {
         let (step, file) = (&steps[place], &files[place]);
+        // A database's manifest passes run in its own exec, around its dump (see
+        // [`crate::engine::commands::manifested`]); the globals have none.
+        let mark = step.database.as_ref().map(|_| framed::mark(rand::random()));
+        let command = match (&mark, &step.database) {
+            (Some(mark), Some(database)) => crate::engine::commands::manifested(
+                mark,
+                commands.manifest_query(Some(database), row_hash),
+                step.command.clone(),
+            ),
+            _ => step.command.clone(),
+        };
         let open_sink = || -> Result<Box<dyn Write + Send>> {
             let sink = std::fs::OpenOptions::new()
                 .write(true)
@@ -495,13 +518,18 @@ async fn run_parts(
         let streamed = dump::run_dump(
             pods,
             (&target.pod_name, &target.container),
-            (step.command.clone(), None),
+            (command, mark.as_deref()),
             tools,
             open_sink,
             options.compression,
             progress,
         )
         .await?;
+        let pod = target.pod_name.as_str();
+        let before = match &mark {
+            Some(_) => framed::before(&streamed.frames, &streamed.stderr, &streamed.status, pod)?,
+            None => None,
+        };
         if let Some(reason) = dump::incomplete(&streamed, step.kind) {
             let part = match &step.database {
                 Some(database) => format!("database {database}"),
@@ -512,10 +540,15 @@ async fn run_parts(
                 target.namespace, target.pod_name, streamed.raw
             )));
         }
+        let passes = before.map(|before| {
+            let after = framed::after(&streamed.frames, &streamed.stderr, &before, pod);
+            (before, after)
+        });
         Ok(Dumped {
             place,
             stream: streamed.stream,
             streamed,
+            passes,
         })
     });
     futures::stream::iter(jobs)
