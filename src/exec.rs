@@ -395,6 +395,19 @@ pub async fn run(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<ExecOutput> {
+    run_keeping(pods, pod, container, command, stdin, timeout, STDOUT_KEEP).await
+}
+
+/// [`run`], keeping up to `stdout_keep` bytes of stdout.
+pub async fn run_keeping(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<&str>,
+    command: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    stdout_keep: usize,
+) -> Result<ExecOutput> {
     let started = std::time::Instant::now();
     let work = async {
         let mut process = start(pods, pod, container, command, stdin.is_some()).await?;
@@ -410,7 +423,7 @@ pub async fn run(
         };
         let (status, stdout, stderr) = tokio::join!(
             feed_until_status(feed, status),
-            capture(stdout_reader, Keep::Head(STDOUT_KEEP)),
+            capture(stdout_reader, Keep::Head(stdout_keep)),
             capture(stderr_reader, Keep::Tail(STDERR_KEEP)),
         );
         process.join().await;

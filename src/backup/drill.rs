@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::format::DumpKind;
 use super::location::Location;
-use super::manifest::{self, Counted, DatabaseManifest, Manifest};
+use super::manifest::{self, Counted, DatabaseManifest, Manifest, TableManifest};
 use super::restore::{self, RestoreOptions};
 use super::verify::VerifyReport;
 use crate::client::Kube;
@@ -312,14 +312,17 @@ async fn run(
 /// databases the restore lacks. A table that changed during the dump passes when the
 /// restore holds its state before or after the dump.
 pub fn compare(manifest: &Manifest, found: &[DatabaseManifest]) -> (Vec<TableResult>, Vec<String>) {
+    // Keyed by name: an instance may hold hundreds of thousands of tables.
+    let by_name: std::collections::BTreeMap<(&str, &str), &TableManifest> = found
+        .iter()
+        .flat_map(|d| {
+            d.tables
+                .iter()
+                .map(move |t| ((d.name.as_str(), t.name.as_str()), t))
+        })
+        .collect();
     let lookup = |db: &str, table: &str| -> Option<Counted> {
-        found
-            .iter()
-            .find(|d| d.name == db)?
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-            .map(|t| t.before())
+        by_name.get(&(db, table)).map(|t| t.before())
     };
     let tables = manifest
         .tables()

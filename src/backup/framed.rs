@@ -1,7 +1,7 @@
 //! The manifest's passes in the dump's own exec ([`crate::engine::commands::manifested`]):
 //! their output arrives on the dump's stderr between `MARK NAME start` and `MARK NAME end
 //! STATUS` lines. [`capture`] keeps each frame whole, up to the cap a pass on its own exec
-//! has, and the end of everything else (the error messages). The mark carries a per-run
+//! has ([`OUTPUT_KEEP`]), and the end of everything else (the error messages). The mark carries a per-run
 //! nonce, so nothing a database prints can open or close a frame.
 
 use std::collections::BTreeMap;
@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::manifest::{self, Pass};
+use super::manifest::{self, OUTPUT_KEEP, Pass};
 use crate::error::{Error, Result};
-use crate::exec::{self, ExecStatus, STDOUT_KEEP};
+use crate::exec::{self, ExecStatus};
 
 /// The end of the stderr outside frames that is kept, for error messages.
 const REST_KEEP: usize = 64 << 10;
@@ -33,7 +33,7 @@ pub fn mark(nonce: u64) -> String {
 pub struct Frame {
     pub text: Vec<u8>,
     pub status: Option<i32>,
-    /// More than a pass on its own exec may print ([`STDOUT_KEEP`]); the text is cut.
+    /// More than a pass on its own exec may print ([`OUTPUT_KEEP`]); the text is cut.
     pub too_large: bool,
     /// When its end line arrived (for `-v`'s timings).
     pub ended: Option<Instant>,
@@ -41,7 +41,7 @@ pub struct Frame {
 
 impl Frame {
     fn push(&mut self, bytes: &[u8]) {
-        if self.text.len() + bytes.len() > STDOUT_KEEP {
+        if self.text.len() + bytes.len() > OUTPUT_KEEP {
             self.too_large = true;
         } else {
             self.text.extend_from_slice(bytes);
@@ -312,14 +312,26 @@ mod tests {
             "{error}"
         );
 
-        let line = vec![b'x'; 1 << 20];
+        // Lines of a table each, past what any other command's output may take (4 MiB),
+        // and past the manifest's cap.
+        let line = format!("tbl\t\"appdb\"\t\"public.t\"\t1\t{}\n", "0".repeat(32));
+        let block = line.repeat((1 << 20) / line.len());
         let mut chunks: Vec<&[u8]> = vec![b"@kdb-pass-00000000000000ab before start\n"];
-        chunks.extend(std::iter::repeat_n(line.as_slice(), 5));
-        chunks.push(b"\n@kdb-pass-00000000000000ab before end 0\n");
+        chunks.extend(std::iter::repeat_n(block.as_bytes(), 8));
+        chunks.push(b"@kdb-pass-00000000000000ab before end 0\n");
+        let frame = &split(&chunks).frames["before"];
+        assert!(
+            !frame.too_large && frame.text.len() > 4 << 20,
+            "{}",
+            frame.text.len()
+        );
+        chunks.truncate(1);
+        chunks.extend(std::iter::repeat_n(block.as_bytes(), 65));
+        chunks.push(b"@kdb-pass-00000000000000ab before end 0\n");
         let split = split(&chunks);
         let frame = &split.frames["before"];
         assert!(
-            frame.too_large && frame.text.len() <= STDOUT_KEEP,
+            frame.too_large && frame.text.len() <= OUTPUT_KEEP,
             "{}",
             frame.text.len()
         );

@@ -4,6 +4,7 @@
 //! The engine computes the checksums ([`crate::engine::Commands::manifest`]); this module
 //! reads their output, merges the two passes and stores the file.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -305,6 +306,11 @@ pub async fn take(
     Ok(pass.databases)
 }
 
+/// Most of the manifest query's output a pass keeps: a line per table, ~70 bytes, so about
+/// 900,000 tables (the 4 MiB any other command's output may take would stop a dump of an
+/// instance with ~60,000 tables: every one of them would fail).
+pub const OUTPUT_KEEP: usize = 64 << 20;
+
 /// One pass of the manifest query, and the engine's mark of what had been written when it
 /// began (PostgreSQL's transaction snapshot; none for MySQL/MariaDB).
 #[derive(Debug)]
@@ -325,7 +331,7 @@ pub async fn take_pass(
 ) -> Result<Pass> {
     let what = "the manifest query (row counts and checksums)";
     let since = before.and_then(|b| b.snapshot.as_deref());
-    let output = exec::run(
+    let output = exec::run_keeping(
         &kube.exec_pods(),
         pod,
         Some(container),
@@ -334,6 +340,7 @@ pub async fn take_pass(
             .manifest_since(database, row_hash(format), since),
         None,
         timeout,
+        OUTPUT_KEEP,
     )
     .await?;
     if output.stdout_dropped > 0 {
@@ -440,45 +447,50 @@ fn json_name(field: &str, line: &str) -> std::result::Result<String, String> {
 /// The manifest from the passes before and after the dump: a table whose state differs
 /// between them (or that exists in one only) gets its state after the dump in `after_dump`.
 pub fn merge(before: Vec<DatabaseManifest>, after: Vec<DatabaseManifest>) -> Vec<DatabaseManifest> {
-    let mut merged = before;
+    // Keyed by name: an instance may hold hundreds of thousands of tables.
+    let mut merged: BTreeMap<String, BTreeMap<String, TableManifest>> = before
+        .into_iter()
+        .map(|db| {
+            let tables = db.tables.into_iter().map(|t| (t.name.clone(), t)).collect();
+            (db.name, tables)
+        })
+        .collect();
     for db_after in after {
-        let index = match merged.iter().position(|d| d.name == db_after.name) {
-            Some(index) => index,
-            None => {
-                merged.push(DatabaseManifest {
-                    name: db_after.name.clone(),
-                    tables: Vec::new(),
-                });
-                merged.len() - 1
-            }
-        };
-        let db = &mut merged[index];
-        for table in &db_after.tables {
-            match db.tables.iter_mut().find(|t| t.name == table.name) {
-                Some(known) if known.before() != table.before() => {
-                    known.after_dump = Some(table.before());
-                }
+        let tables = merged.entry(db_after.name).or_default();
+        let mut seen = BTreeSet::new();
+        for table in db_after.tables {
+            let state = table.before();
+            match tables.get_mut(&table.name) {
+                Some(known) if known.before() != state => known.after_dump = Some(state),
                 Some(_) => {}
-                None => db.tables.push(TableManifest {
-                    name: table.name.clone(),
-                    rows: 0,
-                    checksum: String::new(),
-                    after_dump: Some(table.before()),
-                }),
+                None => {
+                    let new = TableManifest {
+                        name: table.name.clone(),
+                        rows: 0,
+                        checksum: String::new(),
+                        after_dump: Some(state),
+                    };
+                    tables.insert(table.name.clone(), new);
+                }
             }
+            seen.insert(table.name);
         }
-        for known in &mut db.tables {
+        for known in tables.values_mut() {
             if known.after_dump.is_none()
                 && !known.checksum.is_empty()
-                && !db_after.tables.iter().any(|t| t.name == known.name)
+                && !seen.contains(&known.name)
             {
                 known.after_dump = Some(Counted::absent());
             }
         }
-        db.tables.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    merged.sort_by(|a, b| a.name.cmp(&b.name));
     merged
+        .into_iter()
+        .map(|(name, tables)| DatabaseManifest {
+            name,
+            tables: tables.into_values().collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
