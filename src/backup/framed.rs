@@ -1,15 +1,15 @@
 //! The manifest's passes in the dump's own exec ([`crate::engine::commands::manifested`]):
 //! their output arrives on the dump's stderr between `MARK NAME start` and `MARK NAME end
 //! STATUS` lines. [`capture`] keeps each frame whole, up to the cap a pass on its own exec
-//! has ([`OUTPUT_KEEP`]), and the end of everything else (the error messages). The mark carries a per-run
-//! nonce, so nothing a database prints can open or close a frame.
+//! has ([`OUTPUT_KEEP`]), and the end of everything else (the error messages). The mark
+//! carries a per-run nonce, so nothing a database prints can open or close a frame.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::manifest::{self, OUTPUT_KEEP, Pass};
+use super::manifest::{self, OUTPUT_KEEP, Pass, QUERY as WHAT};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 
@@ -18,9 +18,6 @@ const REST_KEEP: usize = 64 << 10;
 
 /// A line longer than this is no marker: it goes where it belongs without being held.
 const LINE_HOLD: usize = 4 << 10;
-
-/// The query, as its errors name it (`manifest::take_pass` names it the same).
-pub const WHAT: &str = "the manifest query (row counts and checksums)";
 
 /// The mark of one run.
 pub fn mark(nonce: u64) -> String {

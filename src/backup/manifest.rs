@@ -306,6 +306,9 @@ pub async fn take(
     Ok(pass.databases)
 }
 
+/// The query, as errors name it.
+pub const QUERY: &str = "the manifest query (row counts and checksums)";
+
 /// Most of the manifest query's output a pass keeps: a line per table, ~70 bytes, so about
 /// 900,000 tables (the 4 MiB any other command's output may take would stop a dump of an
 /// instance with ~60,000 tables: every one of them would fail).
@@ -329,7 +332,7 @@ pub async fn take_pass(
     timeout: Duration,
     before: Option<&Pass>,
 ) -> Result<Pass> {
-    let what = "the manifest query (row counts and checksums)";
+    let what = QUERY;
     let since = before.and_then(|b| b.snapshot.as_deref());
     let output = exec::run_keeping(
         &kube.exec_pods(),
