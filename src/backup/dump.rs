@@ -235,15 +235,14 @@ pub(super) async fn dump_serial(kube: &Kube, options: &DumpOptions) -> Result<Du
     let what = format!("dumping {}/{}", target.namespace, target.pod_name);
     let progress = Progress::bytes(options.progress, &what);
     // The tables are counted before and after the dump (a table that differs was written
-    // meanwhile), in the dump's own exec: see [`crate::engine::commands::manifested`].
-    let mark = placed.as_ref().map(|_| framed::mark(rand::random()));
-    let command = match &mark {
-        Some(mark) => {
-            let row_hash = manifest::row_hash(manifest::FORMAT);
-            let query = commands.manifest_query(database, row_hash);
-            crate::engine::commands::manifested(mark, query, commands.dump(database, credentials))
+    // meanwhile), in the dump's own exec.
+    let dump = commands.dump(database, credentials);
+    let (command, mark) = match &placed {
+        Some(_) => {
+            let (command, mark) = framed::around(commands, database, dump);
+            (command, Some(mark))
         }
-        None => commands.dump(database, credentials),
+        None => (dump, None),
     };
     let attempts = run_dump(
         &pods,

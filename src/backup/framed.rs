@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::manifest::{self, OUTPUT_KEEP, Pass, QUERY as WHAT};
+use crate::engine::commands::{Commands, manifested};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecStatus};
 
@@ -19,9 +20,16 @@ const REST_KEEP: usize = 64 << 10;
 /// A line longer than this is no marker: it goes where it belongs without being held.
 const LINE_HOLD: usize = 4 << 10;
 
-/// The mark of one run.
-pub fn mark(nonce: u64) -> String {
-    format!("@kdb-pass-{nonce:016x}")
+/// `dump` with the manifest's passes over `database` (every database: `None`) around it,
+/// in its exec (see [`crate::engine::commands::manifested`]), and the mark of their frames.
+pub fn around(
+    commands: &dyn Commands,
+    database: Option<&str>,
+    dump: Vec<String>,
+) -> (Vec<String>, String) {
+    let mark = format!("@kdb-pass-{:016x}", rand::random::<u64>());
+    let query = commands.manifest_query(database, manifest::row_hash(manifest::FORMAT));
+    (manifested(&mark, query, dump), mark)
 }
 
 /// One pass's output and the status its end line gave (`None`: no end line, the stream

@@ -490,19 +490,17 @@ async fn run_parts(
 ) -> Result<Vec<Dumped>> {
     let tools = dump::in_pod_tools(options);
     let commands = target.engine.commands();
-    let row_hash = manifest::row_hash(manifest::FORMAT);
     let jobs = start_order(steps).into_iter().map(|place| async move {
         let (step, file) = (&steps[place], &files[place]);
-        // A database's manifest passes run in its own exec, around its dump (see
-        // [`crate::engine::commands::manifested`]); the globals have none.
-        let mark = step.database.as_ref().map(|_| framed::mark(rand::random()));
-        let command = match (&mark, &step.database) {
-            (Some(mark), Some(database)) => crate::engine::commands::manifested(
-                mark,
-                commands.manifest_query(Some(database), row_hash),
-                step.command.clone(),
-            ),
-            _ => step.command.clone(),
+        // A database's manifest passes run in its own exec, around its dump; the globals
+        // have none.
+        let (command, mark) = match &step.database {
+            Some(database) => {
+                let (command, mark) =
+                    framed::around(commands, Some(database), step.command.clone());
+                (command, Some(mark))
+            }
+            None => (step.command.clone(), None),
         };
         let open_sink = || -> Result<Box<dyn Write + Send>> {
             let sink = std::fs::OpenOptions::new()
