@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::DeleteParams;
 use kubectl_db::engine::Engine;
+use kubectl_db::exec;
 use serde_json::Value;
 
 use crate::common::{self, TestNamespace, text};
@@ -311,10 +312,46 @@ async fn round_trip(engine: Engine) {
     }
 }
 
+/// Freezes pg_dump (SIGSTOP) once it has written 40 MiB: more than two of the upload's
+/// parts, and far from the end of the ~200 MB dump, so the dump cannot finish before the
+/// pod goes (with SIGTERM, postgres lets open sessions run on). Prints `stopped`.
+const FREEZE_PG_DUMP: &str = r#"i=0
+while [ "$i" -lt 1200 ]; do
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = pg_dump ] || continue
+    w=0
+    while read -r k v; do [ "$k" = wchar: ] && w=$v; done < "$p/io"
+    if [ "$w" -ge 41943040 ]; then kill -STOP "${p#/proc/}" && echo stopped && exit 0; fi
+  done
+  sleep 0.05
+  i=$((i + 1))
+done
+echo "pg_dump did not write 40 MiB within a minute" >&2
+exit 1"#;
+
 /// The pod goes mid-stream: the upload is aborted, no object, no parts.
 async fn cut_dump_leaves_nothing(s3: &S3, ns: &TestNamespace, bucket: &str) {
     // ~200 MB of rows, so the dump is still streaming when the pod goes.
     common::sql(ns, Engine::Postgres, "postgres-0", "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 30) AS s FROM generate_series(1, 200000) g;").await;
+    let pods: Api<Pod> = ns.kube.api();
+    let freezer = {
+        let pods = pods.clone();
+        let command = ["sh", "-c", FREEZE_PG_DUMP].map(String::from).to_vec();
+        tokio::spawn(async move {
+            let container = Some(Engine::Postgres.container_name());
+            exec::run(
+                &pods,
+                "postgres-0",
+                container,
+                &command,
+                None,
+                Duration::from_secs(120),
+            )
+            .await
+        })
+    };
+    // The freezer's exec is up well before the dump's pg_dump starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let object = format!("s3://{bucket}/cut.sql");
     let mut cmd = ns.command("kubectl-dbbackup");
     cmd.env("AWS_ACCESS_KEY_ID", s3.var("S3_ACCESS_KEY_ID"))
@@ -323,7 +360,14 @@ async fn cut_dump_leaves_nothing(s3: &S3, ns: &TestNamespace, bucket: &str) {
         .env("AWS_ENDPOINT_URL", s3.var("S3_ENDPOINT"))
         .args(["postgres", "--compress", "none", "-f", &object]);
     let child = common::spawn(&mut cmd);
-    // Wait for a part to be uploaded: the dump is streaming.
+    let frozen = freezer.await.unwrap().unwrap();
+    assert!(
+        frozen.status.success() && frozen.stdout_text().trim() == "stopped",
+        "{} {}",
+        frozen.status,
+        frozen.stderr_text()
+    );
+    // Wait for a part to be uploaded: the upload holds data that must go.
     let started = Instant::now();
     loop {
         let (_, body) = s3.request("GET", &format!("/{bucket}?uploads="));
@@ -340,7 +384,6 @@ async fn cut_dump_leaves_nothing(s3: &S3, ns: &TestNamespace, bucket: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let pods: Api<Pod> = ns.kube.api();
     pods.delete(
         "postgres-0",
         &DeleteParams {
