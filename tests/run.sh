@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 phase() {
-  local name=$1 t0=$SECONDS; shift
+  local name=$1 t0=$SECONDS rc=0; shift
   echo "== $name" >&2
-  "$@"
+  # The status is passed on explicitly: under `phase ... || handler`, set -e is off.
+  "$@" || rc=$?
   echo "== $name: $((SECONDS - t0))s" >&2
+  return "$rc"
 }
 
 bash tests/deps.sh
@@ -39,4 +41,14 @@ export KDB_TEST_FAULTS=${KDB_TEST_FAULTS:-1}
 phase "fmt" cargo fmt --all -- --check
 phase "clippy" cargo clippy --all-targets --locked -- -D warnings
 # Integration tests start database pods on a 2-core node: two at a time is plenty.
-phase "cargo test" cargo test --locked -- --test-threads=2
+# A failure that the cluster caused (DNS, the kubelet) is read from its daemons' logs, which
+# `down` removes: their ends go to the CI log first.
+daemon_logs() {
+  local logs=${KDB_CLUSTER_STATE:-/var/tmp/kubectl-db-cluster}/logs f
+  for f in "$logs"/coredns.log "$logs"/kubelet.log "$logs"/containerd.log; do
+    [[ -f $f ]] || continue
+    echo "== last lines of $f" >&2
+    tail -n 15 "$f" | cut -c1-400 >&2
+  done
+}
+phase "cargo test" cargo test --locked -- --test-threads=2 || { daemon_logs; exit 1; }
