@@ -1048,3 +1048,69 @@ fn the_dump_runs_between_two_passes_of_the_manifest_query_in_its_exec() {
     assert_eq!(sql, "DUMP x'; y\n");
     assert!(!stderr.contains("after start"), "{stderr}");
 }
+
+/// A query that says `ready` on `$KDB_READY` counts while the dump runs: its frame comes
+/// after the dump, a failure of it is still exit 3, and a failed dump's status wins.
+#[test]
+fn a_query_that_holds_its_snapshot_counts_while_the_dump_runs() {
+    const MARK: &str = "@kdb-pass-00000000000000ff";
+    let dir = tempfile::tempdir().unwrap();
+    let dumped = dir.path().join("dumped");
+    let query = [
+        "sh",
+        "-c",
+        r#"printf 'snapshot\t5:9:\nsince=[%s]\n' "$1"
+if [ -z "$1" ] && [ -n "${KDB_READY:-}" ]; then
+  echo ready >"$KDB_READY"
+  i=0
+  while [ ! -e "$DUMPED" ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+  [ -e "$DUMPED" ] && echo 'counted while the dump ran'
+fi
+[ -z "${FAIL_QUERY:-}" ]"#,
+        "sh",
+    ]
+    .map(String::from)
+    .to_vec();
+    let dump = [
+        "sh",
+        "-c",
+        r#": >"$DUMPED"; echo DUMP; exit "${DUMP_STATUS:-0}""#,
+    ]
+    .map(String::from)
+    .to_vec();
+    let argv = crate::engine::commands::manifested(MARK, query, dump);
+    let run = |env: &[(&str, &str)]| {
+        let _ = std::fs::remove_file(&dumped);
+        let out = Command::new("/bin/sh")
+            .args(&argv[1..])
+            .env("DUMPED", &dumped)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "DUMP\n");
+    assert_eq!(
+        stderr,
+        format!(
+            "\n{MARK} before start\nsnapshot\t5:9:\nsince=[]\ncounted while the dump ran\n{MARK} before end 0\n\
+             \n{MARK} after start\nsnapshot\t5:9:\nsince=[5:9:]\n{MARK} after end 0\n"
+        )
+    );
+    let (code, stdout, stderr) = run(&[("FAIL_QUERY", "1")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stdout, "DUMP\n", "the dump ran alongside");
+    assert!(
+        stderr.ends_with(&format!("{MARK} before end 1\n")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[("DUMP_STATUS", "4"), ("FAIL_QUERY", "1")]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("before end 1"), "{stderr}");
+    assert!(!stderr.contains("after start"), "{stderr}");
+}

@@ -168,7 +168,9 @@ SELECT current_setting('server_version_num')::int >= 110000 AS kdb_jit \gset
 \if :kdb_jit
 SET jit = off;
 \endif
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT 'db', to_json(current_database()::text);
+\! [ -z "${KDB_HELD:-}" ] || echo ready > "$KDB_HELD"
 SELECT format('SELECT ''tbl'', to_json(current_database()::text), %L, count(*), md5(coalesce(sum(%s), 0)::text) FROM %I.%I kdb_r', to_json(n.nspname || '.' || c.relname)::text,
   CASE WHEN :'kdb_hash' = 'fast' AND current_setting('server_version_num')::int >= 140000 AND NOT EXISTS (
       SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -184,17 +186,66 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
 ORDER BY n.nspname, c.relname \gexec
+COMMIT;
 SQL
 }
-if [ -n "${1:-}" ]; then one "$1"; exit; fi
-# One line per name: `=NAME`, or `!` for a name with a line break (pg_dumpall refuses it too).
-dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT CASE WHEN datname ~ E'[\\n\\r]' THEN '!' ELSE '=' || datname END FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || exit 1
-printf '%s\n' "$dbs" | while IFS= read -r db; do
-  case $db in
-    =*) one "${db#=}" || exit 1 ;;
-    !) echo "a database's name holds a line break, which pg_dumpall cannot dump: rename it (ALTER DATABASE ... RENAME TO ...)" >&2; exit 1 ;;
-  esac
-done"#;
+# Counting while the dump runs (`$KDB_READY`, a FIFO the dump's script reads; see
+# `commands::MANIFESTED`): every database's session holds its snapshot before `ready` is
+# written there, so the counts are of the data as it was before the dump began, as when
+# they run first. Up to 4 databases at once; more, or no FIFO here: one after another.
+held() {
+  [ -n "${KDB_READY:-}" ] && [ "$n" -ge 1 ] && [ "$n" -le 4 ] || return 2
+  d=$(mktemp -d 2>/dev/null) || return 2
+  mkfifo "$d/f" 2>/dev/null || { rm -rf "$d"; return 2; }
+  exec 6<>"$d/f"
+  i=0
+  while IFS= read -r db; do
+    case $db in =*) ;; *) continue ;; esac
+    i=$((i + 1))
+    ( KDB_HELD=$d/f; export KDB_HELD; one "${db#=}" >"$d/$i"; echo "end $?" >"$d/f" ) &
+  done <<EOF
+$dbs
+EOF
+  ready=0 ended=0 bad=0
+  while [ "$ended" -lt "$i" ] && IFS= read -r line <&6; do
+    case $line in
+      ready)
+        ready=$((ready + 1))
+        if [ "$ready" = "$i" ] && [ "$bad" = 0 ]; then echo ready >"$KDB_READY"; fi ;;
+      "end 0") ended=$((ended + 1)) ;;
+      *) ended=$((ended + 1)) bad=1 ;;
+    esac
+  done
+  j=0
+  while [ "$j" -lt "$i" ]; do j=$((j + 1)); cat "$d/$j"; done
+  rm -rf "$d"
+  return "$bad"
+}
+if [ -n "${1:-}" ]; then
+  case $1 in *"
+"*) one "$1"; exit ;; esac
+  dbs="=$1" n=1
+else
+  # One line per name: `=NAME`, or `!` for a name with a line break (pg_dumpall refuses it too).
+  dbs=$(psql -X -w -tA -U "$u" -d postgres -c "SELECT CASE WHEN datname ~ E'[\\n\\r]' THEN '!' ELSE '=' || datname END FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1") || exit 1
+  n=0
+  while IFS= read -r db; do
+    case $db in
+      =*) n=$((n + 1)) ;;
+      !) echo "a database's name holds a line break, which pg_dumpall cannot dump: rename it (ALTER DATABASE ... RENAME TO ...)" >&2; exit 1 ;;
+    esac
+  done <<EOF
+$dbs
+EOF
+fi
+held
+r=$?
+[ "$r" = 2 ] || exit "$r"
+while IFS= read -r db; do
+  case $db in =*) one "${db#=}" || exit 1 ;; esac
+done <<EOF
+$dbs
+EOF"#;
 
 const OVERVIEW: &str = "SELECT 'version', version();\n\
     SELECT 'uptime', extract(epoch from now() - pg_postmaster_start_time())::bigint;\n\

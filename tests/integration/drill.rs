@@ -290,6 +290,18 @@ async fn changed_during_the_dump(ns: &TestNamespace, pod: &str, dir: &Path) {
         after.as_u64().unwrap() > before.as_u64().unwrap(),
         "{ticker}"
     );
+    // The pass before counts while the dump runs, in snapshots taken before it began: it
+    // never saw more rows than the dump holds.
+    let sql = common::gunzip(&file);
+    let copy = sql
+        .split("COPY public.ticker (n) FROM stdin;\n")
+        .nth(1)
+        .expect("the dump has the ticker's rows");
+    let dumped = copy.lines().take_while(|l| *l != "\\.").count() as u64;
+    assert!(
+        before.as_u64().unwrap() <= dumped && dumped <= after.as_u64().unwrap(),
+        "before {before}, dumped {dumped}, after {after}"
+    );
 }
 
 /// A dump without its manifest is refused before any API call (exit 2, the unreachable
