@@ -881,8 +881,10 @@ async fn postgres_restore_into_another_deployment() {
     pg_tcp_login(b).await;
 }
 
-const MARIADB_TCP_ROOT: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -h 127.0.0.1 -uroot -N -B -e 'SELECT CURRENT_USER()'"#;
-const MARIADB_TCP_APP: &str = r#"MYSQL_PWD="$MYSQL_PASSWORD" mariadb -h 127.0.0.1 -u"$MYSQL_USER" -N -B -e 'SELECT COUNT(*) FROM appdb.texts'"#;
+// `timeout`: one such login once hung until the exec's 300 s limit (2026-12-05, not
+// reproduced); exit 124 then says which step it was, and sooner.
+const MARIADB_TCP_ROOT: &str = r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" timeout 60 mariadb --connect-timeout=20 -h 127.0.0.1 -uroot -N -B -e 'SELECT CURRENT_USER()'"#;
+const MARIADB_TCP_APP: &str = r#"MYSQL_PWD="$MYSQL_PASSWORD" timeout 60 mariadb --connect-timeout=20 -h 127.0.0.1 -u"$MYSQL_USER" -N -B -e 'SELECT COUNT(*) FROM appdb.texts'"#;
 
 /// Logs in over TCP as root and as the app user with the pod's own Secret values.
 async fn mariadb_tcp_logins(db: &Db<'_>) {
