@@ -1114,3 +1114,104 @@ fi
     assert!(stderr.contains("before end 1"), "{stderr}");
     assert!(!stderr.contains("after start"), "{stderr}");
 }
+
+/// PostgreSQL's pass before with `$KDB_READY`: a session per database holds its snapshot,
+/// then `ready` goes out and the counts follow; when a session cannot start beside the
+/// others (here a psql that allows one session at a time), every database is counted
+/// again one after another, and `ready` never goes out (the dump waits for the counts).
+#[test]
+fn postgres_sessions_hold_their_snapshots_or_count_one_after_another() {
+    // A session prints its database once its `\!` line (the ready signal) has run.
+    const PSQL: &str = r#"#!/bin/sh
+case "$*" in
+  *txid_current_snapshot*) echo '5:9:'; exit 0 ;;
+  *pg_database*) printf '=a\n=b\n'; exit 0 ;;
+esac
+db=
+while [ $# -gt 0 ]; do [ "$1" = -d ] && db=$2; shift; done
+if [ -n "${ONE_AT_A_TIME:-}" ] && ! mkdir "$ONE_AT_A_TIME" 2>/dev/null; then
+  echo 'FATAL: sorry, too many clients already' >&2
+  exit 2
+fi
+sed -n 's/^\\! //p' | sh
+sleep 0.3
+printf 'db\t"%s"\n' "$db"
+[ -z "${ONE_AT_A_TIME:-}" ] || rmdir "$ONE_AT_A_TIME"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    crate::testing::write_executable(&bin.join("psql"), PSQL);
+    for util in [
+        "sh", "cat", "sed", "sleep", "mktemp", "mkfifo", "rm", "mkdir", "rmdir",
+    ] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(util))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(found, bin.join(util)).unwrap();
+    }
+    let argv = Engine::Postgres
+        .commands()
+        .manifest_query(None, RowHash::Fast);
+    let ready = dir.path().join("ready");
+    let run = |env: &[(&str, &Path)]| {
+        // What the dump's script does: a FIFO it holds open for reading and writing.
+        let _ = std::fs::remove_file(&ready);
+        assert!(
+            Command::new("mkfifo")
+                .arg(&ready)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&ready)
+            .unwrap();
+        let out = Command::new("/bin/sh")
+            .args(&argv[1..])
+            .env_clear()
+            .env("PATH", &bin)
+            .env("KDB_READY", &ready)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // What the script wrote to the FIFO: read up to a line of our own put after it.
+        let said = {
+            use std::io::BufRead;
+            (&fifo).write_all(b"(end)\n").unwrap();
+            let mut lines = std::io::BufReader::new(&fifo).lines();
+            let mut said = String::new();
+            while let Some(Ok(line)) = lines.next() {
+                if line == "(end)" {
+                    break;
+                }
+                said.push_str(&line);
+                said.push('\n');
+            }
+            said
+        };
+        drop(fifo);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+            said,
+        )
+    };
+    let expected = "snapshot\t5:9:\ndb\t\"a\"\ndb\t\"b\"\n";
+    let (code, stdout, stderr, said) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, expected);
+    assert_eq!(said, "ready\n");
+    let lock = dir.path().join("session");
+    let (code, stdout, stderr, said) = run(&[("ONE_AT_A_TIME", &lock)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, expected);
+    assert!(stderr.contains("too many clients"), "{stderr}");
+    assert_eq!(said, "", "no ready once a session failed before the dump");
+}

@@ -192,9 +192,9 @@ SQL
 # Counting while the dump runs (`$KDB_READY`, a FIFO the dump's script reads; see
 # `commands::MANIFESTED`): every database's session holds its snapshot before `ready` is
 # written there, so the counts are of the data as it was before the dump began, as when
-# they run first. Up to 4 databases at once; more, or no FIFO here: one after another.
+# they run first. Up to 8 databases at once; more, or no FIFO here: one after another.
 held() {
-  [ -n "${KDB_READY:-}" ] && [ "$n" -ge 1 ] && [ "$n" -le 4 ] || return 2
+  [ -n "${KDB_READY:-}" ] && [ "$n" -ge 1 ] && [ "$n" -le 8 ] || return 2
   d=$(mktemp -d 2>/dev/null) || return 2
   mkfifo "$d/f" 2>/dev/null || { rm -rf "$d"; return 2; }
   exec 6<>"$d/f"
@@ -206,16 +206,19 @@ held() {
   done <<EOF
 $dbs
 EOF
-  ready=0 ended=0 bad=0
+  ready=0 ended=0 bad=0 sent=0
   while [ "$ended" -lt "$i" ] && IFS= read -r line <&6; do
     case $line in
       ready)
         ready=$((ready + 1))
-        if [ "$ready" = "$i" ] && [ "$bad" = 0 ]; then echo ready >"$KDB_READY"; fi ;;
+        if [ "$ready" = "$i" ] && [ "$bad" = 0 ]; then echo ready >"$KDB_READY"; sent=1; fi ;;
       "end 0") ended=$((ended + 1)) ;;
       *) ended=$((ended + 1)) bad=1 ;;
     esac
   done
+  # A session that failed before the dump began (too many connections at once, say): all
+  # again, one after another, where a real failure fails again.
+  if [ "$bad$sent" = 10 ]; then rm -rf "$d"; return 2; fi
   j=0
   while [ "$j" -lt "$i" ]; do j=$((j + 1)); cat "$d/$j"; done
   rm -rf "$d"
