@@ -294,26 +294,28 @@ if [ -n "$_kdb_d" ]; then
     echo "end $?" >"$_kdb_d/r"
   ) >/dev/null &
   IFS= read -r _kdb_l <&5
-  if [ "$_kdb_l" = ready ]; then
-    _kdb_held=1
-  else
-    _kdb_r=${_kdb_l#end }
-    _kdb_o=$(cat "$_kdb_d/o")
-  fi
-else
-  _kdb_o=$(_kdb_query "" "$@")
-  _kdb_r=$?
+  [ "$_kdb_l" != ready ] || _kdb_held=1
 fi
+# The query's output and status once its `end` line is read (already, unless held).
+_kdb_ended() {
+  [ "$_kdb_l" != ready ] || IFS= read -r _kdb_l <&5
+  _kdb_r=${_kdb_l#end }
+  _kdb_o=$(cat "$_kdb_d/o")
+}
 if [ -z "$_kdb_held" ]; then
+  if [ -n "$_kdb_d" ]; then
+    _kdb_ended
+  else
+    _kdb_o=$(_kdb_query "" "$@")
+    _kdb_r=$?
+  fi
   _kdb_frame before "$_kdb_o" "$_kdb_r"
   [ "$_kdb_r" = 0 ] || exit 3
 fi
 _kdb_dump "$@"
 _kdb_e=$?
 if [ -n "$_kdb_held" ]; then
-  IFS= read -r _kdb_l <&5
-  _kdb_r=${_kdb_l#end }
-  _kdb_o=$(cat "$_kdb_d/o")
+  _kdb_ended
   _kdb_frame before "$_kdb_o" "$_kdb_r"
 fi
 [ "$_kdb_e" = 0 ] || exit "$_kdb_e"

@@ -105,6 +105,18 @@ const STUB: &str = r#"#!/bin/sh
 printf '%s' "${KDB_STUB_OUT:-}"
 "#;
 
+/// Links the host's `utils` into `bin`, the PATH of a script under test.
+fn link_utils<'a>(bin: &Path, utils: impl IntoIterator<Item = &'a &'a str>) {
+    for util in utils {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(util))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(found, bin.join(util)).unwrap();
+    }
+}
+
 /// Runs `argv` (`sh -c SCRIPT sh ARG...`) in an empty directory with only the stub `tools`
 /// and a few utilities on PATH, the container's environment, and `stdin`.
 fn run(argv: &[String], tools: Tools, stdin: &str, stub_out: &str) -> Ran {
@@ -120,14 +132,7 @@ fn run_with(argv: &[String], tools: Tools, stdin: &[u8], stub_out: &str, utils: 
         crate::testing::write_executable(&bin.join(name), STUB);
     }
     let base = ["cat", "id", "stat", "df", "timeout", "gzip", "sh"];
-    for util in base.iter().chain(utils) {
-        let found = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(util))
-            .find(|p| p.exists())
-            .unwrap();
-        std::os::unix::fs::symlink(found, bin.join(util)).unwrap();
-    }
+    link_utils(&bin, base.iter().chain(utils));
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let log = dir.path().join("log");
@@ -1142,16 +1147,12 @@ printf 'db\t"%s"\n' "$db"
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     crate::testing::write_executable(&bin.join("psql"), PSQL);
-    for util in [
-        "sh", "cat", "sed", "sleep", "mktemp", "mkfifo", "rm", "mkdir", "rmdir",
-    ] {
-        let found = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(util))
-            .find(|p| p.exists())
-            .unwrap();
-        std::os::unix::fs::symlink(found, bin.join(util)).unwrap();
-    }
+    link_utils(
+        &bin,
+        &[
+            "sh", "cat", "sed", "sleep", "mktemp", "mkfifo", "rm", "mkdir", "rmdir",
+        ],
+    );
     let argv = Engine::Postgres
         .commands()
         .manifest_query(None, RowHash::Fast);
