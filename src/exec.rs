@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, Result};
 
+mod guard;
 mod session;
+pub use guard::guarded;
 pub use session::Process;
 
 /// Buffer between the websocket and our readers (and writers): a few frames' worth keeps the
@@ -240,7 +242,23 @@ pub async fn start(
     stdin: bool,
 ) -> Result<Process> {
     tracing::debug!(pod, command = %loggable(command), "exec");
-    Process::start(pods, pod, command, &attach_params(container, stdin))
+    Process::start(pods, pod, command, &attach_params(container, stdin), false)
+        .await
+        .map_err(Error::api(format!("exec into pod {pod}")))
+}
+
+/// Starts `command` under [`guarded`]: it ends in the pod, with all it started, when the
+/// returned process's stdin is closed before the command has ended (the caller keeps
+/// [`Process::stdin`] until the status has come; dropping the process closes it too).
+pub async fn start_guarded(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<&str>,
+    command: &[String],
+) -> Result<Process> {
+    let command = guarded(command);
+    tracing::debug!(pod, command = %loggable(&command), "exec");
+    Process::start(pods, pod, &command, &attach_params(container, true), true)
         .await
         .map_err(Error::api(format!("exec into pod {pod}")))
 }

@@ -633,7 +633,10 @@ async fn stream(
     let writer =
         tokio::task::spawn_blocking(move || pipeline::write_all(rx, sink, compression, input));
 
-    let mut process = exec::start(pods, pod, Some(container), command, false).await?;
+    // Stdin stays open, unused, until the status is in: its end tells the pod the client
+    // went away, and the dump ends there too (see `exec::guard`).
+    let mut process = exec::start_guarded(pods, pod, Some(container), command).await?;
+    let stdin = process.stdin();
     let status = process.take_status();
     let stdout = process.stdout();
     let stderr = process.stderr();
@@ -681,6 +684,7 @@ async fn stream(
             .flatten(),
         None => None,
     };
+    drop(stdin);
     let _ = tokio::time::timeout(Duration::from_secs(10), process.join()).await;
     let written = writer
         .await

@@ -64,14 +64,17 @@ impl Drop for Process {
 }
 
 impl Process {
-    /// Starts `command` in `pod` with `params`' streams and buffer sizes.
+    /// Starts `command` in `pod` with `params`' streams and buffer sizes. With stdin, the
+    /// command runs under [`WRAPPER`] unless `held`: the caller keeps stdin open, unused,
+    /// until the status is in (see `exec::guard`).
     pub async fn start(
         pods: &Api<Pod>,
         pod: &str,
         command: &[String],
         params: &AttachParams,
+        held: bool,
     ) -> kube::Result<Process> {
-        let watched = params.stdin && params.stderr;
+        let watched = params.stdin && params.stderr && !held;
         let nonce = format!("kubectl-db-exit-{:016x}", rand::random::<u64>());
         let command = if watched {
             let wrapper = ["sh", "-c", WRAPPER, "sh", &nonce].map(String::from);

@@ -860,9 +860,12 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
+    let pods: Api<Pod> = ns.kube.api();
 
     // SIGINT or SIGTERM during a dump: exit 130, no file under the final name, no .partial
-    // left.
+    // left; and nothing of the dump left in the pod (pg_dump blocked on a stream nobody
+    // reads would hold its COPY, snapshot and table locks for hours), ended without
+    // PostgreSQL taking it for a crashed backend (it restarts the server then).
     for signal in ["INT", "TERM"] {
         let output = interrupt_dump(&ns, dir.path(), signal);
         let stderr = text(&output.stderr);
@@ -877,6 +880,24 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
         );
         let left = names_in(dir.path());
         assert!(left.is_empty(), "SIG{signal} dump left {left:?}: {stderr}");
+        wait_for_copy(&pods, engine, false).await;
+        only_the_server_runs(&pods, engine).await;
+    }
+    let log = pods
+        .logs(
+            "postgres-0",
+            &kube::api::LogParams {
+                container: Some(engine.container_name().to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for crash in [
+        "terminated by signal",
+        "terminating any other active server processes",
+    ] {
+        assert!(!log.contains(crash), "the server restarted: {log}");
     }
     // A complete dump to restore from.
     let good = dir.path().join("good.sql.gz");
@@ -886,8 +907,6 @@ async fn interrupted_dump_and_restore_leave_nothing_final() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-
-    let pods: Api<Pod> = ns.kube.api();
 
     // The pod deleted mid-dump: non-zero, nothing under the final name.
     let cut = dir.path().join("cut.sql");
@@ -1006,6 +1025,45 @@ fn spawn_restore(ns: &TestNamespace, file: &Path) -> std::process::Child {
             "-v",
         ],
     )
+}
+
+/// Waits until postgres-0's container runs nothing but the server's own processes (and
+/// the shell that looks).
+async fn only_the_server_runs(pods: &Api<Pod>, engine: Engine) {
+    let list = [
+        "sh",
+        "-c",
+        r#"for p in /proc/[0-9]*; do
+  [ "${p#/proc/}" != "$$" ] && read -r c <"$p/comm" 2>/dev/null && echo "${p#/proc/} $c"
+done"#,
+    ]
+    .map(String::from);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = exec::run(
+            pods,
+            "postgres-0",
+            Some(engine.container_name()),
+            &list,
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .stdout_text();
+        let others: Vec<&str> = listed
+            .lines()
+            .filter(|line| !line.ends_with(" postgres"))
+            .collect();
+        if others.is_empty() && !listed.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left running in the pod: {others:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until a COPY runs in postgres-0 (`running`), or until none does.
