@@ -288,7 +288,11 @@ pub fn from_passes(text: &str) -> std::result::Result<Manifest, String> {
         namespace: value("namespace")?,
         pod: value("pod")?,
         dumped_at: value("dumped_at")?,
-        databases: merge(parse(before)?, parse(after)?),
+        databases: {
+            let before = read_pass(before, None)?;
+            let after = read_pass(after, Some(&before))?;
+            merge(before.databases, after.databases)
+        },
     })
 }
 

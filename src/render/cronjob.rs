@@ -110,7 +110,8 @@ impl ScheduleObjects {
 /// `.partial` is a killed run's, the pauses (seconds, space-separated) before each retry,
 /// the engine's client setup script, the manifest's header ([`manifest::passes_header`]),
 /// how many arguments the manifest query has, then that query and the dump command. The
-/// query runs before and after the dump; its raw output goes beside the dump as
+/// query runs before and after the dump (given the pass before's `snapshot` then, as
+/// [`crate::engine::Commands::manifest_query`] says); its raw output goes beside the dump as
 /// `FILE.manifest.tsv` (read by [`manifest::from_passes`]), renamed with the `.sha256` only
 /// once the dump is complete, and removed with the dump.
 /// An attempt that fails on the way to the server (a name that did not resolve, a refused
@@ -128,21 +129,25 @@ say() { printf '%s\n' "$*" 2>/dev/null > /dev/termination-log || :; }
 give_up() { printf 'backup failed: %s\n' "$*" >&2; say "failed: $*"; exit 1; }
 # Inside an attempt (a subshell): its reason for the loop below, then the attempt ends.
 fail() { printf '%s\n' "$*" > "$reason"; exit 1; }
-# The manifest query is the first $queried arguments, the dump the rest. POSIX sh has no
-# arrays: the query's arguments are rotated to the end, the others dropped.
+# The manifest query is the first $queried arguments, the dump the rest; `query SINCE
+# ARGS...` appends SINCE (the pass before's snapshot, or empty) to the query. POSIX sh has
+# no arrays: the query's arguments are rotated to the end, the others dropped.
 query() {
+  q_since=$1
+  shift
   n=$# i=0
   while [ "$i" -lt "$n" ]; do
     [ "$i" -lt "$queried" ] && set -- "$@" "$1"
     shift; i=$((i + 1))
   done
-  "$@"
+  "$@" "$q_since"
 }
 dump() { shift "$queried"; "$@"; }
 # Failures on the way to the server, of libpq, mysql/mariadb clients and the resolver.
 transient() {
   grep -Eqi 'could not translate host name|name resolution|Name or service not known|Connection refused|could not connect to server|connection to server .* failed|the database system is (starting up|shutting down|in recovery mode)|server closed the connection unexpectedly|terminating connection due to administrator command|Unknown (MySQL|MariaDB) server host|Can.t connect to|Lost connection to|Connection timed out|Connection reset|No route to host' "$1"
 }
+tab=$(printf '\t')
 d='[0-9]'
 pattern="$prefix-$d$d$d$d$d$d$d${d}T$d$d$d$d$d${d}Z$ext"
 m=.manifest.tsv
@@ -170,8 +175,11 @@ errors=$work/stderr
 passes=$work/passes
 # An attempt that fails after its .sha256 and manifest were renamed leaves neither.
 trap 'rm -rf "$part" "$file.sha256.partial" "$file$m.partial" "$work"; [ -e "$file" ] || rm -f "$file.sha256" "$file$m"' EXIT
-{ printf '%s\ndumped_at\t%s\npass\tbefore\n' "$header" "$now" && query "$@" 2>"$errors"; } > "$passes" ||
+{ printf '%s\ndumped_at\t%s\npass\tbefore\n' "$header" "$now" && query "" "$@" 2>"$errors"; } > "$passes" ||
   fail "the manifest query failed before the dump: $(tail -n 3 "$errors" | tr '\n' ' ')"
+# What the server had written by the pass before (PostgreSQL's): the pass after only says
+# `unchanged` when nothing was written since, instead of counting every table again.
+since=$(sed -n "/^snapshot$tab/{s/^snapshot$tab//p;q;}" "$passes")
 : > "$part" || fail "cannot write to $dir"
 if [ -n "$z" ]; then
   { dump "$@" 2>"$errors"; echo $? > "$status"; } | "$z" -1 -q -c > "$part" || fail "failed to write $part"
@@ -194,7 +202,7 @@ done <<EOF
 $end
 EOF
 [ "$complete" = yes ] || fail "the dump ended without its trailer \"$trailer\" (cut off)"
-{ printf 'pass\tafter\n' && query "$@" 2>"$errors"; } >> "$passes" ||
+{ printf 'pass\tafter\n' && query "$since" "$@" 2>"$errors"; } >> "$passes" ||
   fail "the manifest query failed after the dump: $(tail -n 3 "$errors" | tr '\n' ' ')"
 sum=$(sha256sum "$part" | cut -d ' ' -f 1) || fail "could not checksum $part"
 printf '%s  %s\n' "$sum" "${file##*/}" > "$file.sha256.partial" || fail "failed to write $file.sha256"
@@ -256,7 +264,7 @@ pub fn job_command(spec: &BackupSchedule) -> Vec<String> {
     let query = spec
         .engine
         .commands()
-        .manifest(None, manifest::row_hash(manifest::FORMAT));
+        .manifest_query(None, manifest::row_hash(manifest::FORMAT));
     let mut command = vec![
         "sh".to_string(),
         "-c".into(),
@@ -660,6 +668,38 @@ mod tests {
                 rows: 2,
                 checksum: "sum2".into()
             })
+        );
+    }
+
+    /// The pass after gets the pass before's snapshot (the query's last argument; empty
+    /// before): a query that finds nothing written since says `unchanged`, and the manifest
+    /// keeps the pass before's tables, unchanged by the dump.
+    #[test]
+    fn the_pass_after_is_given_the_snapshot_of_the_pass_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, dump) = dump_of(PG_DUMP);
+        let calls = source.path().join("calls");
+        // `sh -c QUERY SINCE`: the snapshot arrives as $0.
+        let query = format!(
+            r#"echo "[$0]" >> '{0}'; printf 'snapshot\t7:7:\n'; if [ "$0" = 7:7: ]; then echo unchanged; else printf 'database\tappdb\ntable\tappdb\tpublic.t\t5\tsum5\n'; fi"#,
+            calls.display()
+        );
+        let (ok, text) = run_job_with(dir.path(), ".sql.gz", (0, 0), &query, &dump);
+        assert!(ok, "{text}");
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "[]\n[7:7:]\n");
+        let file = dir.path().join(&names(dir.path())[0]);
+        let passes = std::fs::read_to_string(format!("{}.manifest.tsv", file.display())).unwrap();
+        assert!(
+            passes.contains("pass\tafter\nsnapshot\t7:7:\nunchanged\n"),
+            "{passes}"
+        );
+        let found = read_manifest(&file).unwrap();
+        assert!(found.changed_during_dump().is_empty());
+        let tables: Vec<_> = found.tables().map(|(db, t)| (db, t.clone())).collect();
+        assert_eq!(tables.len(), 1, "{tables:?}");
+        assert_eq!(
+            (tables[0].0, tables[0].1.rows, tables[0].1.checksum.as_str()),
+            ("appdb", 5, "sum5")
         );
     }
 
