@@ -249,9 +249,10 @@ fn trailer_match(kind: DumpKind) -> &'static str {
 }
 
 /// Seconds the job waits before each new attempt after a failure on the way to the server
-/// (see [`JOB_SCRIPT`]): three attempts within 40 s, long enough for a resolver or a
-/// database pod that restarts.
-const RETRY_PAUSES: &str = "10 30";
+/// (see [`JOB_SCRIPT`]): four attempts within 100 s, long enough for a resolver or a
+/// database pod that restarts (on the loaded 2-core test cluster a pod's name once went
+/// unresolved for 84 s: three attempts within 40 s were not enough).
+const RETRY_PAUSES: &str = "10 30 60";
 
 /// The job container's command: [`JOB_SCRIPT`], its arguments, then the engine's dump
 /// command (all databases, no credentials: what `dbbackup dump` does by default).

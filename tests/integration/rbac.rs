@@ -583,7 +583,7 @@ impl Shared {
             "run-now",
             "postgres",
             "--timeout",
-            "3m",
+            "5m",
             "-o",
             "json",
         ]));
@@ -892,7 +892,7 @@ fn runs(command: &str) -> Vec<Run> {
                     "run-now",
                     "postgres",
                     "--timeout",
-                    "3m",
+                    "5m",
                     "-o",
                     "json",
                 ],

@@ -73,7 +73,7 @@ fn run_now(ns: &common::TestNamespace) -> (i32, Value) {
         "run-now",
         "postgres",
         "--timeout",
-        "3m",
+        "5m",
         "-o",
         "json",
     ]);
