@@ -241,10 +241,7 @@ pub async fn start(
     command: &[String],
     stdin: bool,
 ) -> Result<Process> {
-    tracing::debug!(pod, command = %loggable(command), "exec");
-    Process::start(pods, pod, command, &attach_params(container, stdin), false)
-        .await
-        .map_err(Error::api(format!("exec into pod {pod}")))
+    launch(pods, pod, container, command, (stdin, false)).await
 }
 
 /// Starts `command` under [`guarded`]: it ends in the pod, with all it started, when the
@@ -256,9 +253,19 @@ pub async fn start_guarded(
     container: Option<&str>,
     command: &[String],
 ) -> Result<Process> {
-    let command = guarded(command);
-    tracing::debug!(pod, command = %loggable(&command), "exec");
-    Process::start(pods, pod, &command, &attach_params(container, true), true)
+    launch(pods, pod, container, &guarded(command), (true, true)).await
+}
+
+/// `(stdin, held)`: see [`Process::start`].
+async fn launch(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<&str>,
+    command: &[String],
+    (stdin, held): (bool, bool),
+) -> Result<Process> {
+    tracing::debug!(pod, command = %loggable(command), "exec");
+    Process::start(pods, pod, command, &attach_params(container, stdin), held)
         .await
         .map_err(Error::api(format!("exec into pod {pod}")))
 }

@@ -1027,77 +1027,73 @@ fn spawn_restore(ns: &TestNamespace, file: &Path) -> std::process::Child {
     )
 }
 
-/// Waits until postgres-0's container runs nothing but the server's own processes (and
-/// the shell that looks).
-async fn only_the_server_runs(pods: &Api<Pod>, engine: Engine) {
-    let list = [
-        "sh",
-        "-c",
-        r#"for p in /proc/[0-9]*; do
-  [ "${p#/proc/}" != "$$" ] && read -r c <"$p/comm" 2>/dev/null && echo "${p#/proc/} $c"
-done"#,
-    ]
-    .map(String::from);
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Runs `script` in postgres-0 every `pause` until `done` says so (`Ok`), failing with its
+/// last `Err` after `within`. An exec that fails counts as printing nothing.
+async fn poll_postgres(
+    pods: &Api<Pod>,
+    engine: Engine,
+    script: &str,
+    (within, pause): (Duration, Duration),
+    done: impl Fn(&str) -> Result<(), String>,
+) {
+    let command = ["sh", "-c", script].map(String::from);
+    let deadline = Instant::now() + within;
     loop {
-        let listed = exec::run(
+        let stdout = exec::run(
             pods,
             "postgres-0",
             Some(engine.container_name()),
-            &list,
-            None,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap()
-        .stdout_text();
-        let others: Vec<&str> = listed
-            .lines()
-            .filter(|line| !line.ends_with(" postgres"))
-            .collect();
-        if others.is_empty() && !listed.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left running in the pod: {others:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until a COPY runs in postgres-0 (`running`), or until none does.
-async fn wait_for_copy(pods: &Api<Pod>, engine: Engine, running: bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    // Polled from the `postgres` database: the restore drops and recreates appdb.
-    let poll = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        r#"exec psql -X -tA -U "$POSTGRES_USER" -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%' AND pid <> pg_backend_pid()""#.to_string(),
-    ];
-    loop {
-        let activity = exec::run(
-            pods,
-            "postgres-0",
-            Some(engine.container_name()),
-            &poll,
+            &command,
             None,
             Duration::from_secs(10),
         )
         .await
         .map(|o| o.stdout_text())
         .unwrap_or_default();
+        let Err(why) = done(&stdout) else {
+            return;
+        };
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Waits until postgres-0's container runs nothing but the server's own processes (and
+/// the shell that looks).
+async fn only_the_server_runs(pods: &Api<Pod>, engine: Engine) {
+    let list = r#"for p in /proc/[0-9]*; do
+  [ "${p#/proc/}" != "$$" ] && read -r c <"$p/comm" 2>/dev/null && echo "${p#/proc/} $c"
+done"#;
+    let every = (Duration::from_secs(30), Duration::from_millis(200));
+    poll_postgres(pods, engine, list, every, |listed| {
+        let others: Vec<&str> = listed
+            .lines()
+            .filter(|line| !line.ends_with(" postgres"))
+            .collect();
+        if others.is_empty() && !listed.is_empty() {
+            return Ok(());
+        }
+        Err(format!("left running in the pod: {others:?}"))
+    })
+    .await;
+}
+
+/// Waits until a COPY runs in postgres-0 (`running`), or until none does.
+async fn wait_for_copy(pods: &Api<Pod>, engine: Engine, running: bool) {
+    // Polled from the `postgres` database: the restore drops and recreates appdb.
+    let poll = r#"exec psql -X -tA -U "$POSTGRES_USER" -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%' AND pid <> pg_backend_pid()""#;
+    let every = (Duration::from_secs(90), Duration::from_millis(100));
+    poll_postgres(pods, engine, poll, every, |activity| {
         let copying = !matches!(activity.trim(), "0" | "");
         if copying == running && !activity.trim().is_empty() {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "a COPY never {}",
             if running { "ran" } else { "ended" }
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ))
+    })
+    .await;
 }
 
 async fn wait_ready(pods: &Api<Pod>, name: &str) {
